@@ -1,0 +1,247 @@
+//! Command line: `guardrails serve | eval | check`.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use axum_server::Handle;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::Config;
+use crate::decide::Engine;
+use crate::mode::Mode;
+use crate::policy::PolicyStore;
+use crate::{respond, server, tls};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "guardrails",
+    version,
+    about = "Cedar-policy admission webhook for Argo CD, Rollouts and Deployments"
+)]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Json, env = "GUARDRAILS_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct PolicyArgs {
+    /// Policy directory (schema + *.cedar). Default: the shipped policies built into the binary.
+    #[arg(long, value_name = "DIR", env = "GUARDRAILS_POLICIES")]
+    pub policies: Option<PathBuf>,
+    /// Configuration file (YAML). Default: the example config built into the binary.
+    #[arg(long, value_name = "FILE", env = "GUARDRAILS_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Global mode, overriding `mode:` in the config.
+    #[arg(long, value_parser = parse_mode, env = "GUARDRAILS_MODE")]
+    pub mode: Option<Mode>,
+}
+
+fn parse_mode(value: &str) -> Result<Mode, String> {
+    value.parse()
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the admission webhook over TLS.
+    Serve {
+        #[command(flatten)]
+        policy: PolicyArgs,
+        /// Address for the TLS listener.
+        #[arg(long, default_value = "0.0.0.0:8443", env = "GUARDRAILS_LISTEN")]
+        listen: SocketAddr,
+        /// Serving certificate (PEM, chain allowed).
+        #[arg(
+            long,
+            value_name = "FILE",
+            requires = "tls_key",
+            conflicts_with = "dev",
+            env = "GUARDRAILS_TLS_CERT"
+        )]
+        tls_cert: Option<PathBuf>,
+        /// Private key for --tls-cert (PEM).
+        #[arg(
+            long,
+            value_name = "FILE",
+            requires = "tls_cert",
+            conflicts_with = "dev",
+            env = "GUARDRAILS_TLS_KEY"
+        )]
+        tls_key: Option<PathBuf>,
+        /// Development: generate an in-memory certificate for localhost and write its CA here.
+        #[arg(long)]
+        dev: bool,
+        /// Where --dev writes the CA certificate (PEM) for `curl --cacert`.
+        #[arg(long, value_name = "FILE", default_value_os_t = std::env::temp_dir().join("guardrails-dev-ca.pem"))]
+        dev_ca_out: PathBuf,
+    },
+    /// Decide one AdmissionReview offline and print the response `serve` would send (exit 0
+    /// whatever the decision).
+    Eval {
+        #[command(flatten)]
+        policy: PolicyArgs,
+        /// AdmissionReview JSON file (a bare `request` object is accepted too); `-` for stdin.
+        #[arg(long, value_name = "FILE|-", default_value = "-")]
+        review: String,
+    },
+    /// Parse and strictly validate the policies and config; non-zero exit on any error.
+    Check {
+        /// Policy directory.
+        #[arg(default_value = "policies")]
+        dir: PathBuf,
+        /// Configuration file to validate too.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+}
+
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+/// Load policies and config as the flags say (embedded defaults otherwise).
+pub fn load_engine(args: &PolicyArgs) -> anyhow::Result<Engine> {
+    let policies = match &args.policies {
+        Some(dir) => PolicyStore::load_dir(dir)?,
+        None => PolicyStore::embedded()?,
+    };
+    let config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::embedded()?,
+    };
+    Ok(Engine::new(policies, config, args.mode))
+}
+
+pub fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Serve {
+            policy,
+            listen,
+            tls_cert,
+            tls_key,
+            dev,
+            dev_ca_out,
+        } => serve(&policy, listen, tls_cert.zip(tls_key), dev, &dev_ca_out),
+        Command::Eval { policy, review } => eval(&policy, &review),
+        Command::Check { dir, config } => check(&dir, config.as_deref()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(
+    args: &PolicyArgs,
+    listen: SocketAddr,
+    tls_files: Option<(PathBuf, PathBuf)>,
+    dev: bool,
+    dev_ca_out: &Path,
+) -> anyhow::Result<()> {
+    let engine = load_engine(args)?;
+    let tls_config = match (tls_files, dev) {
+        (Some((cert, key)), _) => tls::load_server_config(&cert, &key)?,
+        (None, true) => {
+            let pair = tls::generate_dev()?;
+            std::fs::write(dev_ca_out, &pair.ca_pem)
+                .with_context(|| format!("cannot write the dev CA to {}", dev_ca_out.display()))?;
+            println!(
+                "guardrails: development certificate for localhost; CA written to {}\n  try: curl --cacert {} https://localhost:{}/readyz",
+                dev_ca_out.display(),
+                dev_ca_out.display(),
+                listen.port()
+            );
+            tls::server_config(pair.cert_pem.as_bytes(), pair.key_pem.as_bytes(), "dev")?
+        }
+        (None, false) => bail!(
+            "TLS is required: pass --tls-cert and --tls-key, or --dev for a local self-signed certificate"
+        ),
+    };
+    tracing::info!(
+        %listen,
+        policies = engine.policies.policy_count(),
+        policy_source = %engine.policies.source,
+        mode = %engine.mode,
+        "starting guardrails"
+    );
+    let state = server::AppState::new(engine);
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let handle = Handle::new();
+        tokio::spawn(server::shutdown_on_signal(handle.clone()));
+        server::serve_tls(listen, tls_config, server::router(state), handle)
+            .await
+            .with_context(|| format!("cannot serve on {listen}"))
+    })
+}
+
+/// Accept a full AdmissionReview, or a bare `request` stanza (as many projects' test data is).
+fn wrap_bare_request(text: &str) -> anyhow::Result<Vec<u8>> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).context("the review is not valid JSON")?;
+    if value.get("request").is_none()
+        && value.get("uid").is_some()
+        && value.get("operation").is_some()
+    {
+        let review = serde_json::json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": value,
+        });
+        return Ok(serde_json::to_vec(&review)?);
+    }
+    Ok(text.as_bytes().to_vec())
+}
+
+fn eval(args: &PolicyArgs, review: &str) -> anyhow::Result<()> {
+    let engine = load_engine(args)?;
+    let mut text = String::new();
+    if review == "-" {
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("cannot read the review from stdin")?;
+    } else {
+        text = std::fs::read_to_string(review)
+            .with_context(|| format!("cannot read the review {review}"))?;
+    }
+    let body = wrap_bare_request(&text)?;
+    let reviewed = respond::review(&engine, &body)?;
+    println!("{}", serde_json::to_string_pretty(&reviewed.review)?);
+    Ok(())
+}
+
+fn check(dir: &Path, config: Option<&Path>) -> anyhow::Result<()> {
+    let store = PolicyStore::load_dir(dir)?;
+    if let Some(path) = config {
+        Config::load(path)?;
+    }
+    println!(
+        "{}: {} policies valid against {}",
+        dir.display(),
+        store.policy_count(),
+        crate::policy::SCHEMA_FILE
+    );
+    Ok(())
+}

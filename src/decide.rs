@@ -1,0 +1,199 @@
+//! Decision: one Cedar request per recognised action against the current snapshot, combined with
+//! each policy's enforcement and the global mode.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use cedar_policy::{Authorizer, Decision, Request as CedarRequest};
+use serde::Serialize;
+
+use crate::admission::Request;
+use crate::config::{Config, NamespaceConfig};
+use crate::entities::{self, EntityError};
+use crate::identity::{self, Identity};
+use crate::mode::Mode;
+use crate::policy::PolicyStore;
+use crate::recognize::{self, Action, Recognition, Recognized};
+
+/// Everything a decision depends on, immutable once built; reloads build a new one and swap it.
+#[derive(Debug)]
+pub struct Engine {
+    pub policies: PolicyStore,
+    pub config: Config,
+    /// The global mode: `--mode` if given, else `mode:` from config.
+    pub mode: Mode,
+    /// Namespace team/environment observed in the cluster (empty until a later issue wires it).
+    pub live_namespaces: HashMap<String, NamespaceConfig>,
+    authorizer: Authorizer,
+}
+
+impl Engine {
+    pub fn new(policies: PolicyStore, config: Config, mode_override: Option<Mode>) -> Self {
+        Self {
+            mode: mode_override.unwrap_or(config.mode()),
+            policies,
+            config,
+            live_namespaces: HashMap::new(),
+            authorizer: Authorizer::new(),
+        }
+    }
+
+    pub fn shared(self) -> Arc<Self> {
+        Arc::new(self)
+    }
+}
+
+/// Pseudo-policy id used when no permit policy matched (Cedar's default deny).
+pub const NO_PERMIT: &str = "no-permit";
+
+/// A forbid that matched one action (or a default deny), with what it would and does do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyMatch {
+    pub policy: String,
+    pub action: Action,
+    pub reason: String,
+    /// The policy's own `@enforcement`: what would happen.
+    pub declared: Mode,
+    /// The looser of `declared` and the global mode: what does happen.
+    pub effective: Mode,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Outcome {
+    pub allowed: bool,
+    pub recognition: Option<Recognition>,
+    /// Set when the resource is not one Guardrails decides.
+    pub unsupported: Option<String>,
+    pub identity: Option<Identity>,
+    pub matches: Vec<PolicyMatch>,
+    /// Evaluation problems (each also counted as a match of the failing policy).
+    pub errors: Vec<String>,
+    pub mode: Mode,
+}
+
+impl Outcome {
+    pub fn enforced(&self) -> impl Iterator<Item = &PolicyMatch> {
+        self.matches.iter().filter(|m| m.effective == Mode::Enforce)
+    }
+
+    pub fn warned(&self) -> impl Iterator<Item = &PolicyMatch> {
+        self.matches.iter().filter(|m| m.effective == Mode::Warn)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecideError {
+    #[error(transparent)]
+    Entities(#[from] EntityError),
+}
+
+/// Decide one parsed request. Pure given the engine.
+pub fn decide(engine: &Engine, request: &Request) -> Result<Outcome, DecideError> {
+    let recognition = match recognize::recognize(request, &engine.config) {
+        Recognized::Known(recognition) => recognition,
+        Recognized::Unsupported { resource } => {
+            return Ok(Outcome {
+                allowed: true,
+                recognition: None,
+                unsupported: Some(resource),
+                identity: None,
+                matches: Vec::new(),
+                errors: Vec::new(),
+                mode: engine.mode,
+            });
+        }
+    };
+    let identity = identity::identify(
+        &request.user_info,
+        recognition.initiated_by.as_ref(),
+        &engine.config,
+    );
+    let placement = entities::placement(
+        recognition.kind,
+        request,
+        &engine.config,
+        &engine.live_namespaces,
+    );
+    let built = entities::build_entities(
+        &identity,
+        &recognition,
+        request,
+        &placement,
+        &engine.policies.action_entities,
+    )?;
+    let context = entities::build_context(&identity, &recognition, request)?;
+
+    let mut matches = Vec::new();
+    let mut errors = Vec::new();
+    for &action in &recognition.actions {
+        let cedar_request = CedarRequest::new(
+            built.principal.clone(),
+            entities::action_uid(action.as_str())?,
+            built.resource.clone(),
+            context.clone(),
+            Some(&engine.policies.schema),
+        )
+        .map_err(|e| EntityError::Context(e.to_string()))?;
+        let response = engine.authorizer.is_authorized(
+            &cedar_request,
+            &engine.policies.policies,
+            &built.entities,
+        );
+        let diagnostics = response.diagnostics();
+        // A forbid that fails to evaluate must not fail open: it counts as matching.
+        for error in diagnostics.errors() {
+            let cedar_policy::AuthorizationError::PolicyEvaluationError(evaluation) = error;
+            let id = evaluation.policy_id();
+            errors.push(format!("{action:?}: {error}"));
+            if let Some(meta) = engine.policies.meta(id).filter(|m| m.forbid) {
+                matches.push(PolicyMatch {
+                    policy: meta.id.clone(),
+                    action,
+                    reason: format!(
+                        "{} (the policy failed to evaluate: {error})",
+                        meta.reason.as_deref().unwrap_or("")
+                    ),
+                    declared: meta.enforcement,
+                    effective: meta.enforcement.effective(engine.mode),
+                });
+            }
+        }
+        if response.decision() == Decision::Deny {
+            let mut any = false;
+            for id in diagnostics.reason() {
+                let Some(meta) = engine.policies.meta(id) else {
+                    continue;
+                };
+                any = true;
+                matches.push(PolicyMatch {
+                    policy: meta.id.clone(),
+                    action,
+                    reason: meta.reason.clone().unwrap_or_default(),
+                    declared: meta.enforcement,
+                    effective: meta.enforcement.effective(engine.mode),
+                });
+            }
+            if !any && !matches.iter().any(|m| m.action == action) {
+                matches.push(PolicyMatch {
+                    policy: NO_PERMIT.into(),
+                    action,
+                    reason: "no permit policy allows this action".into(),
+                    declared: Mode::Enforce,
+                    effective: Mode::Enforce.effective(engine.mode),
+                });
+            }
+        }
+    }
+    let allowed = !matches.iter().any(|m| m.effective == Mode::Enforce);
+    Ok(Outcome {
+        allowed,
+        recognition: Some(recognition),
+        unsupported: None,
+        identity: Some(identity),
+        matches,
+        errors,
+        mode: engine.mode,
+    })
+}

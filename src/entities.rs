@@ -1,0 +1,468 @@
+//! Cedar entities and context for one request: only the principal, its groups and teams, the
+//! resource, its namespace, team and environment. Pure apart from Cedar's own types.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::LazyLock;
+
+use cedar_policy::{
+    Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression,
+};
+use kube::core::DynamicObject;
+use serde_json::Value;
+
+use crate::admission::Request;
+use crate::config::{Config, NamespaceConfig};
+use crate::identity::{Identity, PrincipalKind};
+use crate::recognize::{Kind, Recognition};
+
+pub const TRACKING_ID_ANNOTATION: &str = "argocd.argoproj.io/tracking-id";
+pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
+
+#[derive(Debug, thiserror::Error)]
+pub enum EntityError {
+    #[error("cannot build Cedar entity: {0}")]
+    Entity(String),
+    #[error("cannot build Cedar context: {0}")]
+    Context(String),
+}
+
+struct TypeNames {
+    team: EntityTypeName,
+    group: EntityTypeName,
+    environment: EntityTypeName,
+    user: EntityTypeName,
+    service_account: EntityTypeName,
+    namespace: EntityTypeName,
+    application: EntityTypeName,
+    deployment: EntityTypeName,
+    rollout: EntityTypeName,
+    action: EntityTypeName,
+}
+
+// Parsed once: these literals are valid Cedar names, checked by the unit tests below.
+static TYPES: LazyLock<Option<TypeNames>> = LazyLock::new(|| {
+    let parse = |name: &str| EntityTypeName::from_str(name).ok();
+    Some(TypeNames {
+        team: parse("Team")?,
+        group: parse("Group")?,
+        environment: parse("Environment")?,
+        user: parse("User")?,
+        service_account: parse("ServiceAccount")?,
+        namespace: parse("Namespace")?,
+        application: parse("Application")?,
+        deployment: parse("Deployment")?,
+        rollout: parse("Rollout")?,
+        action: parse("Action")?,
+    })
+});
+
+fn types() -> Result<&'static TypeNames, EntityError> {
+    TYPES
+        .as_ref()
+        .ok_or_else(|| EntityError::Entity("built-in entity type names failed to parse".into()))
+}
+
+fn uid(type_name: &EntityTypeName, id: &str) -> EntityUid {
+    EntityUid::from_type_name_and_id(type_name.clone(), EntityId::new(id))
+}
+
+pub fn action_uid(action: &str) -> Result<EntityUid, EntityError> {
+    Ok(uid(&types()?.action, action))
+}
+
+/// Live namespace data (from the cluster) overrides static config key by key.
+pub fn resolve_namespace(
+    config: &Config,
+    live: &HashMap<String, NamespaceConfig>,
+    name: &str,
+) -> NamespaceConfig {
+    let configured = config.namespace(name).cloned().unwrap_or_default();
+    match live.get(name) {
+        Some(observed) => NamespaceConfig {
+            team: observed.team.clone().or(configured.team),
+            environment: observed.environment.clone().or(configured.environment),
+        },
+        None => configured,
+    }
+}
+
+/// Where the resource lands: the object's namespace, or an Application's destination.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Placement {
+    pub namespace: Option<String>,
+    pub team: Option<String>,
+    pub environment: Option<String>,
+}
+
+fn data_str<'a>(object: Option<&'a DynamicObject>, path: &str) -> &'a str {
+    object
+        .and_then(|o| o.data.pointer(path))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+pub fn placement(
+    kind: Kind,
+    request: &Request,
+    config: &Config,
+    live: &HashMap<String, NamespaceConfig>,
+) -> Placement {
+    let object = request.object.as_ref().or(request.old_object.as_ref());
+    let namespace = match kind {
+        Kind::Application => data_str(object, "/spec/destination/namespace").to_string(),
+        Kind::Deployment | Kind::Rollout => request.namespace.clone().unwrap_or_default(),
+    };
+    let namespace = (!namespace.is_empty()).then_some(namespace);
+    let resolved = namespace
+        .as_deref()
+        .map(|ns| resolve_namespace(config, live, ns))
+        .unwrap_or_default();
+    let mut environment = resolved.environment;
+    if kind == Kind::Application && environment.is_none() {
+        // A namespace's own environment wins; the destination cluster is the fallback.
+        let server = data_str(object, "/spec/destination/server");
+        let name = data_str(object, "/spec/destination/name");
+        environment = config
+            .cluster_environment(server)
+            .or_else(|| config.cluster_environment(name))
+            .map(str::to_string);
+    }
+    Placement {
+        namespace,
+        team: resolved.team,
+        environment,
+    }
+}
+
+/// The Argo CD Application that applies this object from Git, if it is tracked.
+pub fn managed_by(object: Option<&DynamicObject>) -> Option<String> {
+    let metadata = &object?.metadata;
+    if let Some(tracking) = metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(TRACKING_ID_ANNOTATION))
+    {
+        // "<app>:<group>/<kind>:<namespace>/<name>"; apps outside argocd's namespace are "<ns>_<app>".
+        let app = tracking.split(':').next().unwrap_or("");
+        if !app.is_empty() {
+            return Some(app.to_string());
+        }
+    }
+    metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(INSTANCE_LABEL))
+        .filter(|v| !v.is_empty())
+        .cloned()
+}
+
+fn string(value: &str) -> RestrictedExpression {
+    RestrictedExpression::new_string(value.to_string())
+}
+
+fn principal_uid(identity: &Identity) -> Result<EntityUid, EntityError> {
+    let t = types()?;
+    Ok(match identity.kind {
+        PrincipalKind::User => uid(&t.user, &identity.username),
+        PrincipalKind::ServiceAccount { .. } => uid(&t.service_account, &identity.username),
+    })
+}
+
+pub fn resource_uid(kind: Kind, request: &Request) -> Result<EntityUid, EntityError> {
+    let t = types()?;
+    let type_name = match kind {
+        Kind::Application => &t.application,
+        Kind::Deployment => &t.deployment,
+        Kind::Rollout => &t.rollout,
+    };
+    let id = format!(
+        "{}/{}",
+        request.namespace.as_deref().unwrap_or(""),
+        request.name
+    );
+    Ok(uid(type_name, &id))
+}
+
+/// The entities a request needs: principal, its groups and teams, resource, namespace, environment.
+pub struct RequestEntities {
+    pub principal: EntityUid,
+    pub resource: EntityUid,
+    pub entities: Entities,
+}
+
+pub fn build_entities(
+    identity: &Identity,
+    recognition: &Recognition,
+    request: &Request,
+    placement: &Placement,
+    action_entities: &Entities,
+) -> Result<RequestEntities, EntityError> {
+    let t = types()?;
+    let entity_error = |e: &dyn std::fmt::Display| EntityError::Entity(e.to_string());
+    let mut entities = Vec::with_capacity(3);
+
+    // Teams are direct parents of the principal (resolved from groups and users in config), so
+    // neither Group nor Team entities need to be materialised: `in` only follows parent edges.
+    let principal_parents: Vec<EntityUid> = identity
+        .teams
+        .iter()
+        .map(|team| uid(&t.team, team))
+        .chain(identity.groups.iter().map(|group| uid(&t.group, group)))
+        .collect();
+    let principal = principal_uid(identity)?;
+    let mut principal_attrs = HashMap::from([
+        ("name".to_string(), string(&identity.username)),
+        (
+            "automation".to_string(),
+            RestrictedExpression::new_bool(identity.automation),
+        ),
+        (
+            "delegator".to_string(),
+            RestrictedExpression::new_bool(identity.is_delegator),
+        ),
+    ]);
+    if let PrincipalKind::ServiceAccount { namespace, name } = &identity.kind {
+        principal_attrs.insert("name".into(), string(name));
+        principal_attrs.insert("namespace".into(), string(namespace));
+    }
+    entities.push(
+        Entity::new(
+            principal.clone(),
+            principal_attrs,
+            principal_parents.into_iter().collect(),
+        )
+        .map_err(|e| entity_error(&e))?,
+    );
+
+    let team = placement.team.as_deref().map(|team| uid(&t.team, team));
+    let environment = placement
+        .environment
+        .as_deref()
+        .map(|env| uid(&t.environment, env));
+    let mut placement_attrs = Vec::new();
+    if let Some(team) = &team {
+        placement_attrs.push((
+            "team".to_string(),
+            RestrictedExpression::new_entity_uid(team.clone()),
+        ));
+    }
+    if let Some(environment) = &environment {
+        placement_attrs.push((
+            "environment".to_string(),
+            RestrictedExpression::new_entity_uid(environment.clone()),
+        ));
+    }
+    let mut resource_parents: Vec<EntityUid> =
+        team.iter().chain(environment.iter()).cloned().collect();
+    if let Some(namespace) = &placement.namespace {
+        let namespace_uid = uid(&t.namespace, namespace);
+        let mut attrs = placement_attrs.clone();
+        attrs.push(("name".to_string(), string(namespace)));
+        entities.push(
+            Entity::new(
+                namespace_uid.clone(),
+                attrs.into_iter().collect(),
+                resource_parents.iter().cloned().collect(),
+            )
+            .map_err(|e| entity_error(&e))?,
+        );
+        resource_parents.push(namespace_uid);
+    }
+
+    let object = request.object.as_ref().or(request.old_object.as_ref());
+    let mut attrs = placement_attrs;
+    attrs.push(("name".to_string(), string(&request.name)));
+    attrs.push((
+        "namespace".to_string(),
+        string(request.namespace.as_deref().unwrap_or("")),
+    ));
+    match recognition.kind {
+        Kind::Application => {
+            for (attr, path) in [
+                ("project", "/spec/project"),
+                ("destinationNamespace", "/spec/destination/namespace"),
+                ("destinationServer", "/spec/destination/server"),
+                ("destinationName", "/spec/destination/name"),
+            ] {
+                attrs.push((attr.to_string(), string(data_str(object, path))));
+            }
+        }
+        Kind::Deployment | Kind::Rollout => {
+            if let Some(app) = managed_by(object) {
+                attrs.push(("managedBy".to_string(), string(&app)));
+            }
+        }
+    }
+    let tags = object
+        .and_then(|o| o.metadata.labels.as_ref())
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), string(v)));
+    let resource = resource_uid(recognition.kind, request)?;
+    entities.push(
+        Entity::new_with_tags(resource.clone(), attrs, resource_parents, tags)
+            .map_err(|e| entity_error(&e))?,
+    );
+
+    let entities = action_entities
+        .clone()
+        .add_entities(entities, None)
+        .map_err(|e| entity_error(&e))?;
+    Ok(RequestEntities {
+        principal,
+        resource,
+        entities,
+    })
+}
+
+pub fn build_context(
+    identity: &Identity,
+    recognition: &Recognition,
+    request: &Request,
+) -> Result<Context, EntityError> {
+    let context_error = |e: &dyn std::fmt::Display| EntityError::Context(e.to_string());
+    let sync = &recognition.sync;
+    let sync_record = RestrictedExpression::new_record([
+        (
+            "prune".to_string(),
+            RestrictedExpression::new_bool(sync.prune),
+        ),
+        (
+            "force".to_string(),
+            RestrictedExpression::new_bool(sync.force),
+        ),
+        (
+            "dryRun".to_string(),
+            RestrictedExpression::new_bool(sync.dry_run),
+        ),
+        (
+            "selective".to_string(),
+            RestrictedExpression::new_bool(sync.selective),
+        ),
+        (
+            "override".to_string(),
+            RestrictedExpression::new_bool(sync.is_override()),
+        ),
+        (
+            "localManifests".to_string(),
+            RestrictedExpression::new_bool(sync.local_manifests),
+        ),
+        ("revision".to_string(), string(&sync.revision)),
+        (
+            "syncOptions".to_string(),
+            RestrictedExpression::new_set(sync.sync_options.iter().map(|o| string(o))),
+        ),
+    ])
+    .map_err(|e| context_error(&e))?;
+    let auto = recognition.auto_sync;
+    let auto_record = RestrictedExpression::new_record([
+        (
+            "enabled".to_string(),
+            RestrictedExpression::new_bool(auto.enabled),
+        ),
+        (
+            "prune".to_string(),
+            RestrictedExpression::new_bool(auto.prune),
+        ),
+        (
+            "selfHeal".to_string(),
+            RestrictedExpression::new_bool(auto.self_heal),
+        ),
+    ])
+    .map_err(|e| context_error(&e))?;
+    let operation = serde_json::to_value(&request.operation)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    Context::from_pairs([
+        ("operation".to_string(), string(&operation)),
+        (
+            "dryRun".to_string(),
+            RestrictedExpression::new_bool(request.dry_run),
+        ),
+        (
+            "subResource".to_string(),
+            string(request.sub_resource.as_deref().unwrap_or("")),
+        ),
+        (
+            "delegated".to_string(),
+            RestrictedExpression::new_bool(identity.delegator.is_some()),
+        ),
+        (
+            "delegator".to_string(),
+            string(identity.delegator.as_deref().unwrap_or("")),
+        ),
+        (
+            "forgedInitiator".to_string(),
+            RestrictedExpression::new_bool(
+                identity.forged_initiator.is_some() || recognition.forged_automation,
+            ),
+        ),
+        (
+            "automated".to_string(),
+            RestrictedExpression::new_bool(identity.automation),
+        ),
+        ("sync".to_string(), sync_record),
+        ("autoSync".to_string(), auto_record),
+        (
+            "cascade".to_string(),
+            RestrictedExpression::new_bool(recognition.cascade),
+        ),
+        (
+            "oldReplicas".to_string(),
+            RestrictedExpression::new_long(recognition.old_replicas.unwrap_or(-1)),
+        ),
+        (
+            "newReplicas".to_string(),
+            RestrictedExpression::new_long(recognition.new_replicas.unwrap_or(-1)),
+        ),
+    ])
+    .map_err(|e| context_error(&e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn built_in_type_names_parse() {
+        assert!(types().is_ok());
+    }
+
+    #[test]
+    fn live_namespace_labels_override_static_config() {
+        let config = Config::embedded().unwrap();
+        let live = HashMap::from([(
+            "payments-dev".to_string(),
+            NamespaceConfig {
+                team: None,
+                environment: Some("staging".into()),
+            },
+        )]);
+        let resolved = resolve_namespace(&config, &live, "payments-dev");
+        assert_eq!(resolved.team.as_deref(), Some("payments"));
+        assert_eq!(resolved.environment.as_deref(), Some("staging"));
+    }
+
+    #[test]
+    fn tracking_id_names_the_managing_application() {
+        let object: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "annotations": {TRACKING_ID_ANNOTATION: "shop:apps/Deployment:shop-prod/web"}}
+        }))
+        .unwrap();
+        assert_eq!(managed_by(Some(&object)).as_deref(), Some("shop"));
+        let labelled: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "labels": {INSTANCE_LABEL: "shop"}}
+        }))
+        .unwrap();
+        assert_eq!(managed_by(Some(&labelled)).as_deref(), Some("shop"));
+        let untracked: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}
+        }))
+        .unwrap();
+        assert_eq!(managed_by(Some(&untracked)), None);
+    }
+}

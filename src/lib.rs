@@ -1,0 +1,22 @@
+//! Guardrails: a Kubernetes admission webhook that decides changes to Argo CD Applications, Argo
+//! Rollouts and Deployments with Cedar policies.
+//!
+//! The request path, one module per stage:
+//! `admission` (envelope) -> `recognize` (actions) -> `identity` (principal) -> `entities`
+//! (Cedar entities/context) -> `decide` (Cedar + modes, over a `policy` store and `config`) ->
+//! `respond` (AdmissionReview response) -> `audit` (one line per request). `server` and `cli`
+//! are thin shells around `respond::review`.
+
+pub mod admission;
+pub mod audit;
+pub mod cli;
+pub mod config;
+pub mod decide;
+pub mod entities;
+pub mod identity;
+pub mod mode;
+pub mod policy;
+pub mod recognize;
+pub mod respond;
+pub mod server;
+pub mod tls;

@@ -1,0 +1,427 @@
+//! The policy store: the schema and `.cedar` files, parsed and strictly validated into an immutable
+//! snapshot that the request path shares through an `Arc`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use cedar_policy::{Effect, Entities, PolicyId, PolicySet, Schema, ValidationMode, Validator};
+use miette::Diagnostic;
+
+use crate::mode::Mode;
+
+/// The schema file name inside a policy directory.
+pub const SCHEMA_FILE: &str = "guardrails.cedarschema";
+
+/// The shipped policy directory, compiled into the binary so `serve --dev` works anywhere.
+pub const EMBEDDED_POLICIES: &[(&str, &str)] = &[
+    (
+        SCHEMA_FILE,
+        include_str!("../policies/guardrails.cedarschema"),
+    ),
+    ("argocd.cedar", include_str!("../policies/argocd.cedar")),
+    ("default.cedar", include_str!("../policies/default.cedar")),
+    ("drift.cedar", include_str!("../policies/drift.cedar")),
+    (
+        "ownership.cedar",
+        include_str!("../policies/ownership.cedar"),
+    ),
+];
+
+/// One problem in one file, located for a person to fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyDiagnostic {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub policy_id: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for PolicyDiagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: ", self.file, self.line, self.column)?;
+        if let Some(id) = &self.policy_id {
+            write!(f, "policy {id}: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("cannot read policies from {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}", render_diagnostics(.0))]
+    Invalid(Vec<PolicyDiagnostic>),
+}
+
+fn render_diagnostics(diagnostics: &[PolicyDiagnostic]) -> String {
+    let lines: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+    format!(
+        "{} policy error(s):\n  {}",
+        diagnostics.len(),
+        lines.join("\n  ")
+    )
+}
+
+/// What Guardrails knows about one loaded policy beyond Cedar's AST.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyMeta {
+    /// The `@id` annotation, or `file.cedar#N` when there is none.
+    pub id: String,
+    pub reason: Option<String>,
+    pub enforcement: Mode,
+    pub forbid: bool,
+    pub file: String,
+    pub line: usize,
+}
+
+/// Parsed, validated policies plus the schema-derived pieces every request reuses.
+pub struct PolicyStore {
+    pub schema: Schema,
+    pub policies: PolicySet,
+    meta: HashMap<PolicyId, PolicyMeta>,
+    /// Action entities (and their groups) from the schema, built once.
+    pub action_entities: Entities,
+    /// Where the policies came from, for logs and `/readyz`.
+    pub source: String,
+}
+
+impl fmt::Debug for PolicyStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PolicyStore")
+            .field("source", &self.source)
+            .field("policies", &self.meta.len())
+            .finish()
+    }
+}
+
+impl PolicyStore {
+    pub fn meta(&self, id: &PolicyId) -> Option<&PolicyMeta> {
+        self.meta.get(id)
+    }
+
+    pub fn policy_count(&self) -> usize {
+        self.meta.len()
+    }
+
+    pub fn policies_meta(&self) -> impl Iterator<Item = &PolicyMeta> {
+        self.meta.values()
+    }
+
+    /// Load every `*.cedar` file (not recursively: `tests/` is for policy tests) and the schema.
+    pub fn load_dir(dir: &Path) -> Result<Self, PolicyError> {
+        let read_error = |source| PolicyError::Read {
+            path: dir.to_path_buf(),
+            source,
+        };
+        let mut files = BTreeMap::new();
+        for entry in std::fs::read_dir(dir).map_err(read_error)? {
+            let path = entry.map_err(read_error)?.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            if path.is_file() && (name.ends_with(".cedar") || name == SCHEMA_FILE) {
+                let text = std::fs::read_to_string(&path).map_err(|source| PolicyError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                files.insert(name.to_string(), text);
+            }
+        }
+        Self::from_sources(
+            files.iter().map(|(n, t)| (n.as_str(), t.as_str())),
+            &dir.display().to_string(),
+        )
+    }
+
+    pub fn embedded() -> Result<Self, PolicyError> {
+        Self::from_sources(EMBEDDED_POLICIES.iter().copied(), "(embedded policies/)")
+    }
+
+    /// Build a store from (file name, contents) pairs: one schema file and any number of policy files.
+    pub fn from_sources<'a>(
+        sources: impl IntoIterator<Item = (&'a str, &'a str)>,
+        origin: &str,
+    ) -> Result<Self, PolicyError> {
+        let mut schema_text = None;
+        let mut policy_files = Vec::new();
+        for (name, text) in sources {
+            if name == SCHEMA_FILE {
+                schema_text = Some(text);
+            } else {
+                policy_files.push((name, text));
+            }
+        }
+        let Some(schema_text) = schema_text else {
+            return Err(PolicyError::Invalid(vec![PolicyDiagnostic {
+                file: format!("{origin}/{SCHEMA_FILE}"),
+                line: 0,
+                column: 0,
+                policy_id: None,
+                message: "the schema file is missing".into(),
+            }]));
+        };
+        let schema = match Schema::from_cedarschema_str(schema_text) {
+            Ok((schema, _warnings)) => schema,
+            Err(error) => {
+                return Err(PolicyError::Invalid(vec![diagnostic_at(
+                    SCHEMA_FILE,
+                    schema_text,
+                    &error,
+                    None,
+                )]));
+            }
+        };
+        let action_entities = schema.action_entities().map_err(|error| {
+            PolicyError::Invalid(vec![PolicyDiagnostic {
+                file: SCHEMA_FILE.into(),
+                line: 0,
+                column: 0,
+                policy_id: None,
+                message: format!("invalid action hierarchy: {error}"),
+            }])
+        })?;
+        let validator = Validator::new(schema.clone());
+
+        let mut diagnostics = Vec::new();
+        let mut policies = PolicySet::new();
+        let mut meta = HashMap::new();
+        let mut seen_ids: HashMap<String, (String, usize)> = HashMap::new();
+        for (file, text) in policy_files {
+            let parsed = match PolicySet::from_str(text) {
+                Ok(parsed) => parsed,
+                Err(error) => {
+                    diagnostics.push(diagnostic_at(file, text, &error, None));
+                    continue;
+                }
+            };
+            let result = validator.validate(&parsed, ValidationMode::Strict);
+            for error in result.validation_errors() {
+                let id = display_id(&parsed, error.policy_id(), file);
+                diagnostics.push(diagnostic_at(file, text, error, Some(id)));
+            }
+            // Cedar numbers policies per parse ("policy0"…); rename them to something stable and
+            // unique across files: the @id, or file#N.
+            for (index, policy) in parsed.policies().enumerate() {
+                let id = policy
+                    .annotation("id")
+                    .map(str::to_string)
+                    .unwrap_or_else(|| format!("{file}#{index}"));
+                let line = policy
+                    .annotation("id")
+                    .and_then(|id| line_of(text, &format!("@id(\"{id}\")")))
+                    .unwrap_or(0);
+                let enforcement = match policy.annotation("enforcement") {
+                    None => Mode::Enforce,
+                    Some(value) => match value.parse::<Mode>() {
+                        Ok(mode) => mode,
+                        Err(message) => {
+                            diagnostics.push(PolicyDiagnostic {
+                                file: file.to_string(),
+                                line,
+                                column: 1,
+                                policy_id: Some(id.clone()),
+                                message: format!("@enforcement: {message}"),
+                            });
+                            continue;
+                        }
+                    },
+                };
+                if let Some((other_file, other_line)) = seen_ids.get(&id) {
+                    diagnostics.push(PolicyDiagnostic {
+                        file: file.to_string(),
+                        line,
+                        column: 1,
+                        policy_id: Some(id.clone()),
+                        message: format!(
+                            "duplicate @id (first defined at {other_file}:{other_line})"
+                        ),
+                    });
+                    continue;
+                }
+                seen_ids.insert(id.clone(), (file.to_string(), line));
+                let policy_id = PolicyId::new(&id);
+                if let Err(error) = policies.add(policy.new_id(policy_id.clone())) {
+                    diagnostics.push(PolicyDiagnostic {
+                        file: file.to_string(),
+                        line,
+                        column: 1,
+                        policy_id: Some(id.clone()),
+                        message: error.to_string(),
+                    });
+                    continue;
+                }
+                meta.insert(
+                    policy_id,
+                    PolicyMeta {
+                        reason: policy.annotation("reason").map(str::to_string),
+                        enforcement,
+                        forbid: policy.effect() == Effect::Forbid,
+                        file: file.to_string(),
+                        line,
+                        id,
+                    },
+                );
+            }
+        }
+        if !diagnostics.is_empty() {
+            return Err(PolicyError::Invalid(diagnostics));
+        }
+        Ok(Self {
+            schema,
+            policies,
+            meta,
+            action_entities,
+            source: origin.to_string(),
+        })
+    }
+}
+
+fn display_id(set: &PolicySet, id: &PolicyId, file: &str) -> String {
+    set.policy(id)
+        .and_then(|policy| policy.annotation("id"))
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("{file} {id}"))
+}
+
+/// Turn a Cedar diagnostic into file:line:column using its first labelled span.
+fn diagnostic_at(
+    file: &str,
+    text: &str,
+    error: &dyn Diagnostic,
+    policy_id: Option<String>,
+) -> PolicyDiagnostic {
+    let offset = error
+        .labels()
+        .and_then(|mut labels| labels.next())
+        .map(|label| label.offset());
+    let (line, column) = offset.map_or((0, 0), |offset| line_column(text, offset));
+    let mut message = error.to_string();
+    if let Some(help) = error.help() {
+        message.push_str(&format!(" (hint: {help})"));
+    }
+    PolicyDiagnostic {
+        file: file.to_string(),
+        line,
+        column,
+        policy_id,
+        message,
+    }
+}
+
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let prefix = text.get(..offset.min(text.len())).unwrap_or(text);
+    let line = prefix.matches('\n').count() + 1;
+    let column = prefix
+        .rfind('\n')
+        .map_or(prefix.len(), |nl| prefix.len() - nl - 1)
+        + 1;
+    (line, column)
+}
+
+fn line_of(text: &str, needle: &str) -> Option<usize> {
+    text.find(needle).map(|offset| line_column(text, offset).0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_policy(file: &str, text: &str) -> Result<PolicyStore, PolicyError> {
+        let mut sources: Vec<(&str, &str)> = EMBEDDED_POLICIES.to_vec();
+        sources.push((file, text));
+        PolicyStore::from_sources(sources, "test")
+    }
+
+    #[test]
+    fn shipped_policies_load_with_ids_and_reasons() {
+        let store = PolicyStore::embedded().unwrap();
+        let ids: Vec<&str> = store.policies_meta().map(|m| m.id.as_str()).collect();
+        for expected in [
+            "default-allow",
+            "prod-sync-platform-only",
+            "prod-no-prune-or-force",
+            "app-delete-platform-only",
+            "team-owns-namespace",
+            "prod-gitops-drift",
+        ] {
+            assert!(ids.contains(&expected), "{expected} missing from {ids:?}");
+        }
+        for meta in store.policies_meta() {
+            assert!(meta.reason.is_some(), "{} has no @reason", meta.id);
+            assert!(meta.line > 0, "{} has no line", meta.id);
+        }
+        let drift = store.meta(&PolicyId::new("prod-gitops-drift")).unwrap();
+        assert_eq!(drift.enforcement, Mode::Audit);
+    }
+
+    #[test]
+    fn syntax_error_is_reported_with_file_and_line() {
+        let error = with_policy(
+            "broken.cedar",
+            "\n\nforbid (principal, action, resource)\nwhen { principal.name == };\n",
+        )
+        .unwrap_err();
+        let PolicyError::Invalid(diagnostics) = error else {
+            panic!("expected diagnostics")
+        };
+        assert_eq!(diagnostics[0].file, "broken.cedar");
+        assert_eq!(diagnostics[0].line, 4, "{diagnostics:?}");
+    }
+
+    #[test]
+    fn schema_violation_is_reported_with_policy_id_and_line() {
+        let text = "// header\n@id(\"bad-attr\")\nforbid (principal, action == Action::\"sync\", resource)\nwhen { resource.replicas > 3 };\n";
+        let error = with_policy("bad.cedar", text).unwrap_err();
+        let rendered = error.to_string();
+        assert!(rendered.contains("bad.cedar:4:"), "{rendered}");
+        assert!(rendered.contains("policy bad-attr"), "{rendered}");
+    }
+
+    #[test]
+    fn unknown_action_is_rejected() {
+        let text = "@id(\"x\")\nforbid (principal, action == Action::\"syncc\", resource);\n";
+        let error = with_policy("typo.cedar", text).unwrap_err();
+        assert!(error.to_string().contains("typo.cedar:2:"), "{error}");
+    }
+
+    #[test]
+    fn duplicate_ids_are_rejected() {
+        let text = "@id(\"default-allow\")\npermit (principal, action, resource);\n";
+        let error = with_policy("dup.cedar", text).unwrap_err();
+        assert!(error.to_string().contains("duplicate @id"), "{error}");
+    }
+
+    #[test]
+    fn unknown_enforcement_is_rejected() {
+        let text = "@id(\"y\")\n@enforcement(\"block\")\nforbid (principal, action, resource);\n";
+        let error = with_policy("enf.cedar", text).unwrap_err();
+        assert!(error.to_string().contains("block"), "{error}");
+    }
+
+    #[test]
+    fn missing_schema_is_an_error() {
+        let error = PolicyStore::from_sources([("a.cedar", "")], "dir").unwrap_err();
+        assert!(
+            error.to_string().contains("schema file is missing"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn shipped_directory_matches_embedded_copy() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+        let from_disk = PolicyStore::load_dir(&dir).unwrap();
+        assert_eq!(
+            from_disk.policy_count(),
+            PolicyStore::embedded().unwrap().policy_count()
+        );
+    }
+}

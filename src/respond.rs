@@ -1,0 +1,205 @@
+//! Respond: turn an outcome into the AdmissionReview response the API server expects, and the one
+//! entry point (`review`) that `serve` and `eval` share.
+
+use std::collections::HashMap;
+
+use kube::core::DynamicObject;
+use kube::core::admission::{AdmissionResponse, AdmissionReview};
+use kube::core::response::StatusSummary;
+
+use crate::admission::{self, EnvelopeError, Request};
+use crate::decide::{self, Engine, Outcome};
+use crate::mode::Mode;
+
+/// Kubernetes truncates warnings over 256 characters and discourages many of them.
+pub const MAX_WARNING_CHARS: usize = 256;
+pub const MAX_WARNINGS: usize = 10;
+
+/// A decided request: the review to send back and what was decided (for logs and metrics).
+#[derive(Debug)]
+pub struct Reviewed {
+    pub review: AdmissionReview<DynamicObject>,
+    pub request: Request,
+    pub outcome: Option<Outcome>,
+}
+
+/// Parse, decide and answer one AdmissionReview body. An envelope error is the caller's to turn
+/// into HTTP 400; anything after parsing is answered inside the review.
+pub fn review(engine: &Engine, body: &[u8]) -> Result<Reviewed, EnvelopeError> {
+    let request = admission::parse_review(body)?;
+    let (response, outcome) = match decide::decide(engine, &request) {
+        Ok(outcome) => (respond(&request, &outcome), Some(outcome)),
+        Err(error) => {
+            // Fail closed: an internal problem never lets the request through unexamined.
+            let mut response = AdmissionResponse::from(&request).deny(format!(
+                "Guardrails could not evaluate this request: {error}"
+            ));
+            response.result.code = 500;
+            response.result.status = Some(StatusSummary::Failure);
+            response.result.reason = "InternalError".into();
+            response
+                .audit_annotations
+                .insert("decision".into(), "error".into());
+            (response, None)
+        }
+    };
+    Ok(Reviewed {
+        review: admission::into_review(response),
+        request,
+        outcome,
+    })
+}
+
+fn truncate(text: String, limit: usize) -> String {
+    if text.chars().count() <= limit {
+        return text;
+    }
+    let mut cut: String = text.chars().take(limit.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+fn describe_target(request: &Request) -> String {
+    let kind = outcome_kind(request);
+    match request.namespace.as_deref() {
+        Some(ns) if !ns.is_empty() => format!("{kind} {ns}/{}", request.name),
+        _ => format!("{kind} {}", request.name),
+    }
+}
+
+fn outcome_kind(request: &Request) -> &str {
+    match request.sub_resource.as_deref() {
+        Some(_) => request.resource.resource.as_str(),
+        None => request.kind.kind.as_str(),
+    }
+}
+
+/// Build the response for a decided request.
+pub fn respond(request: &Request, outcome: &Outcome) -> AdmissionResponse {
+    let mut response = AdmissionResponse::from(request);
+    let mut annotations = HashMap::new();
+    if let Some(resource) = &outcome.unsupported {
+        annotations.insert("decision".to_string(), "unsupported".to_string());
+        annotations.insert("resource".to_string(), resource.clone());
+        response.audit_annotations = annotations;
+        return response;
+    }
+    let actions: Vec<&str> = outcome
+        .recognition
+        .iter()
+        .flat_map(|r| r.actions.iter().map(|a| a.as_str()))
+        .collect();
+    let principal = outcome
+        .identity
+        .as_ref()
+        .map(|i| i.username.as_str())
+        .unwrap_or("");
+
+    if !outcome.allowed {
+        let mut denied: Vec<String> = Vec::new();
+        let mut denied_actions: Vec<&str> = Vec::new();
+        for m in outcome.enforced() {
+            if !denied_actions.contains(&m.action.as_str()) {
+                denied_actions.push(m.action.as_str());
+            }
+            let line = format!("[{}] {}", m.policy, m.reason);
+            if !denied.contains(&line) {
+                denied.push(line);
+            }
+        }
+        let message = format!(
+            "Guardrails denied {} of {} by {}: {}",
+            denied_actions.join(", "),
+            describe_target(request),
+            principal,
+            denied.join(" ")
+        );
+        response = response.deny(message);
+        response.result.code = 403;
+        response.result.status = Some(StatusSummary::Failure);
+        response.result.reason = "Forbidden".into();
+    }
+
+    let mut warnings: Vec<String> = Vec::new();
+    if let Some(identity) = &outcome.identity
+        && let Some(forged) = &identity.forged_initiator
+    {
+        warnings.push(format!(
+            "Guardrails: operation.initiatedBy.username {forged:?} was ignored; only a configured delegator may act for someone else, so this was decided as {}",
+            identity.username
+        ));
+    }
+    if outcome
+        .recognition
+        .as_ref()
+        .is_some_and(|r| r.forged_automation)
+    {
+        warnings.push(
+            "Guardrails: operation.initiatedBy.automated was ignored; only an automation identity may start an auto-sync"
+                .to_string(),
+        );
+    }
+    for m in outcome.warned() {
+        let warning = format!(
+            "Guardrails [{}] {}: {}",
+            m.policy,
+            m.action.as_str(),
+            m.reason
+        );
+        if !warnings.contains(&warning) {
+            warnings.push(warning);
+        }
+    }
+    if !warnings.is_empty() {
+        warnings.truncate(MAX_WARNINGS);
+        response.warnings = Some(
+            warnings
+                .into_iter()
+                .map(|w| truncate(w, MAX_WARNING_CHARS))
+                .collect(),
+        );
+    }
+
+    let decision = if !outcome.allowed {
+        "deny"
+    } else if outcome.matches.iter().any(|m| m.effective == Mode::Warn) {
+        "allow-warn"
+    } else if outcome.matches.is_empty() {
+        "allow"
+    } else {
+        "allow-audit"
+    };
+    annotations.insert("decision".into(), decision.into());
+    annotations.insert("actions".into(), actions.join(","));
+    annotations.insert("principal".into(), principal.into());
+    annotations.insert("mode".into(), outcome.mode.as_str().into());
+    if let Some(delegator) = outcome.identity.as_ref().and_then(|i| i.delegator.as_ref()) {
+        annotations.insert("delegator".into(), delegator.clone());
+    }
+    if !outcome.matches.is_empty() {
+        let mut policies: Vec<String> = outcome
+            .matches
+            .iter()
+            .map(|m| format!("{}={}", m.policy, m.effective))
+            .collect();
+        policies.sort();
+        policies.dedup();
+        annotations.insert("policies".into(), policies.join(","));
+    }
+    response.audit_annotations = annotations;
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_warnings_are_truncated_to_the_kubernetes_limit() {
+        let long = "x".repeat(400);
+        let cut = truncate(long, MAX_WARNING_CHARS);
+        assert_eq!(cut.chars().count(), MAX_WARNING_CHARS);
+        assert!(cut.ends_with('…'));
+        assert_eq!(truncate("short".into(), MAX_WARNING_CHARS), "short");
+    }
+}

@@ -1,0 +1,152 @@
+//! TLS: rustls server configuration from PEM files, and the development certificate for `--dev`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+use rustls::ServerConfig;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no PEM certificate found in {0}")]
+    NoCertificate(String),
+    #[error("cannot parse the private key in {path}: {message}")]
+    Key { path: String, message: String },
+    #[error("certificate and key do not make a usable TLS configuration: {0}")]
+    Config(String),
+    #[error("cannot generate a development certificate: {0}")]
+    Generate(String),
+}
+
+/// A certificate chain and key in PEM, with the CA that signed it (for clients to trust).
+#[derive(Debug, Clone)]
+pub struct PemPair {
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub ca_pem: String,
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Build the server config, advertising HTTP/2 and HTTP/1.1 through ALPN.
+pub fn server_config(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    origin: &str,
+) -> Result<ServerConfig, TlsError> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|_| TlsError::NoCertificate(origin.to_string()))?;
+    if certs.is_empty() {
+        return Err(TlsError::NoCertificate(origin.to_string()));
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|error| TlsError::Key {
+        path: origin.to_string(),
+        message: error.to_string(),
+    })?;
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+pub fn load_server_config(cert: &Path, key: &Path) -> Result<ServerConfig, TlsError> {
+    let read = |path: &Path| {
+        std::fs::read(path).map_err(|source| TlsError::Read {
+            path: path.display().to_string(),
+            source,
+        })
+    };
+    let cert_pem = read(cert)?;
+    let key_pem = read(key)?;
+    server_config(
+        &cert_pem,
+        &key_pem,
+        &format!("{} / {}", cert.display(), key.display()),
+    )
+}
+
+/// A throwaway CA and a serving certificate signed by it for `names` (DNS names or IPs).
+pub fn generate(names: &[String], common_name: &str) -> Result<PemPair, TlsError> {
+    let err = |e: rcgen::Error| TlsError::Generate(e.to_string());
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, format!("{common_name} CA"));
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca_key = KeyPair::generate().map_err(err)?;
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).map_err(err)?;
+
+    let mut leaf_params = CertificateParams::new(names.to_vec()).map_err(err)?;
+    leaf_params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
+    leaf_params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    leaf_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let leaf_key = KeyPair::generate().map_err(err)?;
+    let leaf = leaf_params.signed_by(&leaf_key, &ca).map_err(err)?;
+    Ok(PemPair {
+        cert_pem: leaf.pem(),
+        key_pem: leaf_key.serialize_pem(),
+        ca_pem: ca.pem(),
+    })
+}
+
+/// The `--dev` certificate: valid for localhost and the loopback addresses.
+pub fn generate_dev() -> Result<PemPair, TlsError> {
+    generate(
+        &["localhost".into(), "127.0.0.1".into(), "::1".into()],
+        "guardrails-dev",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_certificate_builds_a_server_config() {
+        let pair = generate_dev().unwrap();
+        let config =
+            server_config(pair.cert_pem.as_bytes(), pair.key_pem.as_bytes(), "dev").unwrap();
+        assert_eq!(config.alpn_protocols[0], b"h2");
+        assert!(pair.ca_pem.contains("BEGIN CERTIFICATE"));
+    }
+
+    #[test]
+    fn garbage_is_a_clear_error() {
+        let error = server_config(b"nope", b"nope", "x.pem").unwrap_err();
+        assert!(matches!(error, TlsError::NoCertificate(_)), "{error}");
+        let pair = generate_dev().unwrap();
+        let error = server_config(pair.cert_pem.as_bytes(), b"nope", "k.pem").unwrap_err();
+        assert!(matches!(error, TlsError::Key { .. }), "{error}");
+    }
+
+    #[test]
+    fn unreadable_files_name_the_path() {
+        let error = load_server_config(
+            Path::new("/nonexistent/c.pem"),
+            Path::new("/nonexistent/k.pem"),
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("/nonexistent/c.pem"), "{error}");
+    }
+}
