@@ -283,7 +283,7 @@ pub fn recognize(request: &Request, config: &Config) -> Recognized {
     if recognition.actions.is_empty() {
         recognition.actions.push(Action::Bookkeeping);
     }
-    recognition.actions.sort();
+    recognition.actions.sort_by_key(|a| a.as_str());
     recognition.actions.dedup();
     Recognized::Known(recognition)
 }
@@ -598,14 +598,12 @@ fn recognize_workload_update(
     ];
     if kind == Kind::Rollout {
         recognize_rollout_status(actions, old, new);
-        // Replacing the template of an aborted or mid-update Rollout is how `kubectl argo rollouts
-        // undo` (and a manual revert) looks: there is no explicit marker in the object.
-        let in_flight = bool_at(old, "/status/abort")
-            || matches!(
-                (str_at(old, "/status/currentPodHash"), str_at(old, "/status/stableRS")),
-                (Some(current), Some(stable)) if current != stable
-            );
-        if in_flight && pointer(old, "/spec/template") != pointer(new, "/spec/template") {
+        // Replacing the template of an aborted Rollout is how `kubectl argo rollouts undo` (and a
+        // manual revert) looks; the object carries no explicit marker. Mid-canary template changes
+        // are fix-forwards as often as reverts, so they are not called undo.
+        if bool_at(old, "/status/abort")
+            && pointer(old, "/spec/template") != pointer(new, "/spec/template")
+        {
             actions.push(Action::Undo);
             explained.push("/spec/template");
         }
@@ -702,6 +700,16 @@ fn differs_at(old: &Value, new: &Value, patterns: &[Vec<&str>], path: &mut Vec<S
                 }
             }
             false
+        }
+        // An absent block and a new one (or the reverse): compare field by field against nothing.
+        (Value::Null, Value::Object(_)) | (Value::Object(_), Value::Null) => {
+            let empty = Value::Object(serde_json::Map::new());
+            let (a, b) = if old.is_null() {
+                (&empty, new)
+            } else {
+                (old, &empty)
+            };
+            differs_at(a, b, patterns, path)
         }
         _ => old != new,
     }

@@ -1,0 +1,883 @@
+//! Table tests: real manifests from tests/fixtures, wrapped in AdmissionReviews the way the API
+//! server sends them, decided by the shipped policies and the example config.
+
+mod common;
+
+use common::*;
+use guardrails::respond::{self, Reviewed};
+use serde_json::{Value, json};
+
+struct Case {
+    name: &'static str,
+    review: Review,
+    actions: &'static [&'static str],
+    allowed: bool,
+    /// Every matching policy as `id=effective-mode`, sorted.
+    policies: &'static [&'static str],
+}
+
+fn run(review: &Review) -> Reviewed {
+    respond::review(&engine(), &review.body()).expect("valid review")
+}
+
+fn actions_of(reviewed: &Reviewed) -> Vec<String> {
+    reviewed
+        .outcome
+        .as_ref()
+        .and_then(|o| o.recognition.as_ref())
+        .map(|r| r.actions.iter().map(|a| a.as_str().to_string()).collect())
+        .unwrap_or_default()
+}
+
+fn policies_of(reviewed: &Reviewed) -> Vec<String> {
+    let mut policies: Vec<String> = reviewed
+        .outcome
+        .as_ref()
+        .map(|o| {
+            o.matches
+                .iter()
+                .map(|m| format!("{}={}", m.policy, m.effective))
+                .collect()
+        })
+        .unwrap_or_default();
+    policies.sort();
+    policies.dedup();
+    policies
+}
+
+fn check_all(cases: Vec<Case>) {
+    let mut failures = Vec::new();
+    for case in &cases {
+        let reviewed = run(&case.review);
+        let response = reviewed.review.response.as_ref().expect("response");
+        let actions = actions_of(&reviewed);
+        let policies = policies_of(&reviewed);
+        if actions != case.actions || response.allowed != case.allowed || policies != case.policies
+        {
+            failures.push(format!(
+                "{}:\n  actions  {actions:?} (expected {:?})\n  allowed  {} (expected {})\n  policies {policies:?} (expected {:?})\n  message  {}",
+                case.name,
+                case.actions,
+                response.allowed,
+                case.allowed,
+                case.policies,
+                response.result.message
+            ));
+        }
+        assert_eq!(response.uid, case.review.request["uid"].as_str().unwrap());
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
+const ADMIN_SYNC: &str = "admin@example.com";
+
+#[test]
+fn application_actions() {
+    let prod = app_to("payments-prod");
+    let dev = app_to("payments-dev");
+    let plain_sync = json!({"revision": "HEAD"});
+    let by = |user: &str| json!({"username": user});
+    let automated = json!({"username": "argocd-application-controller", "automated": true});
+    let bob = PAYMENTS_DEV.0;
+
+    let mut terminating_old = syncing(&prod, plain_sync.clone(), by(ADMIN_SYNC));
+    set(
+        &mut terminating_old,
+        "/status/operationState",
+        json!({"phase": "Running"}),
+    );
+    let terminating_new = with(
+        terminating_old.clone(),
+        &[("/status/operationState/phase", json!("Terminating"))],
+    );
+
+    let velero =
+        fixture("argocd/applications/argocd-controller-testdata-velero-status-operationState.yaml");
+    let velero_prod = with(
+        velero.clone(),
+        &[("/spec/destination/namespace", json!("payments-prod"))],
+    );
+    let velero_unfinalized = with(velero_prod.clone(), &[("/metadata/finalizers", json!([]))]);
+    let velero_deleting = with(
+        velero_prod.clone(),
+        &[("/metadata/deletionTimestamp", json!("2024-03-05T10:00:00Z"))],
+    );
+    let velero_deleted = with(
+        velero_deleting.clone(),
+        &[("/metadata/finalizers", json!([]))],
+    );
+
+    let live =
+        fixture("argocd/applications/argocd-controller-testdata-live-child-application-helm.yaml");
+    let target = fixture(
+        "argocd/applications/argocd-controller-testdata-target-child-application-helm.yaml",
+    );
+
+    let auto = with(dev.clone(), &[("/spec/syncPolicy/automated", json!({}))]);
+    let auto_prune = with(
+        dev.clone(),
+        &[(
+            "/spec/syncPolicy/automated",
+            json!({"prune": true, "selfHeal": true}),
+        )],
+    );
+    let auto_off = with(
+        auto.clone(),
+        &[("/spec/syncPolicy/automated/enabled", json!(false))],
+    );
+
+    let cases = vec![
+        Case {
+            name: "kubectl patch sync into prod by a team developer",
+            review: Review::update(&prod, &syncing(&prod, plain_sync.clone(), Value::Null)).by(PAYMENTS_DEV),
+            actions: &["sync"],
+            allowed: false,
+            policies: &["prod-sync-platform-only=enforce"],
+        },
+        Case {
+            name: "sync into prod by a platform engineer",
+            review: Review::update(&prod, &syncing(&prod, plain_sync.clone(), Value::Null)).by(PLATFORM),
+            actions: &["sync"],
+            allowed: true,
+            policies: &[],
+        },
+        Case {
+            name: "sync into dev by its team",
+            review: Review::update(&dev, &syncing(&dev, plain_sync.clone(), Value::Null)).by(PAYMENTS_DEV),
+            actions: &["sync"],
+            allowed: true,
+            policies: &[],
+        },
+        Case {
+            name: "sync into dev by another team",
+            review: Review::update(&dev, &syncing(&dev, plain_sync.clone(), Value::Null)).by(STOREFRONT_DEV),
+            actions: &["sync"],
+            allowed: false,
+            policies: &["team-owns-namespace=enforce"],
+        },
+        Case {
+            name: "argocd-server syncing prod for a platform engineer (delegation)",
+            review: Review::update(&prod, &syncing(&prod, plain_sync.clone(), by(ADMIN_SYNC))).by(ARGOCD_SERVER),
+            actions: &["sync"],
+            allowed: true,
+            policies: &[],
+        },
+        Case {
+            name: "argocd-server syncing prod for a developer (delegation)",
+            review: Review::update(&prod, &syncing(&prod, plain_sync.clone(), by(bob))).by(ARGOCD_SERVER),
+            actions: &["sync"],
+            allowed: false,
+            policies: &["prod-sync-platform-only=enforce"],
+        },
+        Case {
+            name: "developer forging initiatedBy as a platform engineer",
+            review: Review::update(&prod, &syncing(&prod, plain_sync.clone(), by(ADMIN_SYNC))).by(PAYMENTS_DEV),
+            actions: &["sync"],
+            allowed: false,
+            policies: &["prod-sync-platform-only=enforce"],
+        },
+        Case {
+            name: "auto-sync started by the application controller",
+            review: Review::update(&prod, &syncing(&prod, json!({"revision": "HEAD", "prune": true}), automated.clone())).by(CONTROLLER),
+            actions: &["auto-sync"],
+            allowed: true,
+            policies: &[],
+        },
+        Case {
+            name: "developer forging automated: true is a manual sync",
+            review: Review::update(&prod, &syncing(&prod, plain_sync.clone(), automated.clone())).by(PAYMENTS_DEV),
+            actions: &["sync"],
+            allowed: false,
+            policies: &["prod-sync-platform-only=enforce"],
+        },
+        Case {
+            name: "prune + force sync into prod for a developer",
+            review: Review::update(&prod, &syncing(&prod, json!({"revision": "HEAD", "prune": true, "syncStrategy": {"apply": {"force": true}}}), by(bob))).by(ARGOCD_SERVER),
+            actions: &["sync"],
+            allowed: false,
+            policies: &["prod-no-prune-or-force=enforce", "prod-sync-platform-only=enforce"],
+        },
+        Case {
+            name: "rollback of prod to an earlier history revision",
+            review: Review::update(&prod, &syncing(&prod, json!({"revision": "1111111111111111111111111111111111111111"}), by(bob))).by(ARGOCD_SERVER),
+            actions: &["rollback"],
+            allowed: false,
+            policies: &["prod-sync-platform-only=enforce"],
+        },
+        Case {
+            name: "override: sync dev to a revision other than targetRevision",
+            review: Review::update(&dev, &syncing(&dev, json!({"revision": "feature-branch"}), by(bob))).by(ARGOCD_SERVER),
+            actions: &["override", "sync"],
+            allowed: true,
+            policies: &[],
+        },
+        Case {
+            name: "override: local manifests into prod",
+            review: Review::update(&prod, &syncing(&prod, json!({"manifests": ["apiVersion: v1\nkind: ConfigMap"]}), by(ADMIN_SYNC))).by(ARGOCD_SERVER),
+            actions: &["override", "sync"],
+            allowed: true,
+            policies: &[],
+        },
+        Case {
+            name: "selective dry-run sync in dev",
+            review: Review::update(&dev, &syncing(&dev, json!({"dryRun": true, "resources": [{"kind": "Deployment", "name": "web"}]}), Value::Null)).by(PAYMENTS_DEV),
+            actions: &["sync"],
+            allowed: true,
+            policies: &[],
+        },
+        Case {
+            name: "terminate a running operation",
+            review: Review::update(&terminating_old, &terminating_new).by(ARGOCD_SERVER),
+            actions: &["terminate"],
+            allowed: true,
+            policies: &[],
+        },
+        Case {
+            name: "hard refresh by a developer of the owning team",
+            review: Review::update(&dev, &with(dev.clone(), &[("/metadata/annotations", json!({"argocd.argoproj.io/refresh": "hard"}))])).by(PAYMENTS_DEV),
+            actions: &["refresh"],
+            allowed: true,
+            policies: &[],
+        },
+        Case {
+            name: "cascading delete of an Application by a developer (object is null)",
+            review: Review::delete(&velero_prod).by(PAYMENTS_DEV),
+            actions: &["delete"],
+            allowed: false,
+            policies: &["app-delete-platform-only=enforce"],
+        },
+        Case {
+            name: "delete of an Application by a platform engineer",
+            review: Review::delete(&velero_prod).by(PLATFORM),
+            actions: &["delete"],
+            allowed: true,
+            policies: &[],
+        },
+        Case {
+            name: "removing the resources finalizer (non-cascading path)",
+            review: Review::update(&velero_prod, &velero_unfinalized).by(PAYMENTS_DEV),
+            actions: &["remove-finalizer"],
+            allowed: false,
+            policies: &["app-delete-platform-only=enforce"],
+        },
+        Case {
+            name: "controller removing its finalizer while deleting is bookkeeping",
+            review: Review::update(&velero_deleting, &velero_deleted).by(CONTROLLER),
+            actions: &["bookkeeping"],
+            allowed: true,
+            policies: &[],
+        },
+        Case {
+            name: "controller writing status is bookkeeping",
+            review: Review::update(&velero_prod, &with(velero_prod.clone(), &[("/status/health/status", json!("Degraded"))])).by(CONTROLLER),
+            actions: &["bookkeeping"],
+            allowed: true,
+            policies: &[],
+        },
+        Case {
+            name: "controller clearing a finished operation is bookkeeping",
+            review: Review::update(&syncing(&dev, plain_sync.clone(), automated.clone()), &dev).by(CONTROLLER),
+            actions: &["bookkeeping"],
+            allowed: true,
+            policies: &[],
+        },
+        Case {
+            name: "enable auto-sync",
+            review: Review::update(&dev, &auto).by(PAYMENTS_DEV),
+            actions: &["enable-auto-sync"],
+            allowed: true,
+            policies: &[],
+        },
+        Case {
+            name: "turning on prune and selfHeal counts as enabling",
+            review: Review::update(&auto, &auto_prune).by(PAYMENTS_DEV),
+            actions: &["enable-auto-sync"],
+            allowed: true,
+            policies: &[],
+        },
+        Case {
+            name: "disable auto-sync with enabled: false",
+            review: Review::update(&auto, &auto_off).by(PAYMENTS_DEV),
+            actions: &["disable-auto-sync"],
+            allowed: true,
+            policies: &[],
+        },
+        Case {
+            name: "disable auto-sync by removing automated",
+            review: Review::update(&auto, &dev).by(PAYMENTS_DEV),
+            actions: &["disable-auto-sync"],
+            allowed: true,
+            policies: &[],
+        },
+        Case {
+            name: "retarget into another team's namespace",
+            review: Review::update(&dev, &app_to("storefront-dev")).by(PAYMENTS_DEV),
+            actions: &["retarget"],
+            allowed: false,
+            policies: &["team-owns-namespace=enforce"],
+        },
+        Case {
+            name: "retarget + sync in one request",
+            review: Review::update(&dev, &syncing(&app_to("payments-prod"), plain_sync.clone(), Value::Null)).by(PAYMENTS_DEV),
+            actions: &["retarget", "sync"],
+            allowed: false,
+            policies: &["prod-sync-platform-only=enforce"],
+        },
+        Case {
+            name: "change-source: targetRevision bump (real live/target pair)",
+            review: Review::update(&live, &target).by(PLATFORM),
+            actions: &["change-source"],
+            allowed: true,
+            policies: &[],
+        },
+        Case {
+            name: "plain spec edit is an update",
+            review: Review::update(&dev, &with(dev.clone(), &[("/spec/revisionHistoryLimit", json!(3))])).by(PAYMENTS_DEV),
+            actions: &["update"],
+            allowed: true,
+            policies: &[],
+        },
+        Case {
+            name: "create an Application pointed at another team's namespace",
+            review: Review::create(&app_to("storefront-prod")).by(PAYMENTS_DEV),
+            actions: &["create"],
+            allowed: false,
+            policies: &["team-owns-namespace=enforce"],
+        },
+        Case {
+            name: "create an Application with an operation starts a sync",
+            review: Review::create(&syncing(&app_to("payments-prod"), plain_sync.clone(), Value::Null)).by(PAYMENTS_DEV),
+            actions: &["create", "sync"],
+            allowed: false,
+            policies: &["prod-sync-platform-only=enforce"],
+        },
+        Case {
+            name: "dryRun requests are decided normally",
+            review: Review::update(&prod, &syncing(&prod, plain_sync.clone(), Value::Null)).by(PAYMENTS_DEV).dry_run(),
+            actions: &["sync"],
+            allowed: false,
+            policies: &["prod-sync-platform-only=enforce"],
+        },
+        Case {
+            name: "environment from the destination cluster when the namespace has none",
+            review: Review::update(&app_to("unlisted"), &syncing(&with(app_to("unlisted"), &[("/spec/destination/server", json!("https://prod.k8s.example.com"))]), plain_sync.clone(), Value::Null)).by(PAYMENTS_DEV),
+            actions: &["retarget", "sync"],
+            allowed: false,
+            policies: &["prod-sync-platform-only=enforce"],
+        },
+    ];
+    check_all(cases);
+}
+
+fn deployment(name: &str) -> Value {
+    fixture(&format!("deployments/argocd-action-testdata-{name}.yaml"))
+}
+
+fn in_prod_managed(value: Value) -> Value {
+    with(
+        value,
+        &[
+            ("/metadata/namespace", json!("payments-prod")),
+            (
+                "/metadata/annotations/argocd.argoproj.io~1tracking-id",
+                json!("payments:apps/Deployment:payments-prod/nginx-deploy"),
+            ),
+        ],
+    )
+}
+
+fn scale_object(replicas: i64) -> Value {
+    json!({
+        "apiVersion": "autoscaling/v1", "kind": "Scale",
+        "metadata": {"name": "nginx-deploy", "namespace": "payments-prod"},
+        "spec": {"replicas": replicas}, "status": {"replicas": 3, "selector": "app=nginx"}
+    })
+}
+
+#[test]
+fn deployment_actions() {
+    let base = deployment("deployment");
+    let with_image = with(
+        base.clone(),
+        &[(
+            "/spec/template/spec/containers/0/image",
+            json!("nginx:1.27"),
+        )],
+    );
+    let mut scale_review = Review::new("UPDATE", Some(&scale_object(6)), Some(&scale_object(3)))
+        .by(PAYMENTS_DEV)
+        .sub_resource("scale");
+    scale_review.request["kind"] =
+        json!({"group": "autoscaling", "version": "v1", "kind": "Scale"});
+    scale_review.request["resource"] =
+        json!({"group": "apps", "version": "v1", "resource": "deployments"});
+    scale_review.request["namespace"] = json!("payments-prod");
+    let mut foreign_scale = scale_review.clone().by(STOREFRONT_DEV).uid("foreign-scale");
+    foreign_scale.request["userInfo"]["groups"] = json!(["storefront-devs"]);
+
+    let cases = vec![
+        Case {
+            name: "scale (real before/after pair)",
+            review: Review::update(&base, &deployment("deployment-scaled")).by(PAYMENTS_DEV),
+            actions: &["scale"],
+            allowed: true,
+            policies: &[],
+        },
+        Case {
+            name: "restart (real before/after pair)",
+            review: Review::update(&base, &deployment("deployment-restarted")).by(PAYMENTS_DEV),
+            actions: &["restart"],
+            allowed: true,
+            policies: &[],
+        },
+        Case {
+            name: "pause (real before/after pair)",
+            review: Review::update(&base, &deployment("deployment-pause")).by(PAYMENTS_DEV),
+            actions: &["pause"],
+            allowed: true,
+            policies: &[],
+        },
+        Case {
+            name: "resume (real before/after pair)",
+            review: Review::update(
+                &deployment("deployment-pause"),
+                &deployment("deployment-resume"),
+            )
+            .by(PAYMENTS_DEV),
+            actions: &["resume"],
+            allowed: true,
+            policies: &[],
+        },
+        Case {
+            name: "change-image",
+            review: Review::update(&base, &with_image).by(PAYMENTS_DEV),
+            actions: &["change-image"],
+            allowed: true,
+            policies: &[],
+        },
+        Case {
+            name: "kubectl scale through the scale subresource in prod (drift is audited)",
+            review: scale_review.clone(),
+            actions: &["scale"],
+            allowed: true,
+            policies: &[],
+        },
+        Case {
+            name: "another team scaling through the subresource",
+            review: foreign_scale,
+            actions: &["scale"],
+            allowed: false,
+            policies: &["team-owns-namespace=enforce"],
+        },
+        Case {
+            name: "a person restarting an Argo CD-managed prod Deployment is audited, not denied",
+            review: Review::update(
+                &in_prod_managed(base.clone()),
+                &in_prod_managed(deployment("deployment-restarted")),
+            )
+            .by(PAYMENTS_DEV),
+            actions: &["restart"],
+            allowed: true,
+            policies: &["prod-gitops-drift=audit"],
+        },
+        Case {
+            name: "the application controller applying Git's state to prod is not drift",
+            review: Review::update(
+                &in_prod_managed(base.clone()),
+                &in_prod_managed(with_image.clone()),
+            )
+            .by(CONTROLLER),
+            actions: &["change-image"],
+            allowed: true,
+            policies: &[],
+        },
+        Case {
+            name: "another team editing a prod Deployment",
+            review: Review::update(
+                &in_prod_managed(base.clone()),
+                &in_prod_managed(with_image.clone()),
+            )
+            .by(STOREFRONT_DEV),
+            actions: &["change-image"],
+            allowed: false,
+            policies: &["prod-gitops-drift=audit", "team-owns-namespace=enforce"],
+        },
+        Case {
+            name: "create in an unowned namespace",
+            review: Review::create(&fixture(
+                "deployments/k8s-examples-guestbook-frontend-deployment.yaml",
+            ))
+            .by(PAYMENTS_DEV),
+            actions: &["create"],
+            allowed: true,
+            policies: &[],
+        },
+        Case {
+            name: "delete in prod by its team (object is null)",
+            review: Review::delete(&in_prod_managed(base.clone())).by(PAYMENTS_DEV),
+            actions: &["delete"],
+            allowed: true,
+            policies: &["prod-gitops-drift=audit"],
+        },
+        Case {
+            name: "label-only edit is an update",
+            review: Review::update(
+                &base,
+                &with(
+                    base.clone(),
+                    &[("/metadata/labels", json!({"tier": "web"}))],
+                ),
+            )
+            .by(PAYMENTS_DEV),
+            actions: &["update"],
+            allowed: true,
+            policies: &[],
+        },
+        Case {
+            name: "status-only write is bookkeeping",
+            review: Review::update(
+                &base,
+                &with(base.clone(), &[("/status/observedGeneration", json!(99))]),
+            )
+            .by(PAYMENTS_DEV),
+            actions: &["bookkeeping"],
+            allowed: true,
+            policies: &[],
+        },
+    ];
+    check_all(cases);
+}
+
+fn rollout(name: &str) -> Value {
+    fixture(&format!(
+        "rollouts/argocd-rollout-action-testdata-{name}.yaml"
+    ))
+}
+
+#[test]
+fn rollout_actions() {
+    let paused = rollout("has_pause_condition_rollout");
+    let aborted = rollout("aborted_rollout");
+    let cases = vec![
+        Case {
+            name: "promote: pause condition cleared",
+            review: Review::update(
+                &paused,
+                &with(paused.clone(), &[("/status/pauseConditions", Value::Null)]),
+            )
+            .by(PAYMENTS_DEV)
+            .sub_resource("status"),
+            actions: &["promote"],
+            allowed: true,
+            policies: &[],
+        },
+        Case {
+            name: "promote: skip-current-step (real before/after pair)",
+            review: Review::update(
+                &rollout("rollout-step1"),
+                &rollout("rollout-step1-after-skip-current-step"),
+            )
+            .by(PAYMENTS_DEV),
+            actions: &["promote"],
+            allowed: true,
+            policies: &[],
+        },
+        Case {
+            name: "promote-full (real before/after pair)",
+            review: Review::update(&aborted, &rollout("promote-full_rollout")).by(PAYMENTS_DEV),
+            actions: &["promote-full"],
+            allowed: true,
+            policies: &[],
+        },
+        Case {
+            name: "abort",
+            review: Review::update(
+                &paused,
+                &with(paused.clone(), &[("/status/abort", json!(true))]),
+            )
+            .by(PAYMENTS_DEV),
+            actions: &["abort"],
+            allowed: true,
+            policies: &[],
+        },
+        Case {
+            name: "retry an aborted rollout",
+            review: Review::update(
+                &aborted,
+                &with(aborted.clone(), &[("/status/abort", Value::Null)]),
+            )
+            .by(PAYMENTS_DEV),
+            actions: &["retry"],
+            allowed: true,
+            policies: &[],
+        },
+        Case {
+            name: "pause",
+            review: Review::update(
+                &paused,
+                &with(paused.clone(), &[("/spec/paused", json!(true))]),
+            )
+            .by(PAYMENTS_DEV),
+            actions: &["pause"],
+            allowed: true,
+            policies: &[],
+        },
+        Case {
+            name: "restart",
+            review: Review::update(
+                &paused,
+                &with(
+                    paused.clone(),
+                    &[("/spec/restartAt", json!("2025-05-15T14:13:44Z"))],
+                ),
+            )
+            .by(PAYMENTS_DEV),
+            actions: &["restart"],
+            allowed: true,
+            policies: &[],
+        },
+        Case {
+            name: "undo: template replaced on an aborted rollout",
+            review: Review::update(
+                &aborted,
+                &with(
+                    aborted.clone(),
+                    &[(
+                        "/spec/template/spec/containers/0/image",
+                        json!("nginx:1.17-alpine"),
+                    )],
+                ),
+            )
+            .by(PAYMENTS_DEV),
+            actions: &["change-image", "undo"],
+            allowed: true,
+            policies: &[],
+        },
+        Case {
+            name: "image bump in the middle of a canary is not an undo",
+            review: Review::update(
+                &rollout("rollout-step1"),
+                &with(
+                    rollout("rollout-step1"),
+                    &[(
+                        "/spec/template/spec/containers/0/image",
+                        json!("argoproj/rollouts-demo:green"),
+                    )],
+                ),
+            )
+            .by(PAYMENTS_DEV),
+            actions: &["change-image"],
+            allowed: true,
+            policies: &[],
+        },
+        Case {
+            name: "create the canary example",
+            review: Review::create(&fixture(
+                "rollouts/argo-rollouts-example-rollout-canary.yaml",
+            ))
+            .by(PAYMENTS_DEV),
+            actions: &["create"],
+            allowed: true,
+            policies: &[],
+        },
+    ];
+    check_all(cases);
+}
+
+#[test]
+fn every_fixture_object_is_recognised_on_create() {
+    let mut seen = 0;
+    for dir in ["argocd/applications", "deployments", "rollouts"] {
+        for entry in std::fs::read_dir(fixtures_dir().join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            let relative = format!("{dir}/{}", path.file_name().unwrap().to_str().unwrap());
+            for value in fixture_docs(&relative) {
+                if !matches!(
+                    value["kind"].as_str(),
+                    Some("Application" | "Deployment" | "Rollout")
+                ) {
+                    continue; // test tables and other kinds, not objects we decide
+                }
+                let reviewed = run(&Review::create(&value).by(CONTROLLER));
+                let actions = actions_of(&reviewed);
+                assert!(
+                    actions.contains(&"create".to_string()),
+                    "{relative}: {actions:?}"
+                );
+                assert!(reviewed.review.response.unwrap().allowed, "{relative}");
+                seen += 1;
+            }
+        }
+    }
+    assert!(seen >= 20, "only {seen} fixture objects found");
+}
+
+#[test]
+fn kubewarden_admission_requests() {
+    for (file, operation_action) in [
+        ("create_accept", "create"),
+        ("create_reject", "create"),
+        ("delete_accept", "delete"),
+        ("delete_reject", "delete"),
+        ("update_accept", "update"),
+        ("update_reject", "update"),
+    ] {
+        let request = fixture(&format!(
+            "admission/kubewarden-echo-deployment-{file}.admissionrequest.json"
+        ));
+        let reviewed = respond::review(&engine(), &wrap_request(request.clone())).unwrap();
+        let response = reviewed.review.response.as_ref().unwrap();
+        assert_eq!(response.uid, request["uid"].as_str().unwrap(), "{file}");
+        assert!(response.allowed, "{file}: namespace default is unowned");
+        let actions = actions_of(&reviewed);
+        assert!(
+            actions.contains(&operation_action.to_string()),
+            "{file}: {actions:?}"
+        );
+        if file.starts_with("delete") {
+            assert!(
+                request["object"].is_null(),
+                "{file}: DELETE fixtures carry no object"
+            );
+        }
+    }
+}
+
+#[test]
+fn unknown_kinds_are_allowed_and_annotated_never_silently() {
+    let request = fixture("admission/kubewarden-pod-delete.admissionrequest.json");
+    let reviewed = respond::review(&engine(), &wrap_request(request)).unwrap();
+    let response = reviewed.review.response.unwrap();
+    assert!(response.allowed);
+    assert_eq!(response.audit_annotations["decision"], "unsupported");
+    assert_eq!(response.audit_annotations["resource"], "core/pods");
+
+    let review = fixture("admission/kubewarden-policy-server-pod-create.admissionreview.json");
+    let reviewed = respond::review(&engine(), &serde_json::to_vec(&review).unwrap()).unwrap();
+    assert_eq!(
+        reviewed.review.response.unwrap().audit_annotations["decision"],
+        "unsupported"
+    );
+}
+
+#[test]
+fn denial_names_each_policy_with_its_reason_and_status_403() {
+    let prod = app_to("payments-prod");
+    let review = Review::update(
+        &prod,
+        &syncing(
+            &prod,
+            json!({"prune": true}),
+            json!({"username": PAYMENTS_DEV.0}),
+        ),
+    )
+    .by(ARGOCD_SERVER);
+    let reviewed = run(&review);
+    let response = reviewed.review.response.unwrap();
+    assert!(!response.allowed);
+    assert_eq!(response.result.code, 403);
+    assert_eq!(response.result.reason, "Forbidden");
+    let message = &response.result.message;
+    assert!(
+        message.contains("[prod-sync-platform-only] Syncing, rolling back or overriding"),
+        "{message}"
+    );
+    assert!(
+        message.contains("[prod-no-prune-or-force] Pruning"),
+        "{message}"
+    );
+    assert!(message.contains("argocd/nginx"), "{message}");
+    assert!(message.contains(PAYMENTS_DEV.0), "{message}");
+    assert_eq!(response.audit_annotations["decision"], "deny");
+    assert_eq!(response.audit_annotations["delegator"], ARGOCD_SERVER.0);
+    assert_eq!(
+        response.audit_annotations["policies"],
+        "prod-no-prune-or-force=enforce,prod-sync-platform-only=enforce"
+    );
+    for key in response.audit_annotations.keys() {
+        // Audit annotation keys become "<webhook>/<key>": they must be valid label-style names.
+        assert!(
+            key.len() <= 63 && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'),
+            "{key}"
+        );
+    }
+    assert_eq!(reviewed.review.types.api_version, "admission.k8s.io/v1");
+    assert_eq!(reviewed.review.types.kind, "AdmissionReview");
+}
+
+#[test]
+fn forged_initiator_is_ignored_and_reported() {
+    let dev = app_to("payments-dev");
+    let review = Review::update(
+        &dev,
+        &syncing(&dev, json!({}), json!({"username": "admin@example.com"})),
+    )
+    .by(PAYMENTS_DEV);
+    let reviewed = run(&review);
+    let outcome = reviewed.outcome.as_ref().unwrap();
+    let identity = outcome.identity.as_ref().unwrap();
+    assert_eq!(identity.username, PAYMENTS_DEV.0);
+    assert_eq!(
+        identity.forged_initiator.as_deref(),
+        Some("admin@example.com")
+    );
+    let response = reviewed.review.response.unwrap();
+    assert!(response.allowed, "dev sync by its own team");
+    let warnings = response.warnings.unwrap_or_default();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("\"admin@example.com\" was ignored")),
+        "{warnings:?}"
+    );
+    assert!(warnings.iter().all(|w| w.chars().count() <= 256));
+}
+
+#[test]
+fn global_audit_mode_never_denies_but_records() {
+    let mut engine = engine();
+    engine.mode = guardrails::mode::Mode::Audit;
+    let prod = app_to("payments-prod");
+    let review = Review::update(&prod, &syncing(&prod, json!({}), Value::Null)).by(PAYMENTS_DEV);
+    let reviewed = respond::review(&engine, &review.body()).unwrap();
+    let response = reviewed.review.response.unwrap();
+    assert!(response.allowed);
+    assert_eq!(response.audit_annotations["decision"], "allow-audit");
+    assert_eq!(
+        response.audit_annotations["policies"],
+        "prod-sync-platform-only=audit"
+    );
+    let declared: Vec<_> = reviewed
+        .outcome
+        .unwrap()
+        .matches
+        .iter()
+        .map(|m| m.declared)
+        .collect();
+    assert_eq!(declared, [guardrails::mode::Mode::Enforce]);
+}
+
+#[test]
+fn warn_mode_allows_with_a_warning() {
+    let mut engine = engine();
+    engine.mode = guardrails::mode::Mode::Warn;
+    let prod = app_to("payments-prod");
+    let review = Review::update(&prod, &syncing(&prod, json!({}), Value::Null)).by(PAYMENTS_DEV);
+    let response = respond::review(&engine, &review.body())
+        .unwrap()
+        .review
+        .response
+        .unwrap();
+    assert!(response.allowed);
+    let warnings = response.warnings.unwrap();
+    assert!(
+        warnings[0].starts_with("Guardrails [prod-sync-platform-only] sync:"),
+        "{warnings:?}"
+    );
+}
