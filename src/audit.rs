@@ -1,5 +1,7 @@
-//! The audit record: one structured line per decided request, on the `guardrails::audit` target.
+//! The audit record: one JSON line per decided request on stdout (logs go to stderr), so the
+//! stream can be collected, searched and later replayed.
 
+use std::io::Write;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -10,6 +12,7 @@ use crate::respond::Reviewed;
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditRecord<'a> {
+    pub time: String,
     pub uid: &'a str,
     pub user: &'a str,
     pub principal: &'a str,
@@ -36,6 +39,7 @@ impl<'a> AuditRecord<'a> {
         let identity = outcome.and_then(|o| o.identity.as_ref());
         let response = reviewed.review.response.as_ref();
         Self {
+            time: jiff::Timestamp::now().to_string(),
             uid: &request.uid,
             user: request.user_info.username.as_deref().unwrap_or(""),
             principal: identity.map_or("", |i| i.username.as_str()),
@@ -63,8 +67,15 @@ impl<'a> AuditRecord<'a> {
 /// Emit the audit line for a decided request.
 pub fn record(reviewed: &Reviewed, latency: Duration) {
     let record = AuditRecord::new(reviewed, latency);
-    match serde_json::to_string(&record) {
-        Ok(line) => tracing::info!(target: "guardrails::audit", audit = %line, "decision"),
-        Err(error) => tracing::error!(%error, "cannot serialise audit record"),
+    let line = match serde_json::to_vec(&record) {
+        Ok(line) => line,
+        Err(error) => {
+            tracing::error!(%error, "cannot serialise audit record");
+            return;
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    if let Err(error) = out.write_all(&line).and_then(|()| out.write_all(b"\n")) {
+        tracing::error!(%error, "cannot write audit record");
     }
 }

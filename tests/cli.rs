@@ -1,0 +1,185 @@
+//! The `guardrails` binary: eval prints exactly what serve answers; check and serve fail clearly.
+
+mod common;
+
+use assert_cmd::Command;
+use common::*;
+use serde_json::{Value, json};
+
+fn guardrails() -> Command {
+    Command::cargo_bin("guardrails").unwrap()
+}
+
+fn repo(path: &str) -> String {
+    format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn eval_prints_the_same_response_as_serve_and_exits_zero_on_deny() {
+    let prod = app_to("payments-prod");
+    let review = Review::update(&prod, &syncing(&prod, json!({}), Value::Null)).by(PAYMENTS_DEV);
+    let output = guardrails()
+        .args([
+            "eval",
+            "--policies",
+            &repo("policies"),
+            "--config",
+            &repo("config/guardrails.yaml"),
+            "--review",
+            "-",
+        ])
+        .write_stdin(review.body())
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let printed: Value = serde_json::from_slice(&output).unwrap();
+    let served = guardrails::respond::review(&engine(), &review.body())
+        .unwrap()
+        .review;
+    assert_eq!(printed, serde_json::to_value(&served).unwrap());
+    assert_eq!(printed["response"]["allowed"], false);
+}
+
+#[test]
+fn eval_reads_a_file_and_accepts_bare_request_fixtures() {
+    let output = guardrails()
+        .args(["eval", "--review", &repo("tests/fixtures/admission/kubewarden-echo-deployment-delete_accept.admissionrequest.json")])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let printed: Value = serde_json::from_slice(&output).unwrap();
+    assert_eq!(printed["response"]["allowed"], true);
+    assert_eq!(printed["response"]["auditAnnotations"]["actions"], "delete");
+}
+
+#[test]
+fn eval_global_audit_mode_allows() {
+    let prod = app_to("payments-prod");
+    let review = Review::update(&prod, &syncing(&prod, json!({}), Value::Null)).by(PAYMENTS_DEV);
+    let output = guardrails()
+        .args(["eval", "--mode", "audit"])
+        .write_stdin(review.body())
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let printed: Value = serde_json::from_slice(&output).unwrap();
+    assert_eq!(printed["response"]["allowed"], true);
+    assert_eq!(
+        printed["response"]["auditAnnotations"]["decision"],
+        "allow-audit"
+    );
+}
+
+#[test]
+fn eval_rejects_a_malformed_review() {
+    guardrails()
+        .args(["eval"])
+        .write_stdin("{\"kind\":\"AdmissionReview\"")
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("not valid JSON"));
+}
+
+#[test]
+fn broken_policy_stops_start_up_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(repo("policies")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    std::fs::write(
+        dir.path().join("broken.cedar"),
+        "@id(\"broken\")\nforbid (principal, action == Action::\"sync\", resource)\nwhen { resource.nope == 1 };\n",
+    )
+    .unwrap();
+    let dir_arg = dir.path().to_str().unwrap();
+    guardrails()
+        .args(["check", dir_arg])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("broken.cedar:3:"))
+        .stderr(predicates::str::contains("policy broken"));
+    guardrails()
+        .args([
+            "serve",
+            "--dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--policies",
+            dir_arg,
+        ])
+        .timeout(std::time::Duration::from_secs(20))
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("broken.cedar:3:"));
+}
+
+#[test]
+fn check_accepts_the_shipped_policies() {
+    guardrails()
+        .args([
+            "check",
+            &repo("policies"),
+            "--config",
+            &repo("config/guardrails.yaml"),
+        ])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("policies valid"));
+}
+
+#[test]
+fn config_typo_stops_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, "mode: enforce\ndelegator: []\n").unwrap();
+    guardrails()
+        .args([
+            "serve",
+            "--dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            config.to_str().unwrap(),
+        ])
+        .timeout(std::time::Duration::from_secs(20))
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("unknown field `delegator`"));
+}
+
+#[test]
+fn serve_without_tls_refuses_to_start() {
+    guardrails()
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .timeout(std::time::Duration::from_secs(20))
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("TLS is required"));
+}
+
+#[test]
+fn unreadable_certificate_is_a_clear_error() {
+    guardrails()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            "/nonexistent/tls.crt",
+            "--tls-key",
+            "/nonexistent/tls.key",
+        ])
+        .timeout(std::time::Duration::from_secs(20))
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("/nonexistent/tls.crt"));
+}
