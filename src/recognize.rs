@@ -230,7 +230,7 @@ pub fn recognize(request: &Request, config: &Config) -> Recognized {
         };
     };
     let caller_is_automation =
-        config.is_automation(&request.user_info.username.clone().unwrap_or_default());
+        config.is_automation(request.user_info.username.as_deref().unwrap_or(""));
     let new = request.object.as_ref();
     let old = request.old_object.as_ref();
     let mut recognition = Recognition {
@@ -643,76 +643,76 @@ fn data_differs(
     new: Option<&DynamicObject>,
     explained: &[&str],
 ) -> bool {
-    let patterns: Vec<Vec<&str>> = explained
+    // The typed metadata is compared separately; apiVersion and kind cannot change.
+    let patterns: Vec<Vec<String>> = ["/apiVersion", "/kind", "/metadata"]
         .iter()
-        .map(|p| p.trim_start_matches('/').split('/').collect())
+        .chain(explained)
+        .map(|p| {
+            p.trim_start_matches('/')
+                .split('/')
+                .map(|segment| segment.replace("~1", "/").replace("~0", "~"))
+                .collect()
+        })
         .collect();
+    let live: Vec<&[String]> = patterns.iter().map(Vec::as_slice).collect();
     let null = Value::Null;
     let old = old.map_or(&null, |o| &o.data);
     let new = new.map_or(&null, |o| &o.data);
-    let mut path = Vec::new();
-    differs_at(old, new, &patterns, &mut path)
+    differs_at(old, new, &live)
 }
 
-fn is_explained(path: &[String], patterns: &[Vec<&str>]) -> bool {
-    patterns.iter().any(|pattern| {
-        pattern.len() <= path.len()
-            && pattern
-                .iter()
-                .zip(path)
-                .all(|(p, segment)| *p == "*" || p.replace("~1", "/") == *segment)
-    })
-}
-
-fn differs_at(old: &Value, new: &Value, patterns: &[Vec<&str>], path: &mut Vec<String>) -> bool {
-    if is_explained(path, patterns) {
+/// `live` holds the unmatched rest of every pattern whose prefix matches the current path, so a
+/// subtree no pattern reaches is compared in one go.
+fn differs_at(old: &Value, new: &Value, live: &[&[String]]) -> bool {
+    if live.iter().any(|rest| rest.is_empty()) {
         return false;
     }
+    if live.is_empty() {
+        return !same_ignoring_absent(old, new);
+    }
+    let descend = |segment: &str, x: &Value, y: &Value| {
+        let next: Vec<&[String]> = live
+            .iter()
+            .filter(|rest| rest[0] == "*" || rest[0] == segment)
+            .map(|rest| &rest[1..])
+            .collect();
+        differs_at(x, y, &next)
+    };
+    let empty = Value::Object(serde_json::Map::new());
+    // An absent block and a new one (or the reverse): compare field by field against nothing.
+    let (old, new) = match (old, new) {
+        (Value::Null, Value::Object(_)) => (&empty, new),
+        (Value::Object(_), Value::Null) => (old, &empty),
+        _ => (old, new),
+    };
     match (old, new) {
-        (Value::Object(a), Value::Object(b)) => {
-            let keys = a.keys().chain(b.keys().filter(|k| !a.contains_key(*k)));
-            for key in keys {
-                // The typed metadata is compared separately; apiVersion/kind cannot change.
-                if path.is_empty() && matches!(key.as_str(), "apiVersion" | "kind" | "metadata") {
-                    continue;
-                }
-                path.push(key.clone());
-                let differs = differs_at(
-                    a.get(key).unwrap_or(&Value::Null),
-                    b.get(key).unwrap_or(&Value::Null),
-                    patterns,
-                    path,
-                );
-                path.pop();
-                if differs {
-                    return true;
-                }
-            }
-            false
-        }
-        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
-            for (index, (x, y)) in a.iter().zip(b).enumerate() {
-                path.push(index.to_string());
-                let differs = differs_at(x, y, patterns, path);
-                path.pop();
-                if differs {
-                    return true;
-                }
-            }
-            false
-        }
-        // An absent block and a new one (or the reverse): compare field by field against nothing.
-        (Value::Null, Value::Object(_)) | (Value::Object(_), Value::Null) => {
-            let empty = Value::Object(serde_json::Map::new());
-            let (a, b) = if old.is_null() {
-                (&empty, new)
-            } else {
-                (old, &empty)
-            };
-            differs_at(a, b, patterns, path)
-        }
+        (Value::Object(a), Value::Object(b)) => a
+            .iter()
+            .map(|(k, x)| (k, x, b.get(k).unwrap_or(&Value::Null)))
+            .chain(
+                b.iter()
+                    .filter(|(k, _)| !a.contains_key(*k))
+                    .map(|(k, y)| (k, &Value::Null, y)),
+            )
+            .any(|(key, x, y)| descend(key, x, y)),
+        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => a
+            .iter()
+            .zip(b)
+            .enumerate()
+            .any(|(index, (x, y))| descend(&index.to_string(), x, y)),
         _ => old != new,
     }
+}
+
+/// Structural equality where an absent (null) value equals an empty object or list.
+fn same_ignoring_absent(a: &Value, b: &Value) -> bool {
+    let empty = |v: &Value| match v {
+        Value::Null => true,
+        Value::Object(m) => m.is_empty(),
+        Value::Array(l) => l.is_empty(),
+        _ => false,
+    };
+    a == b || (empty(a) && empty(b))
 }
 
 /// Metadata a person changes (labels, annotations, owners, non-Argo finalizers), ignoring what

@@ -881,3 +881,18 @@ fn warn_mode_allows_with_a_warning() {
         "{warnings:?}"
     );
 }
+
+#[test]
+fn answers_in_the_apiversion_it_was_asked_in() {
+    let dev = app_to("payments-dev");
+    let mut review = Review::update(&dev, &syncing(&dev, json!({}), Value::Null))
+        .by(PAYMENTS_DEV)
+        .json();
+    review["apiVersion"] = json!("admission.k8s.io/v1beta1");
+    let reviewed = respond::review(&engine(), &serde_json::to_vec(&review).unwrap()).unwrap();
+    assert_eq!(
+        reviewed.review.types.api_version,
+        "admission.k8s.io/v1beta1"
+    );
+    assert_eq!(reviewed.review.types.kind, "AdmissionReview");
+}

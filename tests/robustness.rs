@@ -1,0 +1,139 @@
+//! Whatever the API server (or an attacker with network access) sends, the webhook answers: a
+//! decision with the request's uid, or an envelope error. Never a panic.
+
+mod common;
+
+use common::*;
+use guardrails::respond;
+use proptest::prelude::*;
+use serde_json::{Map, Value, json};
+use std::sync::LazyLock;
+
+static ENGINE: LazyLock<guardrails::decide::Engine> = LazyLock::new(engine);
+
+/// JSON trees built from the keys the recognisers look at, so random input reaches them.
+fn arbitrary_json() -> impl Strategy<Value = Value> {
+    let keys = prop::sample::select(vec![
+        "spec",
+        "status",
+        "operation",
+        "sync",
+        "initiatedBy",
+        "username",
+        "automated",
+        "revision",
+        "revisions",
+        "prune",
+        "syncStrategy",
+        "apply",
+        "hook",
+        "force",
+        "resources",
+        "manifests",
+        "history",
+        "operationState",
+        "phase",
+        "syncPolicy",
+        "enabled",
+        "selfHeal",
+        "destination",
+        "namespace",
+        "server",
+        "name",
+        "source",
+        "sources",
+        "targetRevision",
+        "repoURL",
+        "replicas",
+        "paused",
+        "template",
+        "containers",
+        "image",
+        "restartAt",
+        "pauseConditions",
+        "currentStepIndex",
+        "promoteFull",
+        "abort",
+        "metadata",
+        "annotations",
+        "labels",
+        "finalizers",
+        "0",
+    ]);
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(|n| json!(n)),
+        "[a-zA-Z0-9:/._-]{0,12}".prop_map(Value::String),
+    ];
+    leaf.prop_recursive(5, 64, 6, move |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::vec((keys.clone(), inner), 0..6).prop_map(|pairs| Value::Object(
+                pairs
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v))
+                    .collect::<Map<_, _>>()
+            )),
+        ]
+    })
+}
+
+fn object_from(kind: &str, data: Value, seed: u8) -> Value {
+    let mut object = match data {
+        Value::Object(map) => Value::Object(map),
+        other => json!({"spec": other}),
+    };
+    object["apiVersion"] = json!(if kind == "Deployment" {
+        "apps/v1"
+    } else {
+        "argoproj.io/v1alpha1"
+    });
+    object["kind"] = json!(kind);
+    // The API server always sends well-formed metadata; vary the parts recognisers read.
+    object["metadata"] = json!({"name": "x", "namespace": "payments-prod"});
+    if seed % 2 == 0 {
+        object["metadata"]["finalizers"] =
+            json!(["resources-finalizer.argocd.argoproj.io/foreground"]);
+    }
+    if seed % 3 == 0 {
+        object["metadata"]["annotations"] = json!({"argocd.argoproj.io/refresh": "hard", "argocd.argoproj.io/tracking-id": "a:apps/Deployment:ns/x"});
+    }
+    if seed % 5 == 0 {
+        object["metadata"]["deletionTimestamp"] = json!("2024-01-01T00:00:00Z");
+    }
+    object
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn any_object_pair_gets_an_answer(
+        kind in prop::sample::select(vec!["Application", "Deployment", "Rollout"]),
+        operation in prop::sample::select(vec!["CREATE", "UPDATE", "DELETE", "CONNECT"]),
+        old in arbitrary_json(),
+        new in arbitrary_json(),
+        user in prop::sample::select(vec![PAYMENTS_DEV, PLATFORM, ARGOCD_SERVER, CONTROLLER]),
+        sub in prop::sample::select(vec!["", "scale", "status"]),
+        old_seed in any::<u8>(),
+        new_seed in any::<u8>(),
+    ) {
+        let (old, new) = (object_from(kind, old, old_seed), object_from(kind, new, new_seed));
+        let mut review = Review::new(operation, Some(&new), Some(&old)).by(user);
+        if !sub.is_empty() {
+            review = review.sub_resource(sub);
+        }
+        let reviewed = respond::review(&ENGINE, &review.body()).expect("a well-formed envelope");
+        let response = reviewed.review.response.expect("a response");
+        prop_assert_eq!(response.uid, review.request["uid"].as_str().unwrap());
+        prop_assert!(response.allowed || response.result.code == 403, "{:?}", response.result);
+        let outcome = reviewed.outcome.expect("decided");
+        prop_assert!(!outcome.recognition.expect("recognised").actions.is_empty());
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..512)) {
+        let _ = respond::review(&ENGINE, &body);
+    }
+}
