@@ -121,7 +121,7 @@ pub fn decide(engine: &Engine, request: &Request) -> Result<Outcome, DecideError
         &recognition,
         request,
         &placement,
-        &engine.policies.action_entities,
+        &engine.policies,
     )?;
     let context = entities::build_context(&identity, &recognition, request)?;
 
@@ -133,7 +133,9 @@ pub fn decide(engine: &Engine, request: &Request) -> Result<Outcome, DecideError
             entities::action_uid(action.as_str())?,
             built.resource.clone(),
             context.clone(),
-            Some(&engine.policies.schema),
+            // The context shape is fixed by `entities::build_context` and checked against the
+            // schema for every action in tests; validating it per request would cost ~15%.
+            None,
         )
         .map_err(|e| EntityError::Context(e.to_string()))?;
         let response = engine.authorizer.is_authorized(
@@ -196,4 +198,42 @@ pub fn decide(engine: &Engine, request: &Request) -> Result<Outcome, DecideError
         errors,
         mode: engine.mode,
     })
+}
+
+/// Check that what `decide` builds for `request` conforms to the schema: entity attributes and
+/// types, the context record, and each action's principal and resource types. `decide` skips
+/// these checks for speed; tests run this over every recognised action.
+pub fn check_conformance(engine: &Engine, request: &Request) -> Result<(), String> {
+    let Recognized::Known(recognition) = recognize::recognize(request, &engine.config) else {
+        return Ok(());
+    };
+    let identity = identity::identify(
+        &request.user_info,
+        recognition.initiated_by.as_ref(),
+        &engine.config,
+    );
+    let placement = entities::placement(
+        recognition.kind,
+        request,
+        &engine.config,
+        &engine.live_namespaces,
+    );
+    let subjects = entities::build_subjects(&identity, &recognition, request, &placement)
+        .map_err(|e| e.to_string())?;
+    cedar_policy::Entities::from_entities(subjects.entities, Some(&engine.policies.schema))
+        .map_err(|e| format!("entities: {e}"))?;
+    let context =
+        entities::build_context(&identity, &recognition, request).map_err(|e| e.to_string())?;
+    for action in &recognition.actions {
+        let action_uid = entities::action_uid(action.as_str()).map_err(|e| e.to_string())?;
+        CedarRequest::new(
+            subjects.principal.clone(),
+            action_uid,
+            subjects.resource.clone(),
+            context.clone(),
+            Some(&engine.policies.schema),
+        )
+        .map_err(|e| format!("{}: {e}", action.as_str()))?;
+    }
+    Ok(())
 }

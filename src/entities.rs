@@ -14,6 +14,7 @@ use serde_json::Value;
 use crate::admission::Request;
 use crate::config::{Config, NamespaceConfig};
 use crate::identity::{Identity, PrincipalKind};
+use crate::policy::PolicyStore;
 use crate::recognize::{Kind, Recognition};
 
 pub const TRACKING_ID_ANNOTATION: &str = "argocd.argoproj.io/tracking-id";
@@ -184,11 +185,18 @@ pub fn resource_uid(kind: Kind, request: &Request) -> Result<EntityUid, EntityEr
     Ok(uid(type_name, &id))
 }
 
-/// The entities a request needs: principal, its groups and teams, resource, namespace, environment.
+/// The entities a request needs: principal, resource, namespace, and the actions decided.
 pub struct RequestEntities {
     pub principal: EntityUid,
     pub resource: EntityUid,
     pub entities: Entities,
+}
+
+/// The principal, the resource and its namespace (everything but actions), as Cedar entities.
+pub struct Subjects {
+    pub principal: EntityUid,
+    pub resource: EntityUid,
+    pub entities: Vec<Entity>,
 }
 
 pub fn build_entities(
@@ -196,8 +204,37 @@ pub fn build_entities(
     recognition: &Recognition,
     request: &Request,
     placement: &Placement,
-    action_entities: &Entities,
+    policies: &PolicyStore,
 ) -> Result<RequestEntities, EntityError> {
+    let Subjects {
+        principal,
+        resource,
+        mut entities,
+    } = build_subjects(identity, recognition, request, placement)?;
+    for action in &recognition.actions {
+        let entity = policies.action_entity(action.as_str()).ok_or_else(|| {
+            EntityError::Entity(format!(
+                "action {:?} is not declared in the schema",
+                action.as_str()
+            ))
+        })?;
+        entities.push(entity.clone());
+    }
+    let entities =
+        Entities::from_entities(entities, None).map_err(|e| EntityError::Entity(e.to_string()))?;
+    Ok(RequestEntities {
+        principal,
+        resource,
+        entities,
+    })
+}
+
+pub fn build_subjects(
+    identity: &Identity,
+    recognition: &Recognition,
+    request: &Request,
+    placement: &Placement,
+) -> Result<Subjects, EntityError> {
     let t = types()?;
     let entity_error = |e: &dyn std::fmt::Display| EntityError::Entity(e.to_string());
     let mut entities = Vec::with_capacity(3);
@@ -305,11 +342,7 @@ pub fn build_entities(
             .map_err(|e| entity_error(&e))?,
     );
 
-    let entities = action_entities
-        .clone()
-        .add_entities(entities, None)
-        .map_err(|e| entity_error(&e))?;
-    Ok(RequestEntities {
+    Ok(Subjects {
         principal,
         resource,
         entities,

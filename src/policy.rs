@@ -6,7 +6,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use cedar_policy::{Effect, Entities, PolicyId, PolicySet, Schema, ValidationMode, Validator};
+use cedar_policy::{Effect, Entity, PolicyId, PolicySet, Schema, ValidationMode, Validator};
 use miette::Diagnostic;
 
 use crate::mode::Mode;
@@ -87,8 +87,10 @@ pub struct PolicyStore {
     pub schema: Schema,
     pub policies: PolicySet,
     meta: HashMap<PolicyId, PolicyMeta>,
-    /// Action entities (and their groups) from the schema, built once.
-    pub action_entities: Entities,
+    /// Each action as an entity whose parents are *all* its groups (transitively), keyed by
+    /// action id. A request adds only the actions it decides, so Cedar's transitive closure over
+    /// the per-request entities stays a handful of nodes.
+    action_entities: HashMap<String, Entity>,
     /// Where the policies came from, for logs and `/readyz`.
     pub source: String,
 }
@@ -105,6 +107,10 @@ impl fmt::Debug for PolicyStore {
 impl PolicyStore {
     pub fn meta(&self, id: &PolicyId) -> Option<&PolicyMeta> {
         self.meta.get(id)
+    }
+
+    pub fn action_entity(&self, action: &str) -> Option<&Entity> {
+        self.action_entities.get(action)
     }
 
     pub fn policy_count(&self) -> usize {
@@ -179,7 +185,7 @@ impl PolicyStore {
                 )]));
             }
         };
-        let action_entities = schema.action_entities().map_err(|error| {
+        let actions = schema.action_entities().map_err(|error| {
             PolicyError::Invalid(vec![PolicyDiagnostic {
                 file: SCHEMA_FILE.into(),
                 line: 0,
@@ -188,6 +194,20 @@ impl PolicyStore {
                 message: format!("invalid action hierarchy: {error}"),
             }])
         })?;
+        let action_entities = actions
+            .iter()
+            .map(|action| {
+                let uid = action.uid();
+                let ancestors = actions
+                    .ancestors(&uid)
+                    .map(|a| a.cloned().collect())
+                    .unwrap_or_default();
+                (
+                    uid.id().unescaped().to_string(),
+                    Entity::new_no_attrs(uid, ancestors),
+                )
+            })
+            .collect();
         let validator = Validator::new(schema.clone());
 
         let mut diagnostics = Vec::new();

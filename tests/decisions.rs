@@ -65,6 +65,13 @@ fn check_all(cases: Vec<Case>) {
             ));
         }
         assert_eq!(response.uid, case.review.request["uid"].as_str().unwrap());
+        let request = guardrails::admission::parse_review(&case.review.body()).unwrap();
+        if let Err(error) = guardrails::decide::check_conformance(&engine(), &request) {
+            failures.push(format!(
+                "{}: does not conform to the schema: {error}",
+                case.name
+            ));
+        }
     }
     assert!(
         failures.is_empty(),

@@ -128,6 +128,7 @@ proptest! {
         let response = reviewed.review.response.expect("a response");
         prop_assert_eq!(response.uid, review.request["uid"].as_str().unwrap());
         prop_assert!(response.allowed || response.result.code == 403, "{:?}", response.result);
+        prop_assert_eq!(guardrails::decide::check_conformance(&ENGINE, &reviewed.request), Ok(()));
         let outcome = reviewed.outcome.expect("decided");
         prop_assert!(!outcome.recognition.expect("recognised").actions.is_empty());
     }
