@@ -58,9 +58,9 @@ pub enum Command {
     Serve {
         #[command(flatten)]
         policy: PolicyArgs,
-        /// Address for the TLS listener.
-        #[arg(long, default_value = "0.0.0.0:8443", env = "GUARDRAILS_LISTEN")]
-        listen: SocketAddr,
+        /// Address for the TLS listener [default: 0.0.0.0:8443, or 127.0.0.1:8443 with --dev].
+        #[arg(long, env = "GUARDRAILS_LISTEN")]
+        listen: Option<SocketAddr>,
         /// Serving certificate (PEM, chain allowed).
         #[arg(
             long,
@@ -140,7 +140,12 @@ pub fn run(cli: Cli) -> ExitCode {
             tls_key,
             dev,
             dev_ca_out,
-        } => serve(&policy, listen, tls_cert.zip(tls_key), dev, &dev_ca_out),
+        } => {
+            // A development certificate is for this machine only: do not expose it by default.
+            let default_host = if dev { [127, 0, 0, 1] } else { [0, 0, 0, 0] };
+            let listen = listen.unwrap_or(SocketAddr::from((default_host, 8443)));
+            serve(&policy, listen, tls_cert.zip(tls_key), dev, &dev_ca_out)
+        }
         Command::Eval { policy, review } => eval(&policy, &review),
         Command::Check { dir, config } => check(&dir, config.as_deref()),
     };
