@@ -92,14 +92,14 @@ fn object_from(kind: &str, data: Value, seed: u8) -> Value {
     object["kind"] = json!(kind);
     // The API server always sends well-formed metadata; vary the parts recognisers read.
     object["metadata"] = json!({"name": "x", "namespace": "payments-prod"});
-    if seed % 2 == 0 {
+    if seed.is_multiple_of(2) {
         object["metadata"]["finalizers"] =
             json!(["resources-finalizer.argocd.argoproj.io/foreground"]);
     }
-    if seed % 3 == 0 {
+    if seed.is_multiple_of(3) {
         object["metadata"]["annotations"] = json!({"argocd.argoproj.io/refresh": "hard", "argocd.argoproj.io/tracking-id": "a:apps/Deployment:ns/x"});
     }
-    if seed % 5 == 0 {
+    if seed.is_multiple_of(5) {
         object["metadata"]["deletionTimestamp"] = json!("2024-01-01T00:00:00Z");
     }
     object
