@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::decide::Engine;
 use crate::mode::Mode;
 use crate::policy::PolicyStore;
+use crate::synth::Synthetic;
 use crate::{respond, server, tls};
 
 #[derive(Debug, Parser)]
@@ -33,6 +34,12 @@ pub struct Cli {
 pub enum LogFormat {
     Json,
     Text,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -86,14 +93,44 @@ pub enum Command {
         #[arg(long, value_name = "FILE", default_value_os_t = std::env::temp_dir().join("guardrails-dev-ca.pem"))]
         dev_ca_out: PathBuf,
     },
-    /// Decide one AdmissionReview offline and print the response `serve` would send (exit 0
-    /// whatever the decision).
+    /// Decide one request offline: an AdmissionReview (prints the response `serve` would send), or
+    /// manifests as a kubectl-style dry run. Exit 0 whatever the decision.
     Eval {
         #[command(flatten)]
         policy: PolicyArgs,
         /// AdmissionReview JSON file (a bare `request` object is accepted too); `-` for stdin.
-        #[arg(long, value_name = "FILE|-", default_value = "-")]
-        review: String,
+        /// The default input when -f is not given.
+        #[arg(long, value_name = "FILE|-", conflicts_with = "filename")]
+        review: Option<String>,
+        /// The manifest being written (YAML or JSON; for DELETE, the object being deleted).
+        #[arg(short = 'f', long, value_name = "FILE")]
+        filename: Option<PathBuf>,
+        /// The object as it is now, for UPDATE.
+        #[arg(long, value_name = "FILE", requires = "filename")]
+        old: Option<PathBuf>,
+        /// CREATE, UPDATE or DELETE [default: UPDATE with --old, else CREATE].
+        #[arg(long, requires = "filename")]
+        operation: Option<String>,
+        /// The user making the request.
+        #[arg(
+            long = "as",
+            value_name = "USER",
+            requires = "filename",
+            default_value = "anonymous"
+        )]
+        as_user: String,
+        /// A group of the user (repeatable).
+        #[arg(long = "as-group", value_name = "GROUP", requires = "filename")]
+        as_group: Vec<String>,
+        /// Send through a subresource: `scale` (the manifests are turned into Scale objects) or `status`.
+        #[arg(long, requires = "filename")]
+        subresource: Option<String>,
+        /// The request is sent by this delegator (e.g. argocd-server) on the user's behalf.
+        #[arg(long, value_name = "USER", requires = "filename")]
+        delegated_by: Option<String>,
+        /// Output: `text` (default with -f) or `json` (the AdmissionReview response; default with --review).
+        #[arg(long, value_enum)]
+        output: Option<OutputFormat>,
     },
     /// Parse and strictly validate the policies and config; non-zero exit on any error.
     Check {
@@ -146,7 +183,40 @@ pub fn run(cli: Cli) -> ExitCode {
             let listen = listen.unwrap_or(SocketAddr::from((default_host, 8443)));
             serve(&policy, listen, tls_cert.zip(tls_key), dev, &dev_ca_out)
         }
-        Command::Eval { policy, review } => eval(&policy, &review),
+        Command::Eval {
+            policy,
+            review,
+            filename,
+            old,
+            operation,
+            as_user,
+            as_group,
+            subresource,
+            delegated_by,
+            output,
+        } => match filename {
+            Some(file) => eval_manifests(
+                &policy,
+                Synthetic {
+                    object: None,
+                    old_object: None,
+                    operation: operation.unwrap_or_else(|| {
+                        if old.is_some() { "UPDATE" } else { "CREATE" }.to_string()
+                    }),
+                    user: as_user,
+                    groups: as_group,
+                    sub_resource: subresource,
+                    delegated_by,
+                    dry_run: false,
+                    uid: "guardrails-eval".into(),
+                },
+                &file,
+                old.as_deref(),
+                output.unwrap_or(OutputFormat::Text),
+            ),
+            None => read_review(review.as_deref().unwrap_or("-"))
+                .and_then(|body| eval(&policy, &body, output.unwrap_or(OutputFormat::Json))),
+        },
         Command::Check { dir, config } => check(&dir, config.as_deref()),
     };
     match result {
@@ -220,8 +290,7 @@ fn wrap_bare_request(text: &str) -> anyhow::Result<Vec<u8>> {
     Ok(text.as_bytes().to_vec())
 }
 
-fn eval(args: &PolicyArgs, review: &str) -> anyhow::Result<()> {
-    let engine = load_engine(args)?;
+fn read_review(review: &str) -> anyhow::Result<Vec<u8>> {
     let mut text = String::new();
     if review == "-" {
         std::io::stdin()
@@ -231,9 +300,44 @@ fn eval(args: &PolicyArgs, review: &str) -> anyhow::Result<()> {
         text = std::fs::read_to_string(review)
             .with_context(|| format!("cannot read the review {review}"))?;
     }
-    let body = wrap_bare_request(&text)?;
-    let reviewed = respond::review(&engine, &body)?;
-    println!("{}", serde_json::to_string_pretty(&reviewed.review)?);
+    wrap_bare_request(&text)
+}
+
+/// Read a YAML or JSON manifest (the first document of a multi-document file).
+pub fn read_manifest(path: &Path) -> anyhow::Result<serde_json::Value> {
+    use serde::Deserialize;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the manifest {}", path.display()))?;
+    for document in serde_yaml_ng::Deserializer::from_str(&text) {
+        let value = serde_json::Value::deserialize(document)
+            .with_context(|| format!("{} is not valid YAML or JSON", path.display()))?;
+        if !value.is_null() {
+            return Ok(value);
+        }
+    }
+    bail!("{} holds no manifest", path.display())
+}
+
+fn eval_manifests(
+    args: &PolicyArgs,
+    mut synthetic: Synthetic,
+    file: &Path,
+    old: Option<&Path>,
+    output: OutputFormat,
+) -> anyhow::Result<()> {
+    synthetic.object = Some(read_manifest(file)?);
+    synthetic.old_object = old.map(read_manifest).transpose()?;
+    let body = serde_json::to_vec(&synthetic.review()?)?;
+    eval(args, &body, output)
+}
+
+fn eval(args: &PolicyArgs, body: &[u8], output: OutputFormat) -> anyhow::Result<()> {
+    let engine = load_engine(args)?;
+    let reviewed = respond::review(&engine, body)?;
+    match output {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&reviewed.review)?),
+        OutputFormat::Text => print!("{}", crate::explain::explain(&reviewed)),
+    }
     Ok(())
 }
 

@@ -1,0 +1,109 @@
+//! A decision explained for a person: what was recognised, who asked, which policies matched and
+//! in which mode, and the outcome.
+
+use std::fmt::Write;
+
+use crate::identity::PrincipalKind;
+use crate::respond::Reviewed;
+
+pub fn explain(reviewed: &Reviewed) -> String {
+    let mut out = String::new();
+    let request = &reviewed.request;
+    let response = reviewed.review.response.as_ref();
+    let target = match request.namespace.as_deref() {
+        Some(ns) if !ns.is_empty() => format!("{ns}/{}", request.name),
+        _ => request.name.clone(),
+    };
+    let operation = format!("{:?}", request.operation).to_uppercase();
+    let sub = request
+        .sub_resource
+        .as_deref()
+        .map(|s| format!(" (subresource {s})"))
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "request:    {operation} {} {target}{sub}",
+        request.kind.kind
+    );
+    let Some(outcome) = &reviewed.outcome else {
+        let _ = writeln!(
+            out,
+            "decision:   error (the request could not be evaluated)"
+        );
+        return out;
+    };
+    if let Some(resource) = &outcome.unsupported {
+        let _ = writeln!(
+            out,
+            "decision:   allowed: {resource} is not a resource Guardrails decides"
+        );
+        return out;
+    }
+    if let Some(identity) = &outcome.identity {
+        let kind = match identity.kind {
+            PrincipalKind::User => "User",
+            PrincipalKind::ServiceAccount { .. } => "ServiceAccount",
+        };
+        let teams = if identity.teams.is_empty() {
+            "none".to_string()
+        } else {
+            identity.teams.join(", ")
+        };
+        let _ = write!(
+            out,
+            "principal:  {kind} {} (teams: {teams})",
+            identity.username
+        );
+        if let Some(delegator) = &identity.delegator {
+            let _ = write!(out, ", delegated by {delegator}");
+        }
+        if identity.automation {
+            let _ = write!(out, ", automation");
+        }
+        let _ = writeln!(out);
+        if let Some(forged) = &identity.forged_initiator {
+            let _ = writeln!(
+                out,
+                "            initiatedBy.username {forged:?} ignored (not sent by a delegator)"
+            );
+        }
+    }
+    if let Some(recognition) = &outcome.recognition {
+        let actions: Vec<&str> = recognition.actions.iter().map(|a| a.as_str()).collect();
+        let _ = writeln!(out, "actions:    {}", actions.join(", "));
+    }
+    let _ = writeln!(out, "mode:       {}", outcome.mode);
+    if outcome.matches.is_empty() {
+        let _ = writeln!(out, "policies:   no forbid matched");
+    } else {
+        let _ = writeln!(out, "policies:");
+        for m in &outcome.matches {
+            let _ = writeln!(
+                out,
+                "  - {} on {}: {} (declared {}): {}",
+                m.policy,
+                m.action.as_str(),
+                m.effective,
+                m.declared,
+                m.reason
+            );
+        }
+    }
+    match response {
+        Some(r) if r.allowed => {
+            let _ = writeln!(out, "decision:   ALLOWED");
+        }
+        Some(r) => {
+            let _ = writeln!(
+                out,
+                "decision:   DENIED ({}): {}",
+                r.result.code, r.result.message
+            );
+        }
+        None => {}
+    }
+    for warning in response.and_then(|r| r.warnings.as_deref()).unwrap_or(&[]) {
+        let _ = writeln!(out, "warning:    {warning}");
+    }
+    out
+}

@@ -1,0 +1,230 @@
+//! Synthetic AdmissionReviews from manifests, as the API server would build them: for
+//! `guardrails eval -f` (a kubectl-style dry run) and policy test files.
+
+use serde_json::{Value, json};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SynthError {
+    #[error("a {0} request needs {1}")]
+    Missing(&'static str, &'static str),
+    #[error("unknown operation {0:?}: expected CREATE, UPDATE or DELETE")]
+    Operation(String),
+    #[error("the manifest has no {0}")]
+    Field(&'static str),
+    #[error("unsupported subresource {0:?}: expected scale or status")]
+    SubResource(String),
+}
+
+/// What a person would type: the manifests, who they are, and how they ask.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Synthetic {
+    pub object: Option<Value>,
+    pub old_object: Option<Value>,
+    pub operation: String,
+    pub user: String,
+    pub groups: Vec<String>,
+    pub sub_resource: Option<String>,
+    /// The delegator (e.g. argocd-server) that sends the request on the user's behalf.
+    pub delegated_by: Option<String>,
+    pub dry_run: bool,
+    pub uid: String,
+}
+
+/// (group, version, plural resource) for a manifest's apiVersion and kind.
+pub fn resource_of(api_version: &str, kind: &str) -> (String, String, String) {
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    let plural = match kind {
+        "Application" => "applications".to_string(),
+        "Rollout" => "rollouts".to_string(),
+        "Deployment" => "deployments".to_string(),
+        other => format!("{}s", other.to_lowercase()),
+    };
+    (group.to_string(), version.to_string(), plural)
+}
+
+fn as_scale(manifest: &Value) -> Value {
+    json!({
+        "apiVersion": "autoscaling/v1",
+        "kind": "Scale",
+        "metadata": {
+            "name": manifest.pointer("/metadata/name").cloned().unwrap_or(Value::Null),
+            "namespace": manifest.pointer("/metadata/namespace").cloned().unwrap_or(Value::Null),
+        },
+        "spec": {"replicas": manifest.pointer("/spec/replicas").cloned().unwrap_or(json!(1))},
+    })
+}
+
+impl Synthetic {
+    /// Build the AdmissionReview v1 JSON.
+    pub fn review(&self) -> Result<Value, SynthError> {
+        let operation = self.operation.to_uppercase();
+        let (object, old_object) = match operation.as_str() {
+            "CREATE" => (
+                Some(
+                    self.object
+                        .clone()
+                        .ok_or(SynthError::Missing("CREATE", "an object"))?,
+                ),
+                None,
+            ),
+            "UPDATE" => (
+                Some(
+                    self.object
+                        .clone()
+                        .ok_or(SynthError::Missing("UPDATE", "an object"))?,
+                ),
+                Some(
+                    self.old_object
+                        .clone()
+                        .ok_or(SynthError::Missing("UPDATE", "an old object"))?,
+                ),
+            ),
+            "DELETE" => (
+                None,
+                Some(
+                    self.old_object
+                        .clone()
+                        .or_else(|| self.object.clone())
+                        .ok_or(SynthError::Missing("DELETE", "an object"))?,
+                ),
+            ),
+            other => return Err(SynthError::Operation(other.to_string())),
+        };
+        let source = object
+            .as_ref()
+            .or(old_object.as_ref())
+            .ok_or(SynthError::Field("object"))?;
+        let field = |pointer: &str, name: &'static str| {
+            source
+                .pointer(pointer)
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .ok_or(SynthError::Field(name))
+        };
+        let api_version = field("/apiVersion", "apiVersion")?;
+        let kind = field("/kind", "kind")?;
+        let name = field("/metadata/name", "metadata.name")?;
+        let namespace = field("/metadata/namespace", "").unwrap_or_else(|_| "default".into());
+        let (group, version, resource) = resource_of(&api_version, &kind);
+        let mut request_kind = json!({"group": group, "version": version, "kind": kind});
+
+        let (mut object, mut old_object) = (object, old_object);
+        match self.sub_resource.as_deref() {
+            None | Some("") | Some("status") => {}
+            Some("scale") => {
+                object = object.as_ref().map(as_scale);
+                old_object = old_object.as_ref().map(as_scale);
+                request_kind = json!({"group": "autoscaling", "version": "v1", "kind": "Scale"});
+            }
+            Some(other) => return Err(SynthError::SubResource(other.to_string())),
+        }
+
+        let mut username = self.user.clone();
+        let mut groups = self.groups.clone();
+        if let Some(delegator) = &self.delegated_by {
+            // The delegator sends the request; the person travels in the operation it starts.
+            if let Some(operation) = object.as_mut().and_then(|o| o.get_mut("operation"))
+                && operation.is_object()
+            {
+                operation["initiatedBy"] = json!({"username": self.user});
+            }
+            username = delegator.clone();
+            groups = vec!["system:serviceaccounts".to_string()];
+        }
+        if !groups.iter().any(|g| g == "system:authenticated") {
+            groups.push("system:authenticated".to_string());
+        }
+        let mut request = json!({
+            "uid": self.uid,
+            "kind": request_kind,
+            "resource": {"group": group, "version": version, "resource": resource},
+            "name": name,
+            "namespace": namespace,
+            "operation": operation,
+            "userInfo": {"username": username, "groups": groups},
+            "object": object.unwrap_or(Value::Null),
+            "oldObject": old_object.unwrap_or(Value::Null),
+            "dryRun": self.dry_run,
+        });
+        if let Some(sub) = self.sub_resource.as_deref().filter(|s| !s.is_empty()) {
+            request["subResource"] = json!(sub);
+        }
+        Ok(
+            json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request}),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deployment(replicas: i64) -> Value {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+               "metadata": {"name": "web", "namespace": "shop"}, "spec": {"replicas": replicas}})
+    }
+
+    #[test]
+    fn scale_subresource_sends_scale_objects() {
+        let review = Synthetic {
+            object: Some(deployment(5)),
+            old_object: Some(deployment(2)),
+            operation: "update".into(),
+            user: "bob".into(),
+            sub_resource: Some("scale".into()),
+            uid: "u".into(),
+            ..Default::default()
+        }
+        .review()
+        .unwrap();
+        let request = &review["request"];
+        assert_eq!(request["kind"]["kind"], "Scale");
+        assert_eq!(request["resource"]["resource"], "deployments");
+        assert_eq!(request["object"]["spec"]["replicas"], 5);
+        assert_eq!(request["oldObject"]["spec"]["replicas"], 2);
+        assert_eq!(request["subResource"], "scale");
+    }
+
+    #[test]
+    fn delegation_moves_the_person_into_initiated_by() {
+        let app = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+                         "metadata": {"name": "a", "namespace": "argocd"}, "operation": {"sync": {}}});
+        let review = Synthetic {
+            object: Some(app.clone()),
+            old_object: Some(app),
+            operation: "UPDATE".into(),
+            user: "alice".into(),
+            delegated_by: Some("system:serviceaccount:argocd:argocd-server".into()),
+            ..Default::default()
+        }
+        .review()
+        .unwrap();
+        assert_eq!(
+            review["request"]["userInfo"]["username"],
+            "system:serviceaccount:argocd:argocd-server"
+        );
+        assert_eq!(
+            review["request"]["object"]["operation"]["initiatedBy"]["username"],
+            "alice"
+        );
+    }
+
+    #[test]
+    fn missing_pieces_are_clear_errors() {
+        let update = Synthetic {
+            object: Some(deployment(1)),
+            operation: "UPDATE".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            update.review(),
+            Err(SynthError::Missing("UPDATE", "an old object"))
+        );
+        let bad = Synthetic {
+            object: Some(deployment(1)),
+            operation: "PATCH".into(),
+            ..Default::default()
+        };
+        assert_eq!(bad.review(), Err(SynthError::Operation("PATCH".into())));
+    }
+}
