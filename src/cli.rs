@@ -132,6 +132,16 @@ pub enum Command {
         #[arg(long, value_enum)]
         output: Option<OutputFormat>,
     },
+    /// Run the policy test files in DIR/tests against the policies in DIR; non-zero exit on any
+    /// failure.
+    Test {
+        /// Policy directory (its `tests/` holds the test files).
+        #[arg(default_value = "policies")]
+        dir: PathBuf,
+        /// Configuration for cases whose file names none (default: the embedded example).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
     /// Parse and strictly validate the policies and config; non-zero exit on any error.
     Check {
         /// Policy directory.
@@ -218,6 +228,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 .and_then(|body| eval(&policy, &body, output.unwrap_or(OutputFormat::Json))),
         },
         Command::Check { dir, config } => check(&dir, config.as_deref()),
+        Command::Test { dir, config } => run_policy_tests(&dir, config.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -352,5 +363,50 @@ fn check(dir: &Path, config: Option<&Path>) -> anyhow::Result<()> {
         store.policy_count(),
         crate::policy::SCHEMA_FILE
     );
+    Ok(())
+}
+
+fn run_policy_tests(dir: &Path, config: Option<&Path>) -> anyhow::Result<()> {
+    use crate::policy_test;
+    let policies = PolicyStore::load_dir(dir)?;
+    let default_config = match config {
+        Some(path) => Config::load(path)?,
+        None => Config::embedded()?,
+    };
+    let tests_dir = dir.join("tests");
+    let files = policy_test::test_files(&tests_dir)?;
+    let default_engine = Engine::new(policies, default_config, None);
+    let (mut passed, mut failed) = (0usize, 0usize);
+    for path in files {
+        let file = policy_test::load(&path)?;
+        let results = match &file.config {
+            Some(relative) => {
+                let config_path = path.parent().unwrap_or(Path::new(".")).join(relative);
+                let engine = Engine::new(
+                    PolicyStore::load_dir(dir)?,
+                    Config::load(&config_path)?,
+                    None,
+                );
+                policy_test::run_file(&engine, &path, &file)
+            }
+            None => policy_test::run_file(&default_engine, &path, &file),
+        };
+        for result in results {
+            if result.passed() {
+                passed += 1;
+                println!("PASS {}: {}", result.file, result.name);
+            } else {
+                failed += 1;
+                println!("FAIL {}: {}", result.file, result.name);
+                for failure in &result.failures {
+                    println!("     {failure}");
+                }
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    if failed > 0 {
+        bail!("{failed} policy test(s) failed");
+    }
     Ok(())
 }

@@ -17,6 +17,7 @@ pub mod explain;
 pub mod identity;
 pub mod mode;
 pub mod policy;
+pub mod policy_test;
 pub mod recognize;
 pub mod respond;
 pub mod server;

@@ -183,3 +183,119 @@ fn unreadable_certificate_is_a_clear_error() {
         .failure()
         .stderr(predicates::str::contains("/nonexistent/tls.crt"));
 }
+
+#[test]
+fn shipped_policy_tests_pass() {
+    let output = guardrails()
+        .args(["test", &repo("policies")])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(output).unwrap();
+    let summary = text.lines().last().unwrap();
+    assert!(summary.ends_with(" passed, 0 failed"), "{summary}");
+    let passed: usize = summary.split(' ').next().unwrap().parse().unwrap();
+    assert!(passed >= 20, "{summary}");
+    // Every shipped forbid policy is exercised by at least one case on its denying side.
+    for id in [
+        "prod-sync-platform-only",
+        "prod-no-prune-or-force",
+        "app-delete-platform-only",
+        "team-owns-namespace",
+        "prod-gitops-drift",
+    ] {
+        let tests = std::fs::read_dir(repo("policies/tests"))
+            .unwrap()
+            .filter_map(|e| std::fs::read_to_string(e.unwrap().path()).ok())
+            .collect::<String>();
+        assert!(
+            tests.contains(&format!("policies: [{id}")) || tests.contains(&format!(", {id}]")),
+            "{id} untested"
+        );
+    }
+}
+
+fn copy_policies(dir: &std::path::Path) {
+    std::fs::create_dir_all(dir.join("tests/manifests")).unwrap();
+    for sub in ["", "tests", "tests/manifests"] {
+        for entry in std::fs::read_dir(repo(&format!("policies/{sub}"))).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                std::fs::copy(&path, dir.join(sub).join(path.file_name().unwrap())).unwrap();
+            }
+        }
+    }
+}
+
+#[test]
+fn a_failing_policy_test_fails_the_run_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_policies(dir.path());
+    std::fs::write(
+        dir.path().join("tests/wrong.yaml"),
+        "cases:\n  - name: expects the wrong thing\n    oldObject: manifests/app-payments-prod.yaml\n    patch: {operation: {sync: {}}}\n    user: bob@example.com\n    groups: [payments-devs]\n    expect: {allowed: true}\n",
+    )
+    .unwrap();
+    guardrails()
+        .args(["test", dir.path().to_str().unwrap()])
+        .assert()
+        .failure()
+        .stdout(predicates::str::contains("FAIL"))
+        .stdout(predicates::str::contains("expects the wrong thing"))
+        .stdout(predicates::str::contains("expected allowed, got denied"))
+        .stdout(predicates::str::contains(" passed, 1 failed"));
+}
+
+#[test]
+fn eval_from_manifests_explains_the_decision() {
+    let manifests = repo("policies/tests/manifests");
+    guardrails()
+        .args([
+            "eval",
+            "-f",
+            &format!("{manifests}/deployment-payments-prod.yaml"),
+            "--operation",
+            "DELETE",
+            "--as",
+            "dana@example.com",
+            "--as-group",
+            "storefront-devs",
+        ])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("actions:    delete"))
+        .stdout(predicates::str::contains("teams: storefront"))
+        .stdout(predicates::str::contains(
+            "team-owns-namespace on delete: enforce",
+        ))
+        .stdout(predicates::str::contains("decision:   DENIED (403)"));
+    let output = guardrails()
+        .args([
+            "eval",
+            "-f",
+            &format!("{manifests}/deployment-payments-prod.yaml"),
+            "--old",
+            &format!("{manifests}/deployment-payments-prod.yaml"),
+            "--subresource",
+            "scale",
+            "--as",
+            "bob@example.com",
+            "--as-group",
+            "payments-devs",
+            "--output",
+            "json",
+        ])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let printed: Value = serde_json::from_slice(&output).unwrap();
+    assert_eq!(printed["response"]["allowed"], true);
+    assert_eq!(
+        printed["response"]["auditAnnotations"]["actions"],
+        "bookkeeping"
+    );
+}

@@ -469,7 +469,7 @@ fn deployment_actions() {
             policies: &[],
         },
         Case {
-            name: "kubectl scale through the scale subresource in prod (drift is audited)",
+            name: "kubectl scale through the scale subresource in prod (a Scale body has no tracking annotation: drift is not seen)",
             review: scale_review.clone(),
             actions: &["scale"],
             allowed: true,
