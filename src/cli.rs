@@ -147,9 +147,22 @@ pub enum Command {
         /// Policy directory.
         #[arg(default_value = "policies")]
         dir: PathBuf,
-        /// Configuration file to validate too.
+        /// Configuration file to validate too, and to check the teams and environments that
+        /// policies name against [default: the embedded example].
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
+        /// Treat warnings as errors.
+        #[arg(long)]
+        deny_warnings: bool,
+    },
+    /// Format policies with Cedar's formatter (in place), or with --check list the files that
+    /// would change and exit non-zero.
+    Fmt {
+        /// Policy directory.
+        #[arg(default_value = "policies")]
+        dir: PathBuf,
+        #[arg(long)]
+        check: bool,
     },
 }
 
@@ -227,7 +240,12 @@ pub fn run(cli: Cli) -> ExitCode {
             None => read_review(review.as_deref().unwrap_or("-"))
                 .and_then(|body| eval(&policy, &body, output.unwrap_or(OutputFormat::Json))),
         },
-        Command::Check { dir, config } => check(&dir, config.as_deref()),
+        Command::Check {
+            dir,
+            config,
+            deny_warnings,
+        } => check(&dir, config.as_deref(), deny_warnings),
+        Command::Fmt { dir, check } => format_policies(&dir, check),
         Command::Test { dir, config } => run_policy_tests(&dir, config.as_deref()),
     };
     match result {
@@ -352,17 +370,58 @@ fn eval(args: &PolicyArgs, body: &[u8], output: OutputFormat) -> anyhow::Result<
     Ok(())
 }
 
-fn check(dir: &Path, config: Option<&Path>) -> anyhow::Result<()> {
+fn check(dir: &Path, config: Option<&Path>, deny_warnings: bool) -> anyhow::Result<()> {
     let store = PolicyStore::load_dir(dir)?;
-    if let Some(path) = config {
-        Config::load(path)?;
+    let config = match config {
+        Some(path) => Config::load(path)?,
+        None => Config::embedded()?,
+    };
+    let mut warnings: Vec<String> = store.warnings.iter().map(ToString::to_string).collect();
+    warnings.extend(crate::policy::unknown_names(&store, &config));
+    for warning in &warnings {
+        println!("warning: {warning}");
     }
     println!(
-        "{}: {} policies valid against {}",
+        "{}: {} policies valid against {}, {} warning(s)",
         dir.display(),
         store.policy_count(),
-        crate::policy::SCHEMA_FILE
+        crate::policy::SCHEMA_FILE,
+        warnings.len()
     );
+    if deny_warnings && !warnings.is_empty() {
+        bail!("{} warning(s) and --deny-warnings", warnings.len());
+    }
+    Ok(())
+}
+
+fn format_policies(dir: &Path, check: bool) -> anyhow::Result<()> {
+    let config = cedar_policy_formatter::Config::default();
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "cedar"))
+        .collect();
+    entries.sort();
+    let mut unformatted = Vec::new();
+    for path in entries {
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let pretty = cedar_policy_formatter::policies_str_to_pretty(&text, &config)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        if pretty != text {
+            if check {
+                println!("would reformat {}", path.display());
+            } else {
+                std::fs::write(&path, &pretty)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                println!("formatted {}", path.display());
+            }
+            unformatted.push(path);
+        }
+    }
+    if check && !unformatted.is_empty() {
+        bail!("{} file(s) are not formatted", unformatted.len());
+    }
     Ok(())
 }
 

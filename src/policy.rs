@@ -93,6 +93,8 @@ pub struct PolicyStore {
     action_entities: HashMap<String, Entity>,
     /// Where the policies came from, for logs and `/readyz`.
     pub source: String,
+    /// Problems that do not stop loading (see `guardrails check --deny-warnings`).
+    pub warnings: Vec<PolicyDiagnostic>,
 }
 
 impl fmt::Debug for PolicyStore {
@@ -211,6 +213,7 @@ impl PolicyStore {
         let validator = Validator::new(schema.clone());
 
         let mut diagnostics = Vec::new();
+        let mut warnings = Vec::new();
         let mut policies = PolicySet::new();
         let mut meta = HashMap::new();
         let mut seen_ids: HashMap<String, (String, usize)> = HashMap::new();
@@ -227,44 +230,62 @@ impl PolicyStore {
                 let id = display_id(&parsed, error.policy_id(), file);
                 diagnostics.push(diagnostic_at(file, text, error, Some(id)));
             }
+            for warning in result.validation_warnings() {
+                let id = display_id(&parsed, warning.policy_id(), file);
+                warnings.push(diagnostic_at(file, text, warning, Some(id)));
+            }
             // Cedar numbers policies per parse ("policy0"…); rename them to something stable and
             // unique across files: the @id, or file#N.
             for (index, policy) in parsed.policies().enumerate() {
-                let id = policy
-                    .annotation("id")
-                    .map(str::to_string)
-                    .unwrap_or_else(|| format!("{file}#{index}"));
-                let line = policy
-                    .annotation("id")
+                let declared_id = policy.annotation("id").filter(|id| !id.is_empty());
+                let line = declared_id
                     .and_then(|id| line_of(text, &format!("@id(\"{id}\")")))
                     .unwrap_or(0);
-                let enforcement = match policy.annotation("enforcement") {
-                    None => Mode::Enforce,
-                    Some(value) => match value.parse::<Mode>() {
-                        Ok(mode) => mode,
-                        Err(message) => {
-                            diagnostics.push(PolicyDiagnostic {
-                                file: file.to_string(),
-                                line,
-                                column: 1,
-                                policy_id: Some(id.clone()),
-                                message: format!("@enforcement: {message}"),
-                            });
-                            continue;
-                        }
-                    },
-                };
-                if let Some((other_file, other_line)) = seen_ids.get(&id) {
-                    diagnostics.push(PolicyDiagnostic {
+                let mut warn = |id: &str, message: String| {
+                    warnings.push(PolicyDiagnostic {
                         file: file.to_string(),
                         line,
                         column: 1,
-                        policy_id: Some(id.clone()),
-                        message: format!(
-                            "duplicate @id (first defined at {other_file}:{other_line})"
+                        policy_id: Some(id.to_string()),
+                        message,
+                    })
+                };
+                let mut id = match declared_id {
+                    Some(id) => id.to_string(),
+                    None => {
+                        let id = format!("{file}#{index}");
+                        warn(
+                            &id,
+                            "no @id: messages, metrics and tests will use this generated name"
+                                .into(),
+                        );
+                        id
+                    }
+                };
+                if let Some((other_file, other_line)) = seen_ids.get(&id) {
+                    let renamed = format!("{id}#{file}:{line}");
+                    warn(
+                        &id,
+                        format!(
+                            "duplicate @id (first defined at {other_file}:{other_line}); this one is named {renamed:?}"
                         ),
-                    });
-                    continue;
+                    );
+                    id = renamed;
+                }
+                let enforcement = match policy.annotation("enforcement") {
+                    None => Mode::Enforce,
+                    Some(value) => value.parse::<Mode>().unwrap_or_else(|message| {
+                        // The strictest reading of an unclear instruction is the safe one.
+                        warn(&id, format!("@enforcement: {message}; treated as enforce"));
+                        Mode::Enforce
+                    }),
+                };
+                let forbid = policy.effect() == Effect::Forbid;
+                if forbid && policy.annotation("reason").is_none() {
+                    warn(
+                        &id,
+                        "forbid without @reason: denied users will not be told why".into(),
+                    );
                 }
                 seen_ids.insert(id.clone(), (file.to_string(), line));
                 let policy_id = PolicyId::new(&id);
@@ -283,7 +304,7 @@ impl PolicyStore {
                     PolicyMeta {
                         reason: policy.annotation("reason").map(str::to_string),
                         enforcement,
-                        forbid: policy.effect() == Effect::Forbid,
+                        forbid,
                         file: file.to_string(),
                         line,
                         id,
@@ -300,8 +321,50 @@ impl PolicyStore {
             meta,
             action_entities,
             source: origin.to_string(),
+            warnings,
         })
     }
+}
+
+/// `Team::"x"` and `Environment::"x"` literals in policies that the config never defines: usually
+/// a typo that makes a policy silently never match.
+pub fn unknown_names(store: &PolicyStore, config: &crate::config::Config) -> Vec<String> {
+    let file = &config.file;
+    let environments: std::collections::BTreeSet<&str> = file
+        .namespaces
+        .values()
+        .filter_map(|n| n.environment.as_deref())
+        .chain(file.clusters.values().map(String::as_str))
+        .collect();
+    let mut found = Vec::new();
+    for (id, meta) in store.meta.iter().map(|(id, meta)| (id, meta)) {
+        let Some(policy) = store.policies.policy(id) else {
+            continue;
+        };
+        let text = policy.to_string();
+        for (entity_type, known) in [
+            (
+                "Team",
+                file.teams.keys().map(String::as_str).collect::<Vec<_>>(),
+            ),
+            ("Environment", environments.iter().copied().collect()),
+        ] {
+            let marker = format!("{entity_type}::\"");
+            for (start, _) in text.match_indices(&marker) {
+                let rest = &text[start + marker.len()..];
+                let name = rest.split('"').next().unwrap_or("");
+                if !known.contains(&name) {
+                    found.push(format!(
+                        "{}:{}: policy {}: {entity_type}::\"{name}\" is not defined in the config, so this never matches it",
+                        meta.file, meta.line, meta.id
+                    ));
+                }
+            }
+        }
+    }
+    found.sort();
+    found.dedup();
+    found
 }
 
 fn display_id(set: &PolicySet, id: &PolicyId, file: &str) -> String {
@@ -413,17 +476,64 @@ mod tests {
     }
 
     #[test]
-    fn duplicate_ids_are_rejected() {
-        let text = "@id(\"default-allow\")\npermit (principal, action, resource);\n";
-        let error = with_policy("dup.cedar", text).unwrap_err();
-        assert!(error.to_string().contains("duplicate @id"), "{error}");
+    fn duplicate_ids_are_renamed_with_a_warning() {
+        let text = "\n@id(\"default-allow\")\npermit (principal, action, resource);\n";
+        let store = with_policy("dup.cedar", text).unwrap();
+        let warning = store
+            .warnings
+            .iter()
+            .find(|w| w.message.contains("duplicate @id"))
+            .unwrap();
+        assert_eq!((warning.file.as_str(), warning.line), ("dup.cedar", 2));
+        assert!(
+            store
+                .meta(&PolicyId::new("default-allow#dup.cedar:2"))
+                .is_some()
+        );
     }
 
     #[test]
-    fn unknown_enforcement_is_rejected() {
-        let text = "@id(\"y\")\n@enforcement(\"block\")\nforbid (principal, action, resource);\n";
-        let error = with_policy("enf.cedar", text).unwrap_err();
-        assert!(error.to_string().contains("block"), "{error}");
+    fn unknown_enforcement_warns_and_enforces() {
+        let text = "@id(\"y\")\n@reason(\"r\")\n@enforcement(\"block\")\nforbid (principal, action, resource);\n";
+        let store = with_policy("enf.cedar", text).unwrap();
+        assert!(
+            store
+                .warnings
+                .iter()
+                .any(|w| w.message.contains("\"block\"")),
+            "{:?}",
+            store.warnings
+        );
+        assert_eq!(
+            store.meta(&PolicyId::new("y")).unwrap().enforcement,
+            Mode::Enforce
+        );
+    }
+
+    #[test]
+    fn missing_id_and_reason_and_impossible_policies_warn() {
+        let text = "forbid (principal, action == Action::\"sync\", resource is Deployment);\n";
+        let store = with_policy("w.cedar", text).unwrap();
+        let messages: Vec<&str> = store.warnings.iter().map(|w| w.message.as_str()).collect();
+        assert!(
+            messages.iter().any(|m| m.contains("no @id")),
+            "{messages:?}"
+        );
+        assert!(
+            messages.iter().any(|m| m.contains("without @reason")),
+            "{messages:?}"
+        );
+        assert!(
+            messages
+                .iter()
+                .any(|m| m.contains("impossible") || m.contains("never")),
+            "{messages:?}"
+        );
+    }
+
+    #[test]
+    fn shipped_policies_have_no_warnings() {
+        assert_eq!(PolicyStore::embedded().unwrap().warnings, []);
     }
 
     #[test]

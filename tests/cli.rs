@@ -299,3 +299,56 @@ fn eval_from_manifests_explains_the_decision() {
         "bookkeeping"
     );
 }
+
+#[test]
+fn check_warns_about_names_the_config_never_defines_and_deny_warnings_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_policies(dir.path());
+    std::fs::write(
+        dir.path().join("typo.cedar"),
+        "@id(\"typo\")\n@reason(\"r\")\nforbid (principal, action == Action::\"sync\", resource in Environment::\"prd\")\nunless { principal in Team::\"platfrom\" };\n",
+    )
+    .unwrap();
+    let dir_arg = dir.path().to_str().unwrap();
+    guardrails()
+        .args(["check", dir_arg])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains(
+            "warning: typo.cedar:1: policy typo: Environment::\"prd\" is not defined",
+        ))
+        .stdout(predicates::str::contains(
+            "Team::\"platfrom\" is not defined",
+        ))
+        .stdout(predicates::str::contains("2 warning(s)"));
+    guardrails()
+        .args(["check", dir_arg, "--deny-warnings"])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("--deny-warnings"));
+}
+
+#[test]
+fn shipped_policies_are_formatted() {
+    guardrails()
+        .args(["fmt", "--check", &repo("policies")])
+        .assert()
+        .success();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("a.cedar"),
+        "@id(\"a\")\npermit(principal,action,resource);\n",
+    )
+    .unwrap();
+    let dir_arg = dir.path().to_str().unwrap();
+    guardrails()
+        .args(["fmt", "--check", dir_arg])
+        .assert()
+        .failure()
+        .stdout(predicates::str::contains("would reformat"));
+    guardrails().args(["fmt", dir_arg]).assert().success();
+    guardrails()
+        .args(["fmt", "--check", dir_arg])
+        .assert()
+        .success();
+}
