@@ -337,7 +337,7 @@ pub fn unknown_names(store: &PolicyStore, config: &crate::config::Config) -> Vec
         .chain(file.clusters.values().map(String::as_str))
         .collect();
     let mut found = Vec::new();
-    for (id, meta) in store.meta.iter().map(|(id, meta)| (id, meta)) {
+    for (id, meta) in &store.meta {
         let Some(policy) = store.policies.policy(id) else {
             continue;
         };
