@@ -9,10 +9,12 @@ use anyhow::{Context, bail};
 use axum_server::Handle;
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::audit::AuditLog;
 use crate::config::Config;
 use crate::decide::Engine;
 use crate::mode::Mode;
 use crate::policy::PolicyStore;
+use crate::reload::EngineSource;
 use crate::synth::Synthetic;
 use crate::{respond, server, tls};
 
@@ -89,6 +91,19 @@ pub enum Command {
         /// Development: generate an in-memory certificate for localhost and write its CA here.
         #[arg(long)]
         dev: bool,
+        /// Append audit records to this file instead of stdout.
+        #[arg(long, value_name = "FILE", env = "GUARDRAILS_AUDIT_LOG")]
+        audit_log: Option<PathBuf>,
+        /// Record each request in its audit record (up to --audit-log-max-request-bytes), so
+        /// `guardrails replay` can re-decide it.
+        #[arg(long, env = "GUARDRAILS_AUDIT_LOG_REQUESTS")]
+        audit_log_requests: bool,
+        /// Largest request copied into the audit log.
+        #[arg(long, value_name = "BYTES", default_value_t = crate::audit::DEFAULT_MAX_REQUEST_BYTES)]
+        audit_log_max_request_bytes: usize,
+        /// Do not watch --policies and --config for changes.
+        #[arg(long)]
+        no_reload: bool,
         /// Where --dev writes the CA certificate (PEM) for `curl --cacert`.
         #[arg(long, value_name = "FILE", default_value_os_t = std::env::temp_dir().join("guardrails-dev-ca.pem"))]
         dev_ca_out: PathBuf,
@@ -142,6 +157,17 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Re-decide requests recorded in an audit log (`serve --audit-log-requests`) with candidate
+    /// policies and report what would change. Exit 0 whatever changes.
+    Replay {
+        /// Audit log (JSON lines); `-` for stdin.
+        #[arg(long, value_name = "FILE|-")]
+        log: String,
+        #[command(flatten)]
+        policy: PolicyArgs,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
+    },
     /// Parse and strictly validate the policies and config; non-zero exit on any error.
     Check {
         /// Policy directory.
@@ -178,17 +204,30 @@ pub fn init_logging(format: LogFormat) {
     }
 }
 
+impl PolicyArgs {
+    fn source(&self) -> EngineSource {
+        EngineSource {
+            policies: self.policies.clone(),
+            config: self.config.clone(),
+            mode: self.mode,
+        }
+    }
+}
+
 /// Load policies and config as the flags say (embedded defaults otherwise).
 pub fn load_engine(args: &PolicyArgs) -> anyhow::Result<Engine> {
-    let policies = match &args.policies {
-        Some(dir) => PolicyStore::load_dir(dir)?,
-        None => PolicyStore::embedded()?,
-    };
-    let config = match &args.config {
-        Some(path) => Config::load(path)?,
-        None => Config::embedded()?,
-    };
-    Ok(Engine::new(policies, config, args.mode))
+    args.source().load()
+}
+
+struct ServeOptions {
+    listen: SocketAddr,
+    tls_files: Option<(PathBuf, PathBuf)>,
+    dev: bool,
+    dev_ca_out: PathBuf,
+    audit_log: Option<PathBuf>,
+    audit_log_requests: bool,
+    audit_log_max_request_bytes: usize,
+    reload: bool,
 }
 
 pub fn run(cli: Cli) -> ExitCode {
@@ -200,11 +239,24 @@ pub fn run(cli: Cli) -> ExitCode {
             tls_key,
             dev,
             dev_ca_out,
+            audit_log,
+            audit_log_requests,
+            audit_log_max_request_bytes,
+            no_reload,
         } => {
             // A development certificate is for this machine only: do not expose it by default.
             let default_host = if dev { [127, 0, 0, 1] } else { [0, 0, 0, 0] };
-            let listen = listen.unwrap_or(SocketAddr::from((default_host, 8443)));
-            serve(&policy, listen, tls_cert.zip(tls_key), dev, &dev_ca_out)
+            let options = ServeOptions {
+                listen: listen.unwrap_or(SocketAddr::from((default_host, 8443))),
+                tls_files: tls_cert.zip(tls_key),
+                dev,
+                dev_ca_out,
+                audit_log,
+                audit_log_requests,
+                audit_log_max_request_bytes,
+                reload: !no_reload,
+            };
+            serve(&policy, options)
         }
         Command::Eval {
             policy,
@@ -247,6 +299,11 @@ pub fn run(cli: Cli) -> ExitCode {
         } => check(&dir, config.as_deref(), deny_warnings),
         Command::Fmt { dir, check } => format_policies(&dir, check),
         Command::Test { dir, config } => run_policy_tests(&dir, config.as_deref()),
+        Command::Replay {
+            log,
+            policy,
+            output,
+        } => replay(&log, &policy, output),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -257,30 +314,39 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
-fn serve(
-    args: &PolicyArgs,
-    listen: SocketAddr,
-    tls_files: Option<(PathBuf, PathBuf)>,
-    dev: bool,
-    dev_ca_out: &Path,
-) -> anyhow::Result<()> {
-    let engine = load_engine(args)?;
-    let tls_config = match (tls_files, dev) {
+fn serve(args: &PolicyArgs, options: ServeOptions) -> anyhow::Result<()> {
+    let source = args.source();
+    let engine = source.load()?;
+    let listen = options.listen;
+    let tls_config = match (options.tls_files, options.dev) {
         (Some((cert, key)), _) => tls::load_server_config(&cert, &key)?,
         (None, true) => {
             let pair = tls::generate_dev()?;
-            std::fs::write(dev_ca_out, &pair.ca_pem)
-                .with_context(|| format!("cannot write the dev CA to {}", dev_ca_out.display()))?;
+            let ca_out = &options.dev_ca_out;
+            std::fs::write(ca_out, &pair.ca_pem)
+                .with_context(|| format!("cannot write the dev CA to {}", ca_out.display()))?;
             println!(
                 "guardrails: development certificate for localhost; CA written to {}\n  try: curl --cacert {} https://localhost:{}/readyz",
-                dev_ca_out.display(),
-                dev_ca_out.display(),
+                ca_out.display(),
+                ca_out.display(),
                 listen.port()
             );
             tls::server_config(pair.cert_pem.as_bytes(), pair.key_pem.as_bytes(), "dev")?
         }
         (None, false) => bail!(
             "TLS is required: pass --tls-cert and --tls-key, or --dev for a local self-signed certificate"
+        ),
+    };
+    let audit = match &options.audit_log {
+        Some(path) => AuditLog::file(
+            path,
+            options.audit_log_requests,
+            options.audit_log_max_request_bytes,
+        )
+        .with_context(|| format!("cannot open the audit log {}", path.display()))?,
+        None => AuditLog::stdout(
+            options.audit_log_requests,
+            options.audit_log_max_request_bytes,
         ),
     };
     tracing::info!(
@@ -290,9 +356,18 @@ fn serve(
         mode = %engine.mode,
         "starting guardrails"
     );
-    let state = server::AppState::new(engine);
+    for warning in &engine.policies.warnings {
+        tracing::warn!(%warning, "policy warning");
+    }
+    let state = server::AppState::with_audit(engine, audit);
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
+        let _watcher = if options.reload {
+            crate::reload::watch(source, state.engine.clone(), state.reload.clone())
+                .context("cannot watch the policy directory and config")?
+        } else {
+            None
+        };
         let handle = Handle::new();
         tokio::spawn(server::shutdown_on_signal(handle.clone()));
         server::serve_tls(listen, tls_config, server::router(state), handle)
@@ -466,6 +541,22 @@ fn run_policy_tests(dir: &Path, config: Option<&Path>) -> anyhow::Result<()> {
     println!("{passed} passed, {failed} failed");
     if failed > 0 {
         bail!("{failed} policy test(s) failed");
+    }
+    Ok(())
+}
+
+fn replay(log: &str, args: &PolicyArgs, output: OutputFormat) -> anyhow::Result<()> {
+    let engine = load_engine(args)?;
+    let report = if log == "-" {
+        crate::replay::replay(&engine, std::io::stdin().lock())
+    } else {
+        let file =
+            std::fs::File::open(log).with_context(|| format!("cannot read the log {log}"))?;
+        crate::replay::replay(&engine, std::io::BufReader::new(file))
+    };
+    match output {
+        OutputFormat::Text => print!("{}", crate::replay::render(&report)),
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
     }
     Ok(())
 }

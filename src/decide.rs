@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use cedar_policy::{Authorizer, Decision, Request as CedarRequest};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::admission::Request;
 use crate::config::{Config, NamespaceConfig};
@@ -47,7 +47,7 @@ impl Engine {
 pub const NO_PERMIT: &str = "no-permit";
 
 /// A forbid that matched one action (or a default deny), with what it would and does do.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PolicyMatch {
     pub policy: String,

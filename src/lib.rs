@@ -19,6 +19,8 @@ pub mod mode;
 pub mod policy;
 pub mod policy_test;
 pub mod recognize;
+pub mod reload;
+pub mod replay;
 pub mod respond;
 pub mod server;
 pub mod synth;

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use kube::core::DynamicObject;
 use kube::core::admission::Operation;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::admission::Request;
@@ -46,7 +46,7 @@ impl Kind {
 }
 
 /// Every action the schema knows; names match `policies/guardrails.cedarschema`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Action {
     Create,

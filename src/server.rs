@@ -1,8 +1,8 @@
 //! The HTTPS server: thin axum handlers around `respond::review`, TLS by rustls, bounded inputs.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -20,8 +20,10 @@ use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::admission::MAX_BODY_BYTES;
+use crate::audit::{AuditLog, DEFAULT_MAX_REQUEST_BYTES};
 use crate::decide::Engine;
-use crate::{audit, respond};
+use crate::reload::ReloadStatus;
+use crate::respond;
 
 /// In-flight requests beyond this wait; the API server's own timeout bounds the wait.
 pub const MAX_CONCURRENT_REQUESTS: usize = 1024;
@@ -31,18 +33,27 @@ pub const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_HEADER_BUFFER: usize = 64 * 1024;
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// Shared by every handler: the current engine (swapped whole on reload) and readiness.
+/// Shared by every handler: the current engine (swapped whole on reload), readiness, the audit
+/// log and the reload status.
 #[derive(Clone)]
 pub struct AppState {
     pub engine: Arc<ArcSwap<Engine>>,
     pub ready: Arc<AtomicBool>,
+    pub audit: Arc<AuditLog>,
+    pub reload: Arc<Mutex<ReloadStatus>>,
 }
 
 impl AppState {
     pub fn new(engine: Engine) -> Self {
+        Self::with_audit(engine, AuditLog::stdout(false, DEFAULT_MAX_REQUEST_BYTES))
+    }
+
+    pub fn with_audit(engine: Engine, audit: AuditLog) -> Self {
         Self {
             engine: Arc::new(ArcSwap::from_pointee(engine)),
             ready: Arc::new(AtomicBool::new(true)),
+            audit: Arc::new(audit),
+            reload: Arc::new(Mutex::new(ReloadStatus::default())),
         }
     }
 }
@@ -66,7 +77,7 @@ async fn validate(State(state): State<AppState>, body: Bytes) -> Response {
     let engine = state.engine.load();
     match respond::review(&engine, &body) {
         Ok(reviewed) => {
-            audit::record(&reviewed, started.elapsed());
+            state.audit.record(&reviewed, &body, started.elapsed());
             match serde_json::to_vec(&reviewed.review) {
                 Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
                 Err(error) => {
@@ -98,11 +109,18 @@ async fn healthz() -> &'static str {
 async fn readyz(State(state): State<AppState>) -> Response {
     let engine = state.engine.load();
     let ready = state.ready.load(Ordering::Acquire);
+    let reload = match state.reload.lock() {
+        Ok(status) => status.clone(),
+        Err(poisoned) => poisoned.into_inner().clone(),
+    };
+    // A failed reload does not make the pod unready: it keeps serving the last good policies,
+    // and says so here.
     let body = json!({
         "ready": ready,
         "policies": engine.policies.policy_count(),
         "policySource": engine.policies.source,
         "mode": engine.mode,
+        "reload": reload,
     });
     let status = if ready {
         StatusCode::OK

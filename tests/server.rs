@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 fn state() -> AppState {
-    AppState::new(engine())
+    AppState::with_audit(engine(), guardrails::audit::AuditLog::disabled())
 }
 
 async fn oneshot(request: Request<Body>) -> (StatusCode, Value) {

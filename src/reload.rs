@@ -1,0 +1,140 @@
+//! Where the engine comes from, and hot reload: watch the policy directory and config file,
+//! debounce, build and validate a new engine, swap it in atomically. A bad edit keeps the last
+//! good engine, is logged, and shows on `/readyz`.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use notify::{RecursiveMode, Watcher};
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::decide::Engine;
+use crate::mode::Mode;
+use crate::policy::PolicyStore;
+
+/// Changes closer together than this are one reload (editors and ConfigMap updates write in bursts).
+pub const DEBOUNCE: Duration = Duration::from_millis(300);
+
+/// The inputs an engine is built from; `None` means the copy embedded in the binary.
+#[derive(Debug, Clone, Default)]
+pub struct EngineSource {
+    pub policies: Option<PathBuf>,
+    pub config: Option<PathBuf>,
+    pub mode: Option<Mode>,
+}
+
+impl EngineSource {
+    pub fn load(&self) -> anyhow::Result<Engine> {
+        let policies = match &self.policies {
+            Some(dir) => PolicyStore::load_dir(dir)?,
+            None => PolicyStore::embedded()?,
+        };
+        let config = match &self.config {
+            Some(path) => Config::load(path)?,
+            None => Config::embedded()?,
+        };
+        Ok(Engine::new(policies, config, self.mode))
+    }
+
+    /// Directories to watch: the policy directory and the config file's directory (watching the
+    /// directory, not the file, catches the symlink swap of a mounted ConfigMap).
+    fn watched(&self) -> Vec<PathBuf> {
+        let mut dirs = Vec::new();
+        if let Some(dir) = &self.policies {
+            dirs.push(dir.clone());
+        }
+        if let Some(parent) = self.config.as_deref().and_then(Path::parent) {
+            let parent = if parent.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                parent.to_path_buf()
+            };
+            if !dirs.contains(&parent) {
+                dirs.push(parent);
+            }
+        }
+        dirs
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReloadStatus {
+    pub succeeded: u64,
+    pub failed: u64,
+    /// The error of the latest reload attempt if it failed (cleared by the next success).
+    pub last_error: Option<String>,
+    pub last_success: Option<String>,
+}
+
+/// Try one reload: swap on success, keep the current engine and record the error otherwise.
+pub fn reload_once(
+    source: &EngineSource,
+    engine: &ArcSwap<Engine>,
+    status: &Mutex<ReloadStatus>,
+) -> bool {
+    let result = source.load();
+    let mut status = match status.lock() {
+        Ok(status) => status,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    match result {
+        Ok(new_engine) => {
+            tracing::info!(
+                policies = new_engine.policies.policy_count(),
+                mode = %new_engine.mode,
+                "reloaded policies and config"
+            );
+            engine.store(Arc::new(new_engine));
+            status.succeeded += 1;
+            status.last_error = None;
+            status.last_success = Some(jiff::Timestamp::now().to_string());
+            true
+        }
+        Err(error) => {
+            let message = format!("{error:#}");
+            tracing::error!(error = %message, "reload failed; still serving the last good policies");
+            status.failed += 1;
+            status.last_error = Some(message);
+            false
+        }
+    }
+}
+
+/// Watch the sources and reload on change until the returned watcher is dropped.
+pub fn watch(
+    source: EngineSource,
+    engine: Arc<ArcSwap<Engine>>,
+    status: Arc<Mutex<ReloadStatus>>,
+) -> anyhow::Result<Option<notify::RecommendedWatcher>> {
+    let dirs = source.watched();
+    if dirs.is_empty() {
+        return Ok(None);
+    }
+    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let mut watcher =
+        notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
+            Ok(event) if !event.kind.is_access() => {
+                let _ = sender.send(());
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "file watch error"),
+        })?;
+    for dir in &dirs {
+        watcher.watch(dir, RecursiveMode::NonRecursive)?;
+        tracing::info!(dir = %dir.display(), "watching for policy and config changes");
+    }
+    tokio::spawn(async move {
+        while receiver.recv().await.is_some() {
+            // Debounce: wait until the burst of events is over.
+            while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, receiver.recv()).await {}
+            let (source, engine, status) = (source.clone(), engine.clone(), status.clone());
+            let _ =
+                tokio::task::spawn_blocking(move || reload_once(&source, &engine, &status)).await;
+        }
+    });
+    Ok(Some(watcher))
+}

@@ -1,0 +1,199 @@
+//! Replay: re-decide recorded requests (audit lines written with `--audit-log-requests`) with a
+//! candidate engine and report what would change.
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+
+use serde::Serialize;
+
+use crate::audit::RecordedDecision;
+use crate::decide::Engine;
+use crate::respond;
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Change {
+    pub line: usize,
+    pub time: String,
+    pub uid: String,
+    pub user: String,
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    pub operation: String,
+    pub actions: Vec<String>,
+    pub was_allowed: bool,
+    pub now_allowed: bool,
+    /// Enforced policies now denying (for a new denial) or that denied before (for a new allow).
+    pub policies: Vec<String>,
+    pub message: String,
+}
+
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    pub replayed: usize,
+    pub newly_denied: usize,
+    pub newly_allowed: usize,
+    pub unchanged: usize,
+    /// Lines without a recorded request (written without --audit-log-requests, or too large).
+    pub skipped: usize,
+    /// Lines that are not audit records, with the reason.
+    pub invalid: Vec<String>,
+    /// Policy id -> number of requests it newly denies.
+    pub denying_policies: BTreeMap<String, usize>,
+    /// Policy id -> number of requests it denied before and no longer does.
+    pub releasing_policies: BTreeMap<String, usize>,
+    pub changes: Vec<Change>,
+}
+
+fn enforced_ids(matches: &[crate::decide::PolicyMatch]) -> Vec<String> {
+    let mut ids: Vec<String> = matches
+        .iter()
+        .filter(|m| m.effective == crate::mode::Mode::Enforce)
+        .map(|m| m.policy.clone())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+/// Re-decide every recorded request in `log` with `engine`.
+pub fn replay(engine: &Engine, log: impl BufRead) -> Report {
+    let mut report = Report::default();
+    for (index, line) in log.lines().enumerate() {
+        let number = index + 1;
+        let line = match line {
+            Ok(line) => line,
+            Err(error) => {
+                report.invalid.push(format!("line {number}: {error}"));
+                continue;
+            }
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        let record: RecordedDecision = match serde_json::from_str(&line) {
+            Ok(record) => record,
+            Err(error) => {
+                report
+                    .invalid
+                    .push(format!("line {number}: not an audit record: {error}"));
+                continue;
+            }
+        };
+        let Some(request) = &record.request else {
+            report.skipped += 1;
+            continue;
+        };
+        let reviewed = match respond::review(engine, request.get().as_bytes()) {
+            Ok(reviewed) => reviewed,
+            Err(error) => {
+                report.invalid.push(format!(
+                    "line {number}: recorded request is invalid: {error}"
+                ));
+                continue;
+            }
+        };
+        report.replayed += 1;
+        let now_allowed = reviewed.review.response.as_ref().is_some_and(|r| r.allowed);
+        if now_allowed == record.allowed {
+            report.unchanged += 1;
+            continue;
+        }
+        let outcome = reviewed.outcome.as_ref();
+        let policies = if now_allowed {
+            report.newly_allowed += 1;
+            enforced_ids(&record.matches)
+        } else {
+            report.newly_denied += 1;
+            enforced_ids(outcome.map_or(&[], |o| o.matches.as_slice()))
+        };
+        let tally = if now_allowed {
+            &mut report.releasing_policies
+        } else {
+            &mut report.denying_policies
+        };
+        for id in &policies {
+            *tally.entry(id.clone()).or_default() += 1;
+        }
+        report.changes.push(Change {
+            line: number,
+            time: record.time,
+            uid: record.uid,
+            user: record.user,
+            kind: record.kind,
+            namespace: record.namespace,
+            name: record.name,
+            operation: record.operation,
+            actions: outcome
+                .and_then(|o| o.recognition.as_ref())
+                .map(|r| r.actions.iter().map(|a| a.as_str().to_string()).collect())
+                .unwrap_or_default(),
+            was_allowed: record.allowed,
+            now_allowed,
+            policies,
+            message: reviewed
+                .review
+                .response
+                .as_ref()
+                .map(|r| r.result.message.clone())
+                .unwrap_or_default(),
+        });
+    }
+    report
+}
+
+/// The report for a person.
+pub fn render(report: &Report) -> String {
+    let mut out = format!(
+        "replayed {} requests: {} newly denied, {} newly allowed, {} unchanged ({} without a recorded request, {} invalid lines)\n",
+        report.replayed,
+        report.newly_denied,
+        report.newly_allowed,
+        report.unchanged,
+        report.skipped,
+        report.invalid.len()
+    );
+    for (title, tally) in [
+        ("newly denying", &report.denying_policies),
+        ("no longer denying", &report.releasing_policies),
+    ] {
+        if !tally.is_empty() {
+            let items: Vec<String> = tally.iter().map(|(id, n)| format!("{id} ({n})")).collect();
+            out.push_str(&format!("policies {title}: {}\n", items.join(", ")));
+        }
+    }
+    for change in &report.changes {
+        out.push_str(&format!(
+            "{} line {} {} {} {} {} {}/{} [{}] by {}: {}\n",
+            if change.now_allowed {
+                "ALLOWED"
+            } else {
+                "DENIED "
+            },
+            change.line,
+            change.time,
+            change.user,
+            change.operation,
+            change.kind,
+            change.namespace,
+            change.name,
+            change.actions.join(","),
+            if change.policies.is_empty() {
+                "-".to_string()
+            } else {
+                change.policies.join(",")
+            },
+            if change.now_allowed {
+                "was denied"
+            } else {
+                change.message.as_str()
+            },
+        ));
+    }
+    for invalid in &report.invalid {
+        out.push_str(&format!("invalid: {invalid}\n"));
+    }
+    out
+}

@@ -1,0 +1,212 @@
+//! The audit log records each decision (and, when asked, the request); `guardrails replay`
+//! re-decides those requests with candidate policies and reports what changes.
+
+mod common;
+
+use std::path::Path;
+
+use assert_cmd::Command;
+use axum::body::Body;
+use axum::http::Request;
+use common::*;
+use guardrails::audit::AuditLog;
+use guardrails::server::{self, AppState};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+async fn send(state: &AppState, review: &Review) {
+    let request = Request::post("/validate")
+        .body(Body::from(review.body()))
+        .unwrap();
+    let response = server::router(state.clone())
+        .oneshot(request)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+fn records(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+fn traffic() -> Vec<Review> {
+    let prod = app_to("payments-prod");
+    let base = fixture("deployments/argocd-action-testdata-deployment.yaml");
+    vec![
+        Review::update(&prod, &syncing(&prod, json!({}), Value::Null))
+            .by(PAYMENTS_DEV)
+            .uid("u-prod-sync"),
+        Review::update(
+            &base,
+            &fixture("deployments/argocd-action-testdata-deployment-scaled.yaml"),
+        )
+        .by(PAYMENTS_DEV)
+        .uid("u-scale"),
+        Review::update(
+            &base,
+            &fixture("deployments/argocd-action-testdata-deployment-restarted.yaml"),
+        )
+        .by(PAYMENTS_DEV)
+        .uid("u-restart")
+        .dry_run(),
+    ]
+}
+
+async fn record_traffic(log: &Path, include_requests: bool, max_bytes: usize) {
+    let state = AppState::with_audit(
+        engine(),
+        AuditLog::file(log, include_requests, max_bytes).unwrap(),
+    );
+    for review in traffic() {
+        send(&state, &review).await;
+    }
+}
+
+#[tokio::test]
+async fn audit_records_carry_the_decision_and_optionally_the_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.jsonl");
+    record_traffic(&log, true, 1 << 20).await;
+    let lines = records(&log);
+    assert_eq!(lines.len(), 3);
+    let denied = &lines[0];
+    assert_eq!(denied["uid"], "u-prod-sync");
+    assert_eq!(denied["user"], PAYMENTS_DEV.0);
+    assert_eq!(denied["teams"], json!(["payments"]));
+    assert_eq!(denied["kind"], "Application");
+    assert_eq!(denied["operation"], "UPDATE");
+    assert_eq!(denied["actions"], json!(["sync"]));
+    assert_eq!(denied["decision"], "deny");
+    assert_eq!(denied["allowed"], false);
+    assert_eq!(denied["enforced"], true);
+    assert_eq!(denied["matches"][0]["policy"], "prod-sync-platform-only");
+    assert_eq!(denied["matches"][0]["declared"], "enforce");
+    assert_eq!(denied["request"]["request"]["uid"], "u-prod-sync");
+    assert!(denied["latencyUs"].as_u64().is_some());
+    assert!(denied["time"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(lines[2]["dryRun"], true);
+    assert_eq!(lines[1]["decision"], "allow");
+
+    let small = dir.path().join("small.jsonl");
+    record_traffic(&small, true, 100).await;
+    let lines = records(&small);
+    assert!(lines[0].get("request").is_none());
+    assert!(
+        lines[0]["requestOmitted"]
+            .as_str()
+            .unwrap()
+            .contains("exceeds the 100 byte limit")
+    );
+
+    let plain = dir.path().join("plain.jsonl");
+    record_traffic(&plain, false, 1 << 20).await;
+    assert!(records(&plain).iter().all(|r| r.get("request").is_none()));
+}
+
+#[tokio::test]
+async fn replay_reports_what_a_candidate_policy_set_would_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.jsonl");
+    record_traffic(&log, true, 1 << 20).await;
+    std::fs::write(
+        &log,
+        format!("{}not json\n", std::fs::read_to_string(&log).unwrap()),
+    )
+    .unwrap();
+
+    // The candidate: no Argo CD prod guardrail, but scaling frozen for everyone but platform.
+    let candidate = dir.path().join("candidate");
+    std::fs::create_dir(&candidate).unwrap();
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    for file in [
+        "guardrails.cedarschema",
+        "default.cedar",
+        "ownership.cedar",
+        "drift.cedar",
+    ] {
+        std::fs::copy(shipped.join(file), candidate.join(file)).unwrap();
+    }
+    std::fs::write(
+        candidate.join("freeze.cedar"),
+        "@id(\"scale-freeze\")\n@reason(\"Scaling is frozen this week.\")\nforbid (principal, action == Action::\"scale\", resource)\nunless { principal in Team::\"platform\" };\n",
+    )
+    .unwrap();
+
+    let output = Command::cargo_bin("guardrails")
+        .unwrap()
+        .args([
+            "replay",
+            "--log",
+            log.to_str().unwrap(),
+            "--policies",
+            candidate.to_str().unwrap(),
+        ])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(output).unwrap();
+    assert!(
+        text.starts_with("replayed 3 requests: 1 newly denied, 1 newly allowed, 1 unchanged"),
+        "{text}"
+    );
+    assert!(
+        text.contains("policies newly denying: scale-freeze (1)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("policies no longer denying: prod-sync-platform-only (1)"),
+        "{text}"
+    );
+    assert!(text.contains("DENIED  line 2"), "{text}");
+    assert!(text.contains("[scale] by scale-freeze"), "{text}");
+    assert!(text.contains("ALLOWED line 1"), "{text}");
+    assert!(
+        text.contains("invalid: line 4: not an audit record"),
+        "{text}"
+    );
+
+    let output = Command::cargo_bin("guardrails")
+        .unwrap()
+        .args([
+            "replay",
+            "--log",
+            log.to_str().unwrap(),
+            "--policies",
+            candidate.to_str().unwrap(),
+            "--output",
+            "json",
+        ])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let report: Value = serde_json::from_slice(&output).unwrap();
+    assert_eq!(report["newlyDenied"], 1);
+    assert_eq!(report["newlyAllowed"], 1);
+    assert_eq!(report["unchanged"], 1);
+    assert_eq!(report["changes"][0]["uid"], "u-prod-sync");
+    assert_eq!(report["changes"][0]["nowAllowed"], true);
+    assert_eq!(report["changes"][1]["policies"], json!(["scale-freeze"]));
+
+    // The same policies as recorded: nothing changes.
+    let output = Command::cargo_bin("guardrails")
+        .unwrap()
+        .args(["replay", "--log", log.to_str().unwrap()])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    assert!(
+        String::from_utf8(output)
+            .unwrap()
+            .starts_with("replayed 3 requests: 0 newly denied, 0 newly allowed, 3 unchanged")
+    );
+}

@@ -1,0 +1,130 @@
+//! Editing the policy directory of a running server: a valid edit is served without a restart;
+//! an invalid one keeps the last good policies and shows on /readyz.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::Request;
+use common::*;
+use guardrails::reload::{self, EngineSource};
+use guardrails::server::{self, AppState};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+
+fn copy_policy_dir(to: &Path) {
+    let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+}
+
+async fn call(state: &AppState, request: Request<Body>) -> Value {
+    let response = server::router(state.clone())
+        .oneshot(request)
+        .await
+        .unwrap();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+async fn allowed(state: &AppState, review: &Review) -> bool {
+    let request = Request::post("/validate")
+        .body(Body::from(review.body()))
+        .unwrap();
+    call(state, request).await["response"]["allowed"]
+        .as_bool()
+        .unwrap()
+}
+
+async fn readyz(state: &AppState) -> Value {
+    call(state, Request::get("/readyz").body(Body::empty()).unwrap()).await
+}
+
+async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test]
+async fn policy_edits_reload_and_bad_edits_keep_the_last_good_set() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_policy_dir(dir.path());
+    let source = EngineSource {
+        policies: Some(dir.path().to_path_buf()),
+        config: None,
+        mode: None,
+    };
+    let state = AppState::with_audit(
+        source.load().unwrap(),
+        guardrails::audit::AuditLog::disabled(),
+    );
+    let _watcher = reload::watch(source, state.engine.clone(), state.reload.clone())
+        .unwrap()
+        .expect("a watcher");
+
+    let base = fixture("deployments/argocd-action-testdata-deployment.yaml");
+    let scale = Review::update(
+        &base,
+        &fixture("deployments/argocd-action-testdata-deployment-scaled.yaml"),
+    )
+    .by(PAYMENTS_DEV);
+    assert!(
+        allowed(&state, &scale).await,
+        "scaling in an unowned namespace is allowed at first"
+    );
+
+    // A valid edit: forbid scaling for everyone but the platform team.
+    std::fs::write(
+        dir.path().join("scale.cedar"),
+        "@id(\"no-scale\")\n@reason(\"Scaling is frozen.\")\nforbid (principal, action == Action::\"scale\", resource)\nunless { principal in Team::\"platform\" };\n",
+    )
+    .unwrap();
+    eventually("the new policy to be served", async || {
+        !allowed(&state, &scale).await
+    })
+    .await;
+    assert_eq!(readyz(&state).await["policies"], 7);
+
+    // An invalid edit: the previous (valid) set keeps deciding, and /readyz says why.
+    std::fs::write(
+        dir.path().join("scale.cedar"),
+        "@id(\"no-scale\")\nforbid (principal, action == Action::\"scale\", resource)\nwhen { resource.replicas > 1 };\n",
+    )
+    .unwrap();
+    eventually("the failed reload to be reported", async || {
+        readyz(&state).await["reload"]["failed"].as_u64() == Some(1)
+    })
+    .await;
+    let status = readyz(&state).await;
+    assert_eq!(status["ready"], true);
+    let error = status["reload"]["lastError"].as_str().unwrap();
+    assert!(error.contains("scale.cedar:3:"), "{error}");
+    assert!(
+        !allowed(&state, &scale).await,
+        "the last good set still denies"
+    );
+    assert_eq!(status["policies"], 7);
+
+    // Fixing it clears the error.
+    std::fs::remove_file(dir.path().join("scale.cedar")).unwrap();
+    eventually("the fix to be served", async || {
+        allowed(&state, &scale).await
+    })
+    .await;
+    let status = readyz(&state).await;
+    assert_eq!(status["reload"]["lastError"], Value::Null);
+    assert_eq!(status["policies"], 6);
+}
