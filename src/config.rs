@@ -84,6 +84,9 @@ pub struct ConfigFile {
     pub delegators: Vec<String>,
     #[serde(default)]
     pub automation: Vec<String>,
+    /// Also show audit-mode matches to the client as warnings (off: audit is silent).
+    #[serde(default)]
+    pub audit_warnings: bool,
 }
 
 /// The configuration with the lookups the request path needs precomputed.

@@ -71,6 +71,8 @@ pub struct Outcome {
     /// Evaluation problems (each also counted as a match of the failing policy).
     pub errors: Vec<String>,
     pub mode: Mode,
+    /// `auditWarnings` from the config: audit matches are shown to the client too.
+    pub audit_warnings: bool,
 }
 
 impl Outcome {
@@ -78,8 +80,11 @@ impl Outcome {
         self.matches.iter().filter(|m| m.effective == Mode::Enforce)
     }
 
+    /// Matches the client is told about: warn mode, and audit mode when `auditWarnings` is on.
     pub fn warned(&self) -> impl Iterator<Item = &PolicyMatch> {
-        self.matches.iter().filter(|m| m.effective == Mode::Warn)
+        self.matches.iter().filter(|m| {
+            m.effective == Mode::Warn || (m.effective == Mode::Audit && self.audit_warnings)
+        })
     }
 }
 
@@ -102,6 +107,7 @@ pub fn decide(engine: &Engine, request: &Request) -> Result<Outcome, DecideError
                 matches: Vec::new(),
                 errors: Vec::new(),
                 mode: engine.mode,
+                audit_warnings: false,
             });
         }
     };
@@ -197,6 +203,7 @@ pub fn decide(engine: &Engine, request: &Request) -> Result<Outcome, DecideError
         matches,
         errors,
         mode: engine.mode,
+        audit_warnings: engine.config.file.audit_warnings,
     })
 }
 

@@ -141,7 +141,12 @@ pub fn respond(request: &Request, outcome: &Outcome) -> AdmissionResponse {
     }
     for m in outcome.warned() {
         let warning = format!(
-            "Guardrails [{}] {}: {}",
+            "Guardrails{} [{}] {}: {}",
+            if m.effective == Mode::Audit {
+                " (audit)"
+            } else {
+                ""
+            },
             m.policy,
             m.action.as_str(),
             m.reason

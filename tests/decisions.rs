@@ -903,3 +903,59 @@ fn answers_in_the_apiversion_it_was_asked_in() {
     );
     assert_eq!(reviewed.review.types.kind, "AdmissionReview");
 }
+
+/// Every combination of a policy's @enforcement and the global mode, on one request.
+#[test]
+fn enforcement_and_global_mode_combinations() {
+    use guardrails::config::Config;
+    use guardrails::decide::Engine;
+    use guardrails::mode::Mode;
+    use guardrails::policy::{EMBEDDED_POLICIES, PolicyStore};
+
+    let base = fixture("deployments/argocd-action-testdata-deployment.yaml");
+    let review = Review::update(
+        &base,
+        &fixture("deployments/argocd-action-testdata-deployment-scaled.yaml"),
+    )
+    .by(PAYMENTS_DEV);
+    // (policy enforcement, global mode, audit warnings) -> (allowed, decision, warned)
+    let table = [
+        ("enforce", Mode::Enforce, false, (false, "deny", false)),
+        ("enforce", Mode::Warn, false, (true, "allow-warn", true)),
+        ("enforce", Mode::Audit, false, (true, "allow-audit", false)),
+        ("warn", Mode::Enforce, false, (true, "allow-warn", true)),
+        ("warn", Mode::Audit, false, (true, "allow-audit", false)),
+        ("audit", Mode::Enforce, false, (true, "allow-audit", false)),
+        ("audit", Mode::Enforce, true, (true, "allow-audit", true)),
+    ];
+    for (enforcement, mode, audit_warnings, (allowed, decision, warned)) in table {
+        let policy = format!(
+            "@id(\"freeze\")\n@reason(\"Frozen.\")\n@enforcement(\"{enforcement}\")\nforbid (principal, action == Action::\"scale\", resource);\n"
+        );
+        let mut sources = EMBEDDED_POLICIES.to_vec();
+        sources.push(("freeze.cedar", policy.as_str()));
+        let mut config = Config::embedded().unwrap();
+        config.file.audit_warnings = audit_warnings;
+        let engine = Engine::new(
+            PolicyStore::from_sources(sources, "t").unwrap(),
+            config,
+            Some(mode),
+        );
+        let reviewed = respond::review(&engine, &review.body()).unwrap();
+        let response = reviewed.review.response.unwrap();
+        let case =
+            format!("@enforcement({enforcement}) under {mode}, auditWarnings {audit_warnings}");
+        assert_eq!(response.allowed, allowed, "{case}");
+        assert_eq!(response.audit_annotations["decision"], decision, "{case}");
+        let warnings = response.warnings.unwrap_or_default();
+        assert_eq!(
+            warnings
+                .iter()
+                .any(|w| w.contains("[freeze] scale: Frozen.")),
+            warned,
+            "{case}: {warnings:?}"
+        );
+        let matched = &reviewed.outcome.unwrap().matches[0];
+        assert_eq!(matched.declared.as_str(), enforcement, "{case}");
+    }
+}
