@@ -190,6 +190,15 @@ pub fn respond(request: &Request, outcome: &Outcome) -> AdmissionResponse {
         policies.sort();
         policies.dedup();
         annotations.insert("policies".into(), policies.join(","));
+        // What each policy would have done on its own, so audit-mode rollouts show their effect.
+        let mut declared: Vec<String> = outcome
+            .matches
+            .iter()
+            .map(|m| format!("{}={}", m.policy, m.declared))
+            .collect();
+        declared.sort();
+        declared.dedup();
+        annotations.insert("declared".into(), declared.join(","));
     }
     response.audit_annotations = annotations;
     response
