@@ -87,6 +87,17 @@ pub struct ConfigFile {
     /// Also show audit-mode matches to the client as warnings (off: audit is silent).
     #[serde(default)]
     pub audit_warnings: bool,
+    #[serde(default)]
+    pub mutation: MutationConfig,
+}
+
+/// What `/mutate` may change besides keeping `initiatedBy` honest.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MutationConfig {
+    /// On CREATE, add the owning team's label (`namespaceLabels.team`) when it is missing.
+    #[serde(default)]
+    pub stamp_team_label: bool,
 }
 
 /// The configuration with the lookups the request path needs precomputed.

@@ -16,6 +16,7 @@ pub mod entities;
 pub mod explain;
 pub mod identity;
 pub mod mode;
+pub mod mutate;
 pub mod policy;
 pub mod policy_test;
 pub mod recognize;

@@ -61,6 +61,7 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/validate", post(validate))
+        .route("/mutate", post(mutate))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -100,6 +101,47 @@ async fn validate(State(state): State<AppState>, body: Bytes) -> Response {
                 .into_response()
         }
     }
+}
+
+async fn mutate(State(state): State<AppState>, body: Bytes) -> Response {
+    let engine = state.engine.load();
+    match crate::mutate::review(&engine.config, &engine.live_namespaces, &body) {
+        Ok((review, operations)) => {
+            if operations > 0 {
+                tracing::info!(
+                    uid = review["response"]["uid"].as_str().unwrap_or(""),
+                    operations,
+                    "patched"
+                );
+            }
+            json_response(&review)
+        }
+        Err(error) => bad_request(&error, body.len()),
+    }
+}
+
+fn json_response(review: &impl serde::Serialize) -> Response {
+    match serde_json::to_vec(review) {
+        Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
+        Err(error) => {
+            tracing::error!(%error, "cannot serialise AdmissionReview response");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot serialise response",
+            )
+                .into_response()
+        }
+    }
+}
+
+fn bad_request(error: &crate::admission::EnvelopeError, bytes: usize) -> Response {
+    tracing::warn!(%error, bytes, "rejected request body");
+    (
+        StatusCode::BAD_REQUEST,
+        [(header::CONTENT_TYPE, "application/json")],
+        json!({"error": error.to_string()}).to_string(),
+    )
+        .into_response()
 }
 
 async fn healthz() -> &'static str {

@@ -1,0 +1,148 @@
+//! Mutation: keep Argo CD's record of who started an operation honest, and optionally stamp the
+//! owning team label on create. Pure: (request, config, live namespaces) -> JSON patch.
+
+use std::collections::HashMap;
+
+use json_patch::jsonptr::PointerBuf;
+use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation};
+use kube::core::admission::{AdmissionResponse, Operation};
+use serde_json::{Value, json};
+
+use crate::admission::{self, EnvelopeError, Request};
+use crate::config::{Config, NamespaceConfig};
+use crate::entities;
+use crate::recognize::Kind;
+
+fn pointer(segments: &[&str]) -> PointerBuf {
+    PointerBuf::from_tokens(segments.iter().copied())
+}
+
+fn add(path: &[&str], value: Value) -> PatchOperation {
+    PatchOperation::Add(AddOperation {
+        path: pointer(path),
+        value,
+    })
+}
+
+fn replace(path: &[&str], value: Value) -> PatchOperation {
+    PatchOperation::Replace(ReplaceOperation {
+        path: pointer(path),
+        value,
+    })
+}
+
+/// The patch for `request`; empty when nothing needs to change (so re-invocation is a no-op).
+pub fn mutations(
+    request: &Request,
+    config: &Config,
+    live: &HashMap<String, NamespaceConfig>,
+) -> Vec<PatchOperation> {
+    let Some(kind) = Kind::from_resource(&request.resource.group, &request.resource.resource)
+    else {
+        return Vec::new();
+    };
+    if request.sub_resource.is_some() {
+        return Vec::new();
+    }
+    let Some(object) = request.object.as_ref() else {
+        return Vec::new();
+    };
+    let mut operations = Vec::new();
+    let caller = request.user_info.username.as_deref().unwrap_or("");
+
+    if kind == Kind::Application
+        && let Some(operation) = object.data.get("operation").filter(|o| o.is_object())
+        && !config.is_delegator(caller)
+    {
+        let old_operation = request
+            .old_object
+            .as_ref()
+            .and_then(|o| o.data.get("operation"))
+            .filter(|o| !o.is_null());
+        // Only an operation this request writes is attributed to its caller.
+        if old_operation != Some(operation) {
+            let initiated = operation.get("initiatedBy");
+            let claimed = initiated
+                .and_then(|i| i.get("username"))
+                .and_then(Value::as_str);
+            let automated = initiated
+                .and_then(|i| i.get("automated"))
+                .and_then(Value::as_bool)
+                == Some(true);
+            let trusted_automation = automated && config.is_automation(caller);
+            if !trusted_automation {
+                match initiated.filter(|i| i.is_object()) {
+                    None => operations.push(add(
+                        &["operation", "initiatedBy"],
+                        json!({"username": caller}),
+                    )),
+                    Some(_) => {
+                        if claimed != Some(caller) {
+                            let path = ["operation", "initiatedBy", "username"];
+                            operations.push(if claimed.is_some() {
+                                replace(&path, json!(caller))
+                            } else {
+                                add(&path, json!(caller))
+                            });
+                        }
+                        if automated {
+                            // Only automation may claim an automated sync.
+                            operations.push(replace(
+                                &["operation", "initiatedBy", "automated"],
+                                json!(false),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    if config.file.mutation.stamp_team_label && request.operation == Operation::Create {
+        let placement = entities::placement(kind, request, config, live);
+        let key = config.file.namespace_labels.team.as_str();
+        let labels = object.metadata.labels.as_ref();
+        if let Some(team) = placement.team
+            && labels.and_then(|l| l.get(key)).is_none()
+        {
+            operations.push(match labels {
+                Some(_) => add(&["metadata", "labels", key], json!(team)),
+                None => add(&["metadata", "labels"], json!({ key: team })),
+            });
+        }
+    }
+    operations
+}
+
+/// Parse and answer a `/mutate` review: always allowed (deciding is `/validate`'s job). The
+/// patch is base64 text, as the AdmissionReview API documents (kube's type would write it as an
+/// array of numbers).
+pub fn review(
+    config: &Config,
+    live: &HashMap<String, NamespaceConfig>,
+    body: &[u8],
+) -> Result<(Value, usize), EnvelopeError> {
+    let request = admission::parse_review(body)?;
+    let operations = mutations(&request, config, live);
+    let count = operations.len();
+    let mut response = AdmissionResponse::from(&request);
+    if !operations.is_empty() {
+        response = match response.clone().with_patch(Patch(operations)) {
+            Ok(patched) => patched,
+            Err(error) => {
+                tracing::error!(%error, "cannot serialise the JSON patch; answering without one");
+                response
+            }
+        };
+    }
+    let patch = response.patch.take();
+    let mut review = serde_json::to_value(admission::into_review(response))
+        .map_err(|e| EnvelopeError::Malformed(format!("cannot serialise the response: {e}")))?;
+    if let Some(patch) = patch
+        && let Some(answer) = review.get_mut("response")
+    {
+        use base64::Engine as _;
+        answer["patch"] = json!(base64::engine::general_purpose::STANDARD.encode(patch));
+    }
+    Ok((review, count))
+}
