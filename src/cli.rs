@@ -91,6 +91,9 @@ pub enum Command {
         /// Development: generate an in-memory certificate for localhost and write its CA here.
         #[arg(long)]
         dev: bool,
+        /// Also serve /healthz, /readyz and /metrics over plain HTTP on this address.
+        #[arg(long, value_name = "ADDR", env = "GUARDRAILS_PROBE_LISTEN")]
+        probe_listen: Option<SocketAddr>,
         /// Append audit records to this file instead of stdout.
         #[arg(long, value_name = "FILE", env = "GUARDRAILS_AUDIT_LOG")]
         audit_log: Option<PathBuf>,
@@ -228,6 +231,7 @@ struct ServeOptions {
     audit_log_requests: bool,
     audit_log_max_request_bytes: usize,
     reload: bool,
+    probe_listen: Option<SocketAddr>,
 }
 
 pub fn run(cli: Cli) -> ExitCode {
@@ -243,6 +247,7 @@ pub fn run(cli: Cli) -> ExitCode {
             audit_log_requests,
             audit_log_max_request_bytes,
             no_reload,
+            probe_listen,
         } => {
             // A development certificate is for this machine only: do not expose it by default.
             let default_host = if dev { [127, 0, 0, 1] } else { [0, 0, 0, 0] };
@@ -255,6 +260,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 audit_log_requests,
                 audit_log_max_request_bytes,
                 reload: !no_reload,
+                probe_listen,
             };
             serve(&policy, options)
         }
@@ -363,11 +369,28 @@ fn serve(args: &PolicyArgs, options: ServeOptions) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let _watcher = if options.reload {
-            crate::reload::watch(source, state.engine.clone(), state.reload.clone())
-                .context("cannot watch the policy directory and config")?
+            crate::reload::watch(
+                source,
+                state.engine.clone(),
+                state.reload.clone(),
+                state.metrics.clone(),
+            )
+            .context("cannot watch the policy directory and config")?
         } else {
             None
         };
+        if let Some(address) = options.probe_listen {
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("cannot listen on {address} for probes"))?;
+            tracing::info!(%address, "serving probes and metrics over plain HTTP");
+            let probes = server::probe_router(state.clone());
+            tokio::spawn(async move {
+                if let Err(error) = axum::serve(listener, probes).await {
+                    tracing::error!(%error, "probe listener stopped");
+                }
+            });
+        }
         let handle = Handle::new();
         tokio::spawn(server::shutdown_on_signal(handle.clone()));
         server::serve_tls(listen, tls_config, server::router(state), handle)

@@ -15,6 +15,7 @@ pub mod decide;
 pub mod entities;
 pub mod explain;
 pub mod identity;
+pub mod metrics;
 pub mod mode;
 pub mod mutate;
 pub mod policy;

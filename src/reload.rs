@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::decide::Engine;
+use crate::metrics::Metrics;
 use crate::mode::Mode;
 use crate::policy::PolicyStore;
 
@@ -75,6 +76,7 @@ pub fn reload_once(
     source: &EngineSource,
     engine: &ArcSwap<Engine>,
     status: &Mutex<ReloadStatus>,
+    metrics: &Metrics,
 ) -> bool {
     let result = source.load();
     let mut status = match status.lock() {
@@ -89,6 +91,7 @@ pub fn reload_once(
                 "reloaded policies and config"
             );
             engine.store(Arc::new(new_engine));
+            metrics.record_policy_reload(true);
             status.succeeded += 1;
             status.last_error = None;
             status.last_success = Some(jiff::Timestamp::now().to_string());
@@ -98,6 +101,7 @@ pub fn reload_once(
             let message = format!("{error:#}");
             tracing::error!(error = %message, "reload failed; still serving the last good policies");
             status.failed += 1;
+            metrics.record_policy_reload(false);
             status.last_error = Some(message);
             false
         }
@@ -109,6 +113,7 @@ pub fn watch(
     source: EngineSource,
     engine: Arc<ArcSwap<Engine>>,
     status: Arc<Mutex<ReloadStatus>>,
+    metrics: Arc<Metrics>,
 ) -> anyhow::Result<Option<notify::RecommendedWatcher>> {
     let dirs = source.watched();
     if dirs.is_empty() {
@@ -131,9 +136,16 @@ pub fn watch(
         while receiver.recv().await.is_some() {
             // Debounce: wait until the burst of events is over.
             while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, receiver.recv()).await {}
-            let (source, engine, status) = (source.clone(), engine.clone(), status.clone());
-            let _ =
-                tokio::task::spawn_blocking(move || reload_once(&source, &engine, &status)).await;
+            let (source, engine, status, metrics) = (
+                source.clone(),
+                engine.clone(),
+                status.clone(),
+                metrics.clone(),
+            );
+            let _ = tokio::task::spawn_blocking(move || {
+                reload_once(&source, &engine, &status, &metrics)
+            })
+            .await;
         }
     });
     Ok(Some(watcher))

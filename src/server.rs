@@ -22,6 +22,7 @@ use tower_http::timeout::TimeoutLayer;
 use crate::admission::MAX_BODY_BYTES;
 use crate::audit::{AuditLog, DEFAULT_MAX_REQUEST_BYTES};
 use crate::decide::Engine;
+use crate::metrics::Metrics;
 use crate::reload::ReloadStatus;
 use crate::respond;
 
@@ -41,6 +42,7 @@ pub struct AppState {
     pub ready: Arc<AtomicBool>,
     pub audit: Arc<AuditLog>,
     pub reload: Arc<Mutex<ReloadStatus>>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl AppState {
@@ -54,6 +56,7 @@ impl AppState {
             ready: Arc::new(AtomicBool::new(true)),
             audit: Arc::new(audit),
             reload: Arc::new(Mutex::new(ReloadStatus::default())),
+            metrics: Arc::new(Metrics::new()),
         }
     }
 }
@@ -64,8 +67,23 @@ pub fn router(state: AppState) -> Router {
         .route("/mutate", post(mutate))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(GlobalConcurrencyLimitLayer::new(MAX_CONCURRENT_REQUESTS))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
+        .with_state(state)
+}
+
+/// Probes and metrics only, for an optional plain-HTTP listener (kubelet probes, scrapers).
+pub fn probe_router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .layer(GlobalConcurrencyLimitLayer::new(64))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
@@ -78,35 +96,28 @@ async fn validate(State(state): State<AppState>, body: Bytes) -> Response {
     let engine = state.engine.load();
     match respond::review(&engine, &body) {
         Ok(reviewed) => {
-            state.audit.record(&reviewed, &body, started.elapsed());
-            match serde_json::to_vec(&reviewed.review) {
-                Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
-                Err(error) => {
-                    tracing::error!(%error, "cannot serialise AdmissionReview response");
-                    (
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "cannot serialise response",
-                    )
-                        .into_response()
-                }
-            }
+            let elapsed = started.elapsed();
+            state.audit.record(&reviewed, &body, elapsed);
+            state
+                .metrics
+                .record_review(&reviewed, elapsed.as_secs_f64());
+            json_response(&reviewed.review)
         }
         Err(error) => {
-            tracing::warn!(%error, bytes = body.len(), "rejected request body");
-            (
-                StatusCode::BAD_REQUEST,
-                [(header::CONTENT_TYPE, "application/json")],
-                json!({"error": error.to_string()}).to_string(),
-            )
-                .into_response()
+            state.metrics.record_rejected("validate");
+            bad_request(&error, body.len())
         }
     }
 }
 
 async fn mutate(State(state): State<AppState>, body: Bytes) -> Response {
+    let started = Instant::now();
     let engine = state.engine.load();
     match crate::mutate::review(&engine.config, &engine.live_namespaces, &body) {
         Ok((review, operations)) => {
+            state
+                .metrics
+                .record_mutation(started.elapsed().as_secs_f64(), operations > 0);
             if operations > 0 {
                 tracing::info!(
                     uid = review["response"]["uid"].as_str().unwrap_or(""),
@@ -116,7 +127,24 @@ async fn mutate(State(state): State<AppState>, body: Bytes) -> Response {
             }
             json_response(&review)
         }
-        Err(error) => bad_request(&error, body.len()),
+        Err(error) => {
+            state.metrics.record_rejected("mutate");
+            bad_request(&error, body.len())
+        }
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    match state.metrics.encode() {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "cannot encode metrics").into_response(),
     }
 }
 

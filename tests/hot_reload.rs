@@ -71,9 +71,14 @@ async fn policy_edits_reload_and_bad_edits_keep_the_last_good_set() {
         source.load().unwrap(),
         guardrails::audit::AuditLog::disabled(),
     );
-    let _watcher = reload::watch(source, state.engine.clone(), state.reload.clone())
-        .unwrap()
-        .expect("a watcher");
+    let _watcher = reload::watch(
+        source,
+        state.engine.clone(),
+        state.reload.clone(),
+        state.metrics.clone(),
+    )
+    .unwrap()
+    .expect("a watcher");
 
     let base = fixture("deployments/argocd-action-testdata-deployment.yaml");
     let scale = Review::update(

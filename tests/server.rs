@@ -306,3 +306,118 @@ async fn plain_http_to_the_tls_port_is_refused() {
     );
     server.handle.shutdown();
 }
+
+/// Parse OpenMetrics text into (series with labels, value).
+fn parse_metrics(text: &str) -> std::collections::HashMap<String, f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            Some((series.to_string(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn metrics_count_requests_decisions_policies_and_latency() {
+    let state = state();
+    let dev = app_to("payments-dev");
+    let reviews = [
+        prod_sync_by_developer(),
+        prod_sync_by_developer().uid("second"),
+        Review::update(&dev, &syncing(&dev, json!({}), Value::Null))
+            .by(PAYMENTS_DEV)
+            .uid("dev"),
+    ];
+    for review in &reviews {
+        let response = server::router(state.clone())
+            .oneshot(post("/validate", review.body()))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let response = server::router(state.clone())
+        .oneshot(post("/validate", "garbage"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let response = server::router(state.clone())
+        .oneshot(post(
+            "/mutate",
+            Review::update(&dev, &syncing(&dev, json!({}), json!({"username": "x"})))
+                .by(PAYMENTS_DEV)
+                .body(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+
+    let response = server::router(state)
+        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
+    let text = String::from_utf8(
+        response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    let metrics = parse_metrics(&text);
+    let get = |series: &str| {
+        *metrics
+            .get(series)
+            .unwrap_or_else(|| panic!("{series} missing in\n{text}"))
+    };
+    assert_eq!(
+        get(
+            r#"guardrails_admission_requests_total{kind="Application",action="sync",decision="deny",mode="enforce"}"#
+        ),
+        2.0
+    );
+    assert_eq!(
+        get(
+            r#"guardrails_admission_requests_total{kind="Application",action="sync",decision="allow",mode="enforce"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        get(
+            r#"guardrails_policy_matches_total{policy="prod-sync-platform-only",action="sync",mode="enforce"}"#
+        ),
+        2.0
+    );
+    assert_eq!(
+        get(r#"guardrails_request_duration_seconds_count{webhook="validate"}"#),
+        3.0
+    );
+    assert_eq!(
+        get(r#"guardrails_request_duration_seconds_count{webhook="mutate"}"#),
+        1.0
+    );
+    assert_eq!(
+        get(r#"guardrails_request_duration_seconds_bucket{le="0.000025",webhook="validate"}"#)
+            <= 3.0,
+        true
+    );
+    assert_eq!(
+        get(r#"guardrails_request_duration_seconds_bucket{le="+Inf",webhook="validate"}"#),
+        3.0
+    );
+    assert_eq!(
+        get(r#"guardrails_rejected_requests_total{webhook="validate"}"#),
+        1.0
+    );
+    assert_eq!(get("guardrails_mutations_total"), 1.0);
+    assert_eq!(get("guardrails_namespace_cache_synced"), 0.0);
+}

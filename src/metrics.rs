@@ -1,0 +1,225 @@
+//! Prometheus metrics (`GET /metrics`, OpenMetrics text).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::respond::Reviewed;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub kind: String,
+    pub action: String,
+    pub decision: String,
+    pub mode: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyLabels {
+    pub policy: String,
+    pub action: String,
+    /// What the match did: enforce, warn or audit.
+    pub mode: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WebhookLabels {
+    pub webhook: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    policy_matches: Family<PolicyLabels, Counter>,
+    latency: Family<WebhookLabels, Histogram, fn() -> Histogram>,
+    rejected: Family<WebhookLabels, Counter>,
+    pub patches: Counter,
+    policy_reloads: Family<ResultLabels, Counter>,
+    tls_reloads: Family<ResultLabels, Counter>,
+    pub namespace_cache_synced: Gauge,
+    namespace_cache_errors: Counter,
+}
+
+fn latency_histogram() -> Histogram {
+    // 25 µs .. ~0.8 s: decisions take tens of microseconds, so the low end must be fine-grained.
+    Histogram::new(exponential_buckets(0.000_025, 2.0, 16))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("guardrails");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "admission_requests",
+            "Decided admission requests, one per recognised action",
+            requests.clone(),
+        );
+        let policy_matches = Family::<PolicyLabels, Counter>::default();
+        registry.register(
+            "policy_matches",
+            "Forbid policies that matched, by policy id and effective mode",
+            policy_matches.clone(),
+        );
+        let latency = Family::<WebhookLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time to parse, decide and answer one request",
+            latency.clone(),
+        );
+        let rejected = Family::<WebhookLabels, Counter>::default();
+        registry.register(
+            "rejected_requests",
+            "Bodies that were not AdmissionReviews (answered 400)",
+            rejected.clone(),
+        );
+        let patches = Counter::default();
+        registry.register(
+            "mutations",
+            "Mutating responses that carried a patch",
+            patches.clone(),
+        );
+        let policy_reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "policy_reloads",
+            "Policy and config reloads by result",
+            policy_reloads.clone(),
+        );
+        let tls_reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "tls_certificate_reloads",
+            "TLS certificate reloads by result",
+            tls_reloads.clone(),
+        );
+        let namespace_cache_synced = Gauge::default();
+        registry.register(
+            "namespace_cache_synced",
+            "1 once the live namespace cache has synced",
+            namespace_cache_synced.clone(),
+        );
+        let namespace_cache_errors = Counter::default();
+        registry.register(
+            "namespace_cache_errors",
+            "Errors watching namespaces (the last cache keeps serving)",
+            namespace_cache_errors.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            policy_matches,
+            latency,
+            rejected,
+            patches,
+            policy_reloads,
+            tls_reloads,
+            namespace_cache_synced,
+            namespace_cache_errors,
+        }
+    }
+
+    pub fn record_review(&self, reviewed: &Reviewed, seconds: f64) {
+        self.latency
+            .get_or_create(&WebhookLabels {
+                webhook: "validate",
+            })
+            .observe(seconds);
+        let response = reviewed.review.response.as_ref();
+        let decision = response
+            .and_then(|r| r.audit_annotations.get("decision"))
+            .map_or("error", String::as_str);
+        let kind = reviewed.request.kind.kind.as_str();
+        let Some(outcome) = &reviewed.outcome else {
+            self.requests
+                .get_or_create(&RequestLabels {
+                    kind: kind.to_string(),
+                    action: String::new(),
+                    decision: decision.to_string(),
+                    mode: String::new(),
+                })
+                .inc();
+            return;
+        };
+        let actions: Vec<&str> = outcome
+            .recognition
+            .as_ref()
+            .map(|r| r.actions.iter().map(|a| a.as_str()).collect())
+            .unwrap_or_default();
+        for action in if actions.is_empty() {
+            vec![""]
+        } else {
+            actions
+        } {
+            self.requests
+                .get_or_create(&RequestLabels {
+                    kind: kind.to_string(),
+                    action: action.to_string(),
+                    decision: decision.to_string(),
+                    mode: outcome.mode.to_string(),
+                })
+                .inc();
+        }
+        for m in &outcome.matches {
+            self.policy_matches
+                .get_or_create(&PolicyLabels {
+                    policy: m.policy.clone(),
+                    action: m.action.as_str().to_string(),
+                    mode: m.effective.to_string(),
+                })
+                .inc();
+        }
+    }
+
+    pub fn record_mutation(&self, seconds: f64, patched: bool) {
+        self.latency
+            .get_or_create(&WebhookLabels { webhook: "mutate" })
+            .observe(seconds);
+        if patched {
+            self.patches.inc();
+        }
+    }
+
+    pub fn record_rejected(&self, webhook: &'static str) {
+        self.rejected
+            .get_or_create(&WebhookLabels { webhook })
+            .inc();
+    }
+
+    pub fn record_policy_reload(&self, ok: bool) {
+        let result = if ok { "success" } else { "failure" };
+        self.policy_reloads
+            .get_or_create(&ResultLabels { result })
+            .inc();
+    }
+
+    pub fn record_tls_reload(&self, ok: bool) {
+        let result = if ok { "success" } else { "failure" };
+        self.tls_reloads
+            .get_or_create(&ResultLabels { result })
+            .inc();
+    }
+
+    pub fn record_namespace_cache_error(&self) {
+        self.namespace_cache_errors.inc();
+    }
+
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
+        Ok(text)
+    }
+}
