@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use axum_server::Handle;
+use axum_server::tls_rustls::RustlsConfig;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::audit::AuditLog;
@@ -104,7 +105,7 @@ pub enum Command {
         /// Largest request copied into the audit log.
         #[arg(long, value_name = "BYTES", default_value_t = crate::audit::DEFAULT_MAX_REQUEST_BYTES)]
         audit_log_max_request_bytes: usize,
-        /// Do not watch --policies and --config for changes.
+        /// Do not watch --policies, --config and the TLS files for changes.
         #[arg(long)]
         no_reload: bool,
         /// Where --dev writes the CA certificate (PEM) for `curl --cacert`.
@@ -170,6 +171,22 @@ pub enum Command {
         policy: PolicyArgs,
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         output: OutputFormat,
+    },
+    /// Write a CA and a serving certificate for the webhook Service, and print the base64 CA
+    /// bundle for the webhook configurations' `caBundle`.
+    Certs {
+        /// The webhook's Service name.
+        #[arg(long)]
+        service: String,
+        /// The Service's namespace.
+        #[arg(long)]
+        namespace: String,
+        /// Directory to write ca.crt, tls.crt and tls.key into (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Validity in days.
+        #[arg(long, default_value_t = 365)]
+        days: i64,
     },
     /// Parse and strictly validate the policies and config; non-zero exit on any error.
     Check {
@@ -304,6 +321,12 @@ pub fn run(cli: Cli) -> ExitCode {
             deny_warnings,
         } => check(&dir, config.as_deref(), deny_warnings),
         Command::Fmt { dir, check } => format_policies(&dir, check),
+        Command::Certs {
+            service,
+            namespace,
+            out,
+            days,
+        } => write_certs(&service, &namespace, &out, days),
         Command::Test { dir, config } => run_policy_tests(&dir, config.as_deref()),
         Command::Replay {
             log,
@@ -324,8 +347,8 @@ fn serve(args: &PolicyArgs, options: ServeOptions) -> anyhow::Result<()> {
     let source = args.source();
     let engine = source.load()?;
     let listen = options.listen;
-    let tls_config = match (options.tls_files, options.dev) {
-        (Some((cert, key)), _) => tls::load_server_config(&cert, &key)?,
+    let tls_config = match (&options.tls_files, options.dev) {
+        (Some((cert, key)), _) => tls::load_server_config(cert, key)?,
         (None, true) => {
             let pair = tls::generate_dev()?;
             let ca_out = &options.dev_ca_out;
@@ -391,9 +414,22 @@ fn serve(args: &PolicyArgs, options: ServeOptions) -> anyhow::Result<()> {
                 }
             });
         }
+        let rustls_config = RustlsConfig::from_config(std::sync::Arc::new(tls_config));
+        let _certificate_watcher = match &options.tls_files {
+            Some((cert, key)) if options.reload => Some(
+                tls::watch_certificate(
+                    cert.clone(),
+                    key.clone(),
+                    rustls_config.clone(),
+                    state.metrics.clone(),
+                )
+                .context("cannot watch the TLS certificate")?,
+            ),
+            _ => None,
+        };
         let handle = Handle::new();
         tokio::spawn(server::shutdown_on_signal(handle.clone()));
-        server::serve_tls(listen, tls_config, server::router(state), handle)
+        server::serve_tls(listen, rustls_config, server::router(state), handle)
             .await
             .with_context(|| format!("cannot serve on {listen}"))
     })
@@ -581,5 +617,41 @@ fn replay(log: &str, args: &PolicyArgs, output: OutputFormat) -> anyhow::Result<
         OutputFormat::Text => print!("{}", crate::replay::render(&report)),
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
     }
+    Ok(())
+}
+
+fn write_certs(service: &str, namespace: &str, out: &Path, days: i64) -> anyhow::Result<()> {
+    use base64::Engine as _;
+    let names = vec![
+        service.to_string(),
+        format!("{service}.{namespace}"),
+        format!("{service}.{namespace}.svc"),
+        format!("{service}.{namespace}.svc.cluster.local"),
+    ];
+    let pair = tls::generate_valid_for(&names, &format!("{service}.{namespace}.svc"), days)?;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let write = |name: &str, contents: &str, private: bool| -> anyhow::Result<()> {
+        let path = out.join(name);
+        std::fs::write(&path, contents)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        #[cfg(unix)]
+        if private {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        }
+        Ok(())
+    };
+    write("ca.crt", &pair.ca_pem, false)?;
+    write("tls.crt", &pair.cert_pem, false)?;
+    write("tls.key", &pair.key_pem, true)?;
+    eprintln!(
+        "wrote {0}/ca.crt, {0}/tls.crt, {0}/tls.key for {1} (valid {days} days); caBundle:",
+        out.display(),
+        names.join(", ")
+    );
+    println!(
+        "{}",
+        base64::engine::general_purpose::STANDARD.encode(pair.ca_pem)
+    );
     Ok(())
 }

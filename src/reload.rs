@@ -47,12 +47,7 @@ impl EngineSource {
         if let Some(dir) = &self.policies {
             dirs.push(dir.clone());
         }
-        if let Some(parent) = self.config.as_deref().and_then(Path::parent) {
-            let parent = if parent.as_os_str().is_empty() {
-                PathBuf::from(".")
-            } else {
-                parent.to_path_buf()
-            };
+        if let Some(parent) = self.config.as_deref().map(parent_dir) {
             if !dirs.contains(&parent) {
                 dirs.push(parent);
             }
@@ -119,6 +114,20 @@ pub fn watch(
     if dirs.is_empty() {
         return Ok(None);
     }
+    watch_dirs(&dirs, "policies and config", move || {
+        reload_once(&source, &engine, &status, &metrics);
+    })
+    .map(Some)
+}
+
+/// Call `on_change` (on a blocking thread) after each burst of changes in `dirs` settles.
+/// Directories, not files, are watched: a mounted Secret or ConfigMap is updated by swapping a
+/// symlink, which a watch on the old file never sees.
+pub fn watch_dirs(
+    dirs: &[PathBuf],
+    what: &'static str,
+    on_change: impl Fn() + Send + Sync + 'static,
+) -> anyhow::Result<notify::RecommendedWatcher> {
     let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<()>();
     let mut watcher =
         notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
@@ -128,25 +137,26 @@ pub fn watch(
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "file watch error"),
         })?;
-    for dir in &dirs {
+    for dir in dirs {
         watcher.watch(dir, RecursiveMode::NonRecursive)?;
-        tracing::info!(dir = %dir.display(), "watching for policy and config changes");
+        tracing::info!(dir = %dir.display(), what, "watching for changes");
     }
+    let on_change = Arc::new(on_change);
     tokio::spawn(async move {
         while receiver.recv().await.is_some() {
             // Debounce: wait until the burst of events is over.
             while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, receiver.recv()).await {}
-            let (source, engine, status, metrics) = (
-                source.clone(),
-                engine.clone(),
-                status.clone(),
-                metrics.clone(),
-            );
-            let _ = tokio::task::spawn_blocking(move || {
-                reload_once(&source, &engine, &status, &metrics)
-            })
-            .await;
+            let on_change = on_change.clone();
+            let _ = tokio::task::spawn_blocking(move || on_change()).await;
         }
     });
-    Ok(Some(watcher))
+    Ok(watcher)
+}
+
+/// The directory holding `path` ("." for a bare file name).
+pub fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
 }

@@ -14,7 +14,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum_server::Handle;
 use axum_server::tls_rustls::RustlsConfig;
-use rustls::ServerConfig;
 use serde_json::json;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -208,11 +207,10 @@ async fn readyz(State(state): State<AppState>) -> Response {
 /// Serve `router` over TLS on `listen` until `handle` is told to shut down.
 pub async fn serve_tls(
     listen: SocketAddr,
-    tls: ServerConfig,
+    config: RustlsConfig,
     app: Router,
     handle: Handle<SocketAddr>,
 ) -> std::io::Result<()> {
-    let config = RustlsConfig::from_config(Arc::new(tls));
     let mut server = axum_server::bind_rustls(listen, config)
         .handle(handle)
         .first_request_timeout(FIRST_REQUEST_TIMEOUT);

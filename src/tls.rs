@@ -1,6 +1,6 @@
 //! TLS: rustls server configuration from PEM files, and the development certificate for `--dev`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
@@ -80,10 +80,56 @@ pub fn load_server_config(cert: &Path, key: &Path) -> Result<ServerConfig, TlsEr
     )
 }
 
+/// Reload the serving certificate when `cert` or `key` change; an unreadable or mismatched pair
+/// keeps the certificate already in use.
+pub fn watch_certificate(
+    cert: PathBuf,
+    key: PathBuf,
+    config: axum_server::tls_rustls::RustlsConfig,
+    metrics: Arc<crate::metrics::Metrics>,
+) -> anyhow::Result<notify::RecommendedWatcher> {
+    let mut dirs = vec![crate::reload::parent_dir(&cert)];
+    let key_dir = crate::reload::parent_dir(&key);
+    if !dirs.contains(&key_dir) {
+        dirs.push(key_dir);
+    }
+    crate::reload::watch_dirs(&dirs, "TLS certificate", move || {
+        match load_server_config(&cert, &key) {
+            Ok(new_config) => {
+                config.reload_from_config(Arc::new(new_config));
+                metrics.record_tls_reload(true);
+                tracing::info!(cert = %cert.display(), "reloaded the TLS certificate");
+            }
+            Err(error) => {
+                metrics.record_tls_reload(false);
+                tracing::error!(%error, "TLS certificate reload failed; keeping the current certificate");
+            }
+        }
+    })
+}
+
 /// A throwaway CA and a serving certificate signed by it for `names` (DNS names or IPs).
 pub fn generate(names: &[String], common_name: &str) -> Result<PemPair, TlsError> {
+    generate_valid_for(names, common_name, 365)
+}
+
+/// Like `generate`, valid from yesterday (clock skew) for `days`.
+pub fn generate_valid_for(
+    names: &[String],
+    common_name: &str,
+    days: i64,
+) -> Result<PemPair, TlsError> {
     let err = |e: rcgen::Error| TlsError::Generate(e.to_string());
+    let now = jiff::Timestamp::now();
+    let date = |timestamp: jiff::Timestamp| {
+        let d = jiff::tz::Offset::UTC.to_datetime(timestamp).date();
+        rcgen::date_time_ymd(i32::from(d.year()), d.month() as u8, d.day() as u8)
+    };
+    let not_before = date(now - jiff::SignedDuration::from_hours(24));
+    let not_after = date(now + jiff::SignedDuration::from_hours(24 * days.max(1)));
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
+    ca_params.not_before = not_before;
+    ca_params.not_after = not_after;
     ca_params
         .distinguished_name
         .push(DnType::CommonName, format!("{common_name} CA"));
@@ -93,6 +139,8 @@ pub fn generate(names: &[String], common_name: &str) -> Result<PemPair, TlsError
     let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).map_err(err)?;
 
     let mut leaf_params = CertificateParams::new(names.to_vec()).map_err(err)?;
+    leaf_params.not_before = not_before;
+    leaf_params.not_after = not_after;
     leaf_params
         .distinguished_name
         .push(DnType::CommonName, common_name);

@@ -352,3 +352,41 @@ fn shipped_policies_are_formatted() {
         .assert()
         .success();
 }
+
+#[test]
+fn certs_writes_a_ca_and_serving_pair_and_prints_the_ca_bundle() {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("certs");
+    let output = guardrails()
+        .args([
+            "certs",
+            "--service",
+            "guardrails",
+            "--namespace",
+            "guardrails-system",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let bundle = String::from_utf8(output).unwrap();
+    let ca = base64::engine::general_purpose::STANDARD
+        .decode(bundle.trim())
+        .unwrap();
+    assert_eq!(ca, std::fs::read(out.join("ca.crt")).unwrap());
+    // The pair is usable as the server's TLS configuration.
+    guardrails::tls::load_server_config(&out.join("tls.crt"), &out.join("tls.key")).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(out.join("tls.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "the key must not be readable by others");
+    }
+}

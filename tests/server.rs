@@ -133,7 +133,7 @@ async fn start_tls_server() -> RunningServer {
     let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
     tokio::spawn(server::serve_tls(
         listen,
-        config,
+        axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(config)),
         server::router(state()),
         handle.clone(),
     ));
