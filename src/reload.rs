@@ -47,10 +47,10 @@ impl EngineSource {
         if let Some(dir) = &self.policies {
             dirs.push(dir.clone());
         }
-        if let Some(parent) = self.config.as_deref().map(parent_dir) {
-            if !dirs.contains(&parent) {
-                dirs.push(parent);
-            }
+        if let Some(parent) = self.config.as_deref().map(parent_dir)
+            && !dirs.contains(&parent)
+        {
+            dirs.push(parent);
         }
         dirs
     }
