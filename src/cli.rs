@@ -92,6 +92,10 @@ pub enum Command {
         /// Development: generate an in-memory certificate for localhost and write its CA here.
         #[arg(long)]
         dev: bool,
+        /// Watch Namespace labels in the cluster (in-cluster config or KUBECONFIG) for teams and
+        /// environments; /readyz stays unready until the first list completes.
+        #[arg(long, env = "GUARDRAILS_WATCH_NAMESPACES")]
+        watch_namespaces: bool,
         /// Also serve /healthz, /readyz and /metrics over plain HTTP on this address.
         #[arg(long, value_name = "ADDR", env = "GUARDRAILS_PROBE_LISTEN")]
         probe_listen: Option<SocketAddr>,
@@ -249,6 +253,7 @@ struct ServeOptions {
     audit_log_max_request_bytes: usize,
     reload: bool,
     probe_listen: Option<SocketAddr>,
+    watch_namespaces: bool,
 }
 
 pub fn run(cli: Cli) -> ExitCode {
@@ -265,6 +270,7 @@ pub fn run(cli: Cli) -> ExitCode {
             audit_log_max_request_bytes,
             no_reload,
             probe_listen,
+            watch_namespaces,
         } => {
             // A development certificate is for this machine only: do not expose it by default.
             let default_host = if dev { [127, 0, 0, 1] } else { [0, 0, 0, 0] };
@@ -278,6 +284,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 audit_log_max_request_bytes,
                 reload: !no_reload,
                 probe_listen,
+                watch_namespaces,
             };
             serve(&policy, options)
         }
@@ -402,6 +409,20 @@ fn serve(args: &PolicyArgs, options: ServeOptions) -> anyhow::Result<()> {
         } else {
             None
         };
+        if options.watch_namespaces {
+            let client = kube::Client::try_default()
+                .await
+                .context("cannot configure a Kubernetes client (in-cluster or KUBECONFIG)")?;
+            state
+                .ready
+                .store(false, std::sync::atomic::Ordering::Release);
+            tokio::spawn(crate::cluster::watch_namespaces(
+                client,
+                state.engine.load().live_namespaces.clone(),
+                state.ready.clone(),
+                state.metrics.clone(),
+            ));
+        }
         if let Some(address) = options.probe_listen {
             let listener = tokio::net::TcpListener::bind(address)
                 .await

@@ -1,14 +1,14 @@
 //! Decision: one Cedar request per recognised action against the current snapshot, combined with
 //! each policy's enforcement and the global mode.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use cedar_policy::{Authorizer, Decision, Request as CedarRequest};
 use serde::{Deserialize, Serialize};
 
 use crate::admission::Request;
-use crate::config::{Config, NamespaceConfig};
+use crate::cluster::LiveNamespaces;
+use crate::config::Config;
 use crate::entities::{self, EntityError};
 use crate::identity::{self, Identity};
 use crate::mode::Mode;
@@ -22,8 +22,9 @@ pub struct Engine {
     pub config: Config,
     /// The global mode: `--mode` if given, else `mode:` from config.
     pub mode: Mode,
-    /// Namespace team/environment observed in the cluster (empty until a later issue wires it).
-    pub live_namespaces: HashMap<String, NamespaceConfig>,
+    /// Namespace labels observed in the cluster (empty unless the namespace watch runs); shared
+    /// with the watcher and carried over on reload.
+    pub live_namespaces: LiveNamespaces,
     authorizer: Authorizer,
 }
 
@@ -33,7 +34,7 @@ impl Engine {
             mode: mode_override.unwrap_or(config.mode()),
             policies,
             config,
-            live_namespaces: HashMap::new(),
+            live_namespaces: crate::cluster::empty(),
             authorizer: Authorizer::new(),
         }
     }
@@ -120,7 +121,7 @@ pub fn decide(engine: &Engine, request: &Request) -> Result<Outcome, DecideError
         recognition.kind,
         request,
         &engine.config,
-        &engine.live_namespaces,
+        &engine.live_namespaces.load(),
     );
     let built = entities::build_entities(
         &identity,
@@ -223,7 +224,7 @@ pub fn check_conformance(engine: &Engine, request: &Request) -> Result<(), Strin
         recognition.kind,
         request,
         &engine.config,
-        &engine.live_namespaces,
+        &engine.live_namespaces.load(),
     );
     let subjects = entities::build_subjects(&identity, &recognition, request, &placement)
         .map_err(|e| e.to_string())?;

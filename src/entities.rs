@@ -12,6 +12,7 @@ use kube::core::DynamicObject;
 use serde_json::Value;
 
 use crate::admission::Request;
+use crate::cluster::NamespaceLabels;
 use crate::config::{Config, NamespaceConfig};
 use crate::identity::{Identity, PrincipalKind};
 use crate::policy::PolicyStore;
@@ -72,19 +73,18 @@ pub fn action_uid(action: &str) -> Result<EntityUid, EntityError> {
     Ok(uid(&types()?.action, action))
 }
 
-/// Live namespace data (from the cluster) overrides static config key by key.
-pub fn resolve_namespace(
-    config: &Config,
-    live: &HashMap<String, NamespaceConfig>,
-    name: &str,
-) -> NamespaceConfig {
+/// Live namespace labels (read with the config's `namespaceLabels` keys) override static config
+/// key by key.
+pub fn resolve_namespace(config: &Config, live: &NamespaceLabels, name: &str) -> NamespaceConfig {
     let configured = config.namespace(name).cloned().unwrap_or_default();
-    match live.get(name) {
-        Some(observed) => NamespaceConfig {
-            team: observed.team.clone().or(configured.team),
-            environment: observed.environment.clone().or(configured.environment),
-        },
-        None => configured,
+    let Some(labels) = live.get(name) else {
+        return configured;
+    };
+    let keys = &config.file.namespace_labels;
+    let label = |key: &str| labels.get(key).filter(|v| !v.is_empty()).cloned();
+    NamespaceConfig {
+        team: label(&keys.team).or(configured.team),
+        environment: label(&keys.environment).or(configured.environment),
     }
 }
 
@@ -107,7 +107,7 @@ pub fn placement(
     kind: Kind,
     request: &Request,
     config: &Config,
-    live: &HashMap<String, NamespaceConfig>,
+    live: &NamespaceLabels,
 ) -> Placement {
     let object = request.object.as_ref().or(request.old_object.as_ref());
     let namespace = match kind {
@@ -466,12 +466,13 @@ mod tests {
     #[test]
     fn live_namespace_labels_override_static_config() {
         let config = Config::embedded().unwrap();
-        let live = HashMap::from([(
+        let live = NamespaceLabels::from([(
             "payments-dev".to_string(),
-            NamespaceConfig {
-                team: None,
-                environment: Some("staging".into()),
-            },
+            [(
+                "guardrails.io/environment".to_string(),
+                "staging".to_string(),
+            )]
+            .into(),
         )]);
         let resolved = resolve_namespace(&config, &live, "payments-dev");
         assert_eq!(resolved.team.as_deref(), Some("payments"));

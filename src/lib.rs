@@ -10,6 +10,7 @@
 pub mod admission;
 pub mod audit;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod decide;
 pub mod entities;

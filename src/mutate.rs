@@ -1,15 +1,14 @@
 //! Mutation: keep Argo CD's record of who started an operation honest, and optionally stamp the
 //! owning team label on create. Pure: (request, config, live namespaces) -> JSON patch.
 
-use std::collections::HashMap;
-
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation};
 use kube::core::admission::{AdmissionResponse, Operation};
 use serde_json::{Value, json};
 
 use crate::admission::{self, EnvelopeError, Request};
-use crate::config::{Config, NamespaceConfig};
+use crate::cluster::NamespaceLabels;
+use crate::config::Config;
 use crate::entities;
 use crate::recognize::Kind;
 
@@ -35,7 +34,7 @@ fn replace(path: &[&str], value: Value) -> PatchOperation {
 pub fn mutations(
     request: &Request,
     config: &Config,
-    live: &HashMap<String, NamespaceConfig>,
+    live: &NamespaceLabels,
 ) -> Vec<PatchOperation> {
     let Some(kind) = Kind::from_resource(&request.resource.group, &request.resource.resource)
     else {
@@ -119,7 +118,7 @@ pub fn mutations(
 /// array of numbers).
 pub fn review(
     config: &Config,
-    live: &HashMap<String, NamespaceConfig>,
+    live: &NamespaceLabels,
     body: &[u8],
 ) -> Result<(Value, usize), EnvelopeError> {
     let request = admission::parse_review(body)?;

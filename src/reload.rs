@@ -79,7 +79,9 @@ pub fn reload_once(
         Err(poisoned) => poisoned.into_inner(),
     };
     match result {
-        Ok(new_engine) => {
+        Ok(mut new_engine) => {
+            // Live cluster data belongs to the process, not to the policy set.
+            new_engine.live_namespaces = engine.load().live_namespaces.clone();
             tracing::info!(
                 policies = new_engine.policies.policy_count(),
                 mode = %new_engine.mode,

@@ -112,7 +112,7 @@ async fn validate(State(state): State<AppState>, body: Bytes) -> Response {
 async fn mutate(State(state): State<AppState>, body: Bytes) -> Response {
     let started = Instant::now();
     let engine = state.engine.load();
-    match crate::mutate::review(&engine.config, &engine.live_namespaces, &body) {
+    match crate::mutate::review(&engine.config, &engine.live_namespaces.load(), &body) {
         Ok((review, operations)) => {
             state
                 .metrics

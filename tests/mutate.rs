@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::collections::HashMap;
-
 use axum::body::Body;
 use axum::http::Request;
 use common::*;
@@ -17,7 +15,7 @@ use tower::ServiceExt;
 
 /// Run /mutate's logic, apply its patch to the request's object, and return (patched, op count).
 fn mutate_and_apply(review: &Review, config: &Config) -> (Value, usize) {
-    let (answer, count) = mutate::review(config, &HashMap::new(), &review.body()).unwrap();
+    let (answer, count) = mutate::review(config, &Default::default(), &review.body()).unwrap();
     let response = &answer["response"];
     assert_eq!(response["allowed"], true, "mutation never denies");
     let mut object = review.request["object"].clone();
