@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::admission::Request;
 use crate::cluster::LiveNamespaces;
 use crate::config::Config;
-use crate::entities::{self, EntityError};
+use crate::entities::{self, EntityError, Placement};
 use crate::identity::{self, Identity};
 use crate::mode::Mode;
 use crate::policy::PolicyStore;
@@ -95,22 +95,15 @@ pub enum DecideError {
     Entities(#[from] EntityError),
 }
 
-/// Decide one parsed request. Pure given the engine.
-pub fn decide(engine: &Engine, request: &Request) -> Result<Outcome, DecideError> {
+/// The pure front of the request path: what is asked, by whom, landing where. `Err` names a
+/// resource Guardrails does not decide.
+fn understand(
+    engine: &Engine,
+    request: &Request,
+) -> Result<(Recognition, Identity, Placement), String> {
     let recognition = match recognize::recognize(request, &engine.config) {
         Recognized::Known(recognition) => recognition,
-        Recognized::Unsupported { resource } => {
-            return Ok(Outcome {
-                allowed: true,
-                recognition: None,
-                unsupported: Some(resource),
-                identity: None,
-                matches: Vec::new(),
-                errors: Vec::new(),
-                mode: engine.mode,
-                audit_warnings: false,
-            });
-        }
+        Recognized::Unsupported { resource } => return Err(resource),
     };
     let identity = identity::identify(
         &request.user_info,
@@ -123,6 +116,26 @@ pub fn decide(engine: &Engine, request: &Request) -> Result<Outcome, DecideError
         &engine.config,
         &engine.live_namespaces.load(),
     );
+    Ok((recognition, identity, placement))
+}
+
+/// Decide one parsed request. Pure given the engine.
+pub fn decide(engine: &Engine, request: &Request) -> Result<Outcome, DecideError> {
+    let (recognition, identity, placement) = match understand(engine, request) {
+        Ok(understood) => understood,
+        Err(resource) => {
+            return Ok(Outcome {
+                allowed: true,
+                recognition: None,
+                unsupported: Some(resource),
+                identity: None,
+                matches: Vec::new(),
+                errors: Vec::new(),
+                mode: engine.mode,
+                audit_warnings: false,
+            });
+        }
+    };
     let built = entities::build_entities(
         &identity,
         &recognition,
@@ -212,20 +225,9 @@ pub fn decide(engine: &Engine, request: &Request) -> Result<Outcome, DecideError
 /// types, the context record, and each action's principal and resource types. `decide` skips
 /// these checks for speed; tests run this over every recognised action.
 pub fn check_conformance(engine: &Engine, request: &Request) -> Result<(), String> {
-    let Recognized::Known(recognition) = recognize::recognize(request, &engine.config) else {
+    let Ok((recognition, identity, placement)) = understand(engine, request) else {
         return Ok(());
     };
-    let identity = identity::identify(
-        &request.user_info,
-        recognition.initiated_by.as_ref(),
-        &engine.config,
-    );
-    let placement = entities::placement(
-        recognition.kind,
-        request,
-        &engine.config,
-        &engine.live_namespaces.load(),
-    );
     let subjects = entities::build_subjects(&identity, &recognition, request, &placement)
         .map_err(|e| e.to_string())?;
     cedar_policy::Entities::from_entities(subjects.entities, Some(&engine.policies.schema))

@@ -401,21 +401,36 @@ fn sigterm_drains_and_exits_cleanly() {
     let port = probe.local_addr().unwrap().port();
     drop(probe);
     let mut child = Process::new(assert_cmd::cargo::cargo_bin("guardrails"))
-        .args(["serve", "--dev", "--listen", &format!("127.0.0.1:{port}"), "--dev-ca-out", ca.to_str().unwrap()])
+        .args([
+            "serve",
+            "--dev",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--dev-ca-out",
+            ca.to_str().unwrap(),
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     // Wait for the start-up line, then for the port to accept connections.
     let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
     assert!(first.contains("development certificate"), "{first}");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(std::time::Instant::now() < deadline, "server never listened");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "server never listened"
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    let killed = Process::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let killed = Process::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(killed.success());
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
@@ -423,7 +438,10 @@ fn sigterm_drains_and_exits_cleanly() {
             assert!(status.success(), "exit status {status}");
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "did not exit after SIGTERM");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "did not exit after SIGTERM"
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
