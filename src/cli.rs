@@ -1,6 +1,6 @@
 //! Command line: `guardrails serve | eval | check`.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -361,7 +361,9 @@ fn serve(args: &PolicyArgs, options: ServeOptions) -> anyhow::Result<()> {
             let ca_out = &options.dev_ca_out;
             std::fs::write(ca_out, &pair.ca_pem)
                 .with_context(|| format!("cannot write the dev CA to {}", ca_out.display()))?;
-            println!(
+            // A closed stdout (e.g. a supervisor that stopped reading) must not stop the server.
+            let _ = writeln!(
+                std::io::stdout().lock(),
                 "guardrails: development certificate for localhost; CA written to {}\n  try: curl --cacert {} https://localhost:{}/readyz",
                 ca_out.display(),
                 ca_out.display(),

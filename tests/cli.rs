@@ -413,7 +413,8 @@ fn sigterm_drains_and_exits_cleanly() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait for the start-up line, then for the port to accept connections.
+    // Wait for the start-up line, then for the port to accept connections. The reader is dropped
+    // right away: a closed stdout must not stop the server.
     let mut first = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut first)
