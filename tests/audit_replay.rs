@@ -145,11 +145,7 @@ async fn replay_reports_what_a_candidate_policy_set_would_change() {
             "--policies",
             candidate.to_str().unwrap(),
         ])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+        .succeeds();
     let text = String::from_utf8(output).unwrap();
     assert!(
         text.starts_with("replayed 3 requests: 1 newly denied, 1 newly allowed, 1 unchanged"),
@@ -182,11 +178,7 @@ async fn replay_reports_what_a_candidate_policy_set_would_change() {
             "--output",
             "json",
         ])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+        .succeeds();
     let report: Value = serde_json::from_slice(&output).unwrap();
     assert_eq!(report["newlyDenied"], 1);
     assert_eq!(report["newlyAllowed"], 1);
@@ -199,11 +191,7 @@ async fn replay_reports_what_a_candidate_policy_set_would_change() {
     let output = Command::cargo_bin("guardrails")
         .unwrap()
         .args(["replay", "--log", log.to_str().unwrap()])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+        .succeeds();
     assert!(
         String::from_utf8(output)
             .unwrap()

@@ -29,11 +29,7 @@ fn eval_prints_the_same_response_as_serve_and_exits_zero_on_deny() {
             "-",
         ])
         .write_stdin(review.body())
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+        .succeeds();
     let printed: Value = serde_json::from_slice(&output).unwrap();
     let served = guardrails::respond::review(&engine(), &review.body())
         .unwrap()
@@ -46,11 +42,7 @@ fn eval_prints_the_same_response_as_serve_and_exits_zero_on_deny() {
 fn eval_reads_a_file_and_accepts_bare_request_fixtures() {
     let output = guardrails()
         .args(["eval", "--review", &repo("tests/fixtures/admission/kubewarden-echo-deployment-delete_accept.admissionrequest.json")])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+        .succeeds();
     let printed: Value = serde_json::from_slice(&output).unwrap();
     assert_eq!(printed["response"]["allowed"], true);
     assert_eq!(printed["response"]["auditAnnotations"]["actions"], "delete");
@@ -63,11 +55,7 @@ fn eval_global_audit_mode_allows() {
     let output = guardrails()
         .args(["eval", "--mode", "audit"])
         .write_stdin(review.body())
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+        .succeeds();
     let printed: Value = serde_json::from_slice(&output).unwrap();
     assert_eq!(printed["response"]["allowed"], true);
     assert_eq!(
@@ -186,13 +174,7 @@ fn unreadable_certificate_is_a_clear_error() {
 
 #[test]
 fn shipped_policy_tests_pass() {
-    let output = guardrails()
-        .args(["test", &repo("policies")])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+    let output = guardrails().args(["test", &repo("policies")]).succeeds();
     let text = String::from_utf8(output).unwrap();
     let summary = text.lines().last().unwrap();
     assert!(summary.ends_with(" passed, 0 failed"), "{summary}");
@@ -287,11 +269,7 @@ fn eval_from_manifests_explains_the_decision() {
             "--output",
             "json",
         ])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+        .succeeds();
     let printed: Value = serde_json::from_slice(&output).unwrap();
     assert_eq!(printed["response"]["allowed"], true);
     assert_eq!(
@@ -368,11 +346,7 @@ fn certs_writes_a_ca_and_serving_pair_and_prints_the_ca_bundle() {
             "--out",
             out.to_str().unwrap(),
         ])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+        .succeeds();
     let bundle = String::from_utf8(output).unwrap();
     let ca = base64::engine::general_purpose::STANDARD
         .decode(bundle.trim())
