@@ -8,7 +8,7 @@ use kube::core::admission::{AdmissionResponse, AdmissionReview};
 use kube::core::response::StatusSummary;
 
 use crate::admission::{self, EnvelopeError, Request};
-use crate::decide::{self, Engine, Outcome};
+use crate::decide::{self, Engine, Outcome, PolicyMatch};
 use crate::mode::Mode;
 
 /// Kubernetes truncates warnings over 256 characters and discourages many of them.
@@ -182,23 +182,20 @@ pub fn respond(request: &Request, outcome: &Outcome) -> AdmissionResponse {
         annotations.insert("delegator".into(), delegator.clone());
     }
     if !outcome.matches.is_empty() {
-        let mut policies: Vec<String> = outcome
-            .matches
-            .iter()
-            .map(|m| format!("{}={}", m.policy, m.effective))
-            .collect();
-        policies.sort();
-        policies.dedup();
-        annotations.insert("policies".into(), policies.join(","));
+        // `id=mode` pairs, sorted and deduplicated (one policy may match several actions).
+        let listed = |mode: fn(&PolicyMatch) -> Mode| {
+            let mut pairs: Vec<String> = outcome
+                .matches
+                .iter()
+                .map(|m| format!("{}={}", m.policy, mode(m)))
+                .collect();
+            pairs.sort();
+            pairs.dedup();
+            pairs.join(",")
+        };
+        annotations.insert("policies".into(), listed(|m| m.effective));
         // What each policy would have done on its own, so audit-mode rollouts show their effect.
-        let mut declared: Vec<String> = outcome
-            .matches
-            .iter()
-            .map(|m| format!("{}={}", m.policy, m.declared))
-            .collect();
-        declared.sort();
-        declared.dedup();
-        annotations.insert("declared".into(), declared.join(","));
+        annotations.insert("declared".into(), listed(|m| m.declared));
     }
     response.audit_annotations = annotations;
     response
