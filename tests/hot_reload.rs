@@ -133,3 +133,55 @@ async fn policy_edits_reload_and_bad_edits_keep_the_last_good_set() {
     assert_eq!(status["reload"]["lastError"], Value::Null);
     assert_eq!(status["policies"], 6);
 }
+
+#[tokio::test]
+async fn config_edits_reload_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, guardrails::config::EMBEDDED_CONFIG).unwrap();
+    let source = EngineSource {
+        policies: None,
+        config: Some(config.clone()),
+        mode: None,
+    };
+    let state = AppState::with_audit(
+        source.load().unwrap(),
+        guardrails::audit::AuditLog::disabled(),
+    );
+    let _watcher = reload::watch(
+        source,
+        state.engine.clone(),
+        state.reload.clone(),
+        state.metrics.clone(),
+    )
+    .unwrap()
+    .expect("a watcher");
+    let prod = app_to("payments-prod");
+    let sync =
+        Review::update(&prod, &syncing(&prod, serde_json::json!({}), Value::Null)).by(PAYMENTS_DEV);
+    assert!(!allowed(&state, &sync).await);
+
+    // Switch the whole config to audit mode: nothing is denied any more.
+    let audit = guardrails::config::EMBEDDED_CONFIG.replace("mode: enforce", "mode: audit");
+    assert_ne!(audit, guardrails::config::EMBEDDED_CONFIG);
+    std::fs::write(&config, audit).unwrap();
+    eventually("audit mode to be served", async || {
+        allowed(&state, &sync).await
+    })
+    .await;
+
+    // A typo keeps audit mode and reports the error.
+    std::fs::write(&config, "mode: audit\nteamz: {}\n").unwrap();
+    eventually("the failed reload", async || {
+        readyz(&state).await["reload"]["failed"].as_u64() == Some(1)
+    })
+    .await;
+    assert!(
+        readyz(&state).await["reload"]["lastError"]
+            .as_str()
+            .unwrap()
+            .contains("teamz")
+    );
+    assert!(allowed(&state, &sync).await);
+    assert_eq!(readyz(&state).await["mode"], "audit");
+}
