@@ -11,6 +11,19 @@ use axum_server::tls_rustls::RustlsConfig;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::audit::AuditLog;
+
+/// Write to stdout, returning the error instead of panicking (a closed pipe ends the command).
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        writeln!(std::io::stdout().lock(), $($arg)*)?
+    };
+}
+
+macro_rules! out {
+    ($($arg:tt)*) => {
+        write!(std::io::stdout().lock(), $($arg)*)?
+    };
+}
 use crate::config::Config;
 use crate::decide::Engine;
 use crate::mode::Mode;
@@ -343,6 +356,14 @@ pub fn run(cli: Cli) -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // `guardrails test | head`: the reader left; that is not a failure of ours.
+        Err(error)
+            if error
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
@@ -521,8 +542,8 @@ fn eval(args: &PolicyArgs, body: &[u8], output: OutputFormat) -> anyhow::Result<
     let engine = load_engine(args)?;
     let reviewed = respond::review(&engine, body)?;
     match output {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&reviewed.review)?),
-        OutputFormat::Text => print!("{}", crate::explain::explain(&reviewed)),
+        OutputFormat::Json => outln!("{}", serde_json::to_string_pretty(&reviewed.review)?),
+        OutputFormat::Text => out!("{}", crate::explain::explain(&reviewed)),
     }
     Ok(())
 }
@@ -536,9 +557,9 @@ fn check(dir: &Path, config: Option<&Path>, deny_warnings: bool) -> anyhow::Resu
     let mut warnings: Vec<String> = store.warnings.iter().map(ToString::to_string).collect();
     warnings.extend(crate::policy::unknown_names(&store, &config));
     for warning in &warnings {
-        println!("warning: {warning}");
+        outln!("warning: {warning}");
     }
-    println!(
+    outln!(
         "{}: {} policies valid against {}, {} warning(s)",
         dir.display(),
         store.policy_count(),
@@ -567,11 +588,11 @@ fn format_policies(dir: &Path, check: bool) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         if pretty != text {
             if check {
-                println!("would reformat {}", path.display());
+                outln!("would reformat {}", path.display());
             } else {
                 std::fs::write(&path, &pretty)
                     .with_context(|| format!("cannot write {}", path.display()))?;
-                println!("formatted {}", path.display());
+                outln!("formatted {}", path.display());
             }
             unformatted.push(path);
         }
@@ -610,17 +631,17 @@ fn run_policy_tests(dir: &Path, config: Option<&Path>) -> anyhow::Result<()> {
         for result in results {
             if result.passed() {
                 passed += 1;
-                println!("PASS {}: {}", result.file, result.name);
+                outln!("PASS {}: {}", result.file, result.name);
             } else {
                 failed += 1;
-                println!("FAIL {}: {}", result.file, result.name);
+                outln!("FAIL {}: {}", result.file, result.name);
                 for failure in &result.failures {
-                    println!("     {failure}");
+                    outln!("     {failure}");
                 }
             }
         }
     }
-    println!("{passed} passed, {failed} failed");
+    outln!("{passed} passed, {failed} failed");
     if failed > 0 {
         bail!("{failed} policy test(s) failed");
     }
@@ -637,8 +658,8 @@ fn replay(log: &str, args: &PolicyArgs, output: OutputFormat) -> anyhow::Result<
         crate::replay::replay(&engine, std::io::BufReader::new(file))
     };
     match output {
-        OutputFormat::Text => print!("{}", crate::replay::render(&report)),
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        OutputFormat::Text => out!("{}", crate::replay::render(&report)),
+        OutputFormat::Json => outln!("{}", serde_json::to_string_pretty(&report)?),
     }
     Ok(())
 }
@@ -672,7 +693,7 @@ fn write_certs(service: &str, namespace: &str, out: &Path, days: i64) -> anyhow:
         out.display(),
         names.join(", ")
     );
-    println!(
+    outln!(
         "{}",
         base64::engine::general_purpose::STANDARD.encode(pair.ca_pem)
     );
