@@ -425,8 +425,17 @@ fn sigterm_drains_and_exits_cleanly() {
 fn a_reader_that_stops_early_is_not_an_error() {
     use std::io::{BufRead, BufReader};
     use std::process::{Command as Process, Stdio};
+    // Far more output than a pipe buffers, so the command is still writing when the reader leaves.
+    let dir = tempfile::tempdir().unwrap();
+    copy_policies(dir.path());
+    let case = "  - name: a platform engineer may sync prod, padded to make the output long enough to fill a pipe\n    oldObject: manifests/app-payments-prod.yaml\n    patch: {operation: {sync: {}}}\n    user: admin@example.com\n    expect: {allowed: true}\n";
+    std::fs::write(
+        dir.path().join("tests/many.yaml"),
+        format!("cases:\n{}", case.repeat(1500)),
+    )
+    .unwrap();
     let mut child = Process::new(assert_cmd::cargo::cargo_bin("guardrails"))
-        .args(["test", &repo("policies")])
+        .args(["test", dir.path().to_str().unwrap()])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
