@@ -107,6 +107,15 @@ async fn audit_records_carry_the_decision_and_optionally_the_request() {
     assert!(records(&plain).iter().all(|r| r.get("request").is_none()));
 }
 
+/// `guardrails replay --log LOG ARGS...`, which must succeed; its stdout.
+fn replay(log: &Path, args: &[&str]) -> Vec<u8> {
+    Command::cargo_bin("guardrails")
+        .unwrap()
+        .args(["replay", "--log", log.to_str().unwrap()])
+        .args(args)
+        .succeeds()
+}
+
 #[tokio::test]
 async fn replay_reports_what_a_candidate_policy_set_would_change() {
     let dir = tempfile::tempdir().unwrap();
@@ -136,16 +145,8 @@ async fn replay_reports_what_a_candidate_policy_set_would_change() {
     )
     .unwrap();
 
-    let output = Command::cargo_bin("guardrails")
-        .unwrap()
-        .args([
-            "replay",
-            "--log",
-            log.to_str().unwrap(),
-            "--policies",
-            candidate.to_str().unwrap(),
-        ])
-        .succeeds();
+    let candidate = candidate.to_str().unwrap();
+    let output = replay(&log, &["--policies", candidate]);
     let text = String::from_utf8(output).unwrap();
     assert!(
         text.starts_with("replayed 3 requests: 1 newly denied, 1 newly allowed, 1 unchanged"),
@@ -167,18 +168,7 @@ async fn replay_reports_what_a_candidate_policy_set_would_change() {
         "{text}"
     );
 
-    let output = Command::cargo_bin("guardrails")
-        .unwrap()
-        .args([
-            "replay",
-            "--log",
-            log.to_str().unwrap(),
-            "--policies",
-            candidate.to_str().unwrap(),
-            "--output",
-            "json",
-        ])
-        .succeeds();
+    let output = replay(&log, &["--policies", candidate, "--output", "json"]);
     let report: Value = serde_json::from_slice(&output).unwrap();
     assert_eq!(report["newlyDenied"], 1);
     assert_eq!(report["newlyAllowed"], 1);
@@ -188,10 +178,7 @@ async fn replay_reports_what_a_candidate_policy_set_would_change() {
     assert_eq!(report["changes"][1]["policies"], json!(["scale-freeze"]));
 
     // The same policies as recorded: nothing changes.
-    let output = Command::cargo_bin("guardrails")
-        .unwrap()
-        .args(["replay", "--log", log.to_str().unwrap()])
-        .succeeds();
+    let output = replay(&log, &[]);
     assert!(
         String::from_utf8(output)
             .unwrap()

@@ -58,6 +58,23 @@ async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
+/// A server state built from `source`, reloading whenever it changes (while the watcher lives).
+fn watched(source: EngineSource) -> (AppState, notify::RecommendedWatcher) {
+    let state = AppState::with_audit(
+        source.load().unwrap(),
+        guardrails::audit::AuditLog::disabled(),
+    );
+    let watcher = reload::watch(
+        source,
+        state.engine.clone(),
+        state.reload.clone(),
+        state.metrics.clone(),
+    )
+    .unwrap()
+    .expect("a watcher");
+    (state, watcher)
+}
+
 #[tokio::test]
 async fn policy_edits_reload_and_bad_edits_keep_the_last_good_set() {
     let dir = tempfile::tempdir().unwrap();
@@ -67,18 +84,7 @@ async fn policy_edits_reload_and_bad_edits_keep_the_last_good_set() {
         config: None,
         mode: None,
     };
-    let state = AppState::with_audit(
-        source.load().unwrap(),
-        guardrails::audit::AuditLog::disabled(),
-    );
-    let _watcher = reload::watch(
-        source,
-        state.engine.clone(),
-        state.reload.clone(),
-        state.metrics.clone(),
-    )
-    .unwrap()
-    .expect("a watcher");
+    let (state, _watcher) = watched(source);
 
     let base = fixture("deployments/argocd-action-testdata-deployment.yaml");
     let scale = Review::update(
@@ -144,18 +150,7 @@ async fn config_edits_reload_too() {
         config: Some(config.clone()),
         mode: None,
     };
-    let state = AppState::with_audit(
-        source.load().unwrap(),
-        guardrails::audit::AuditLog::disabled(),
-    );
-    let _watcher = reload::watch(
-        source,
-        state.engine.clone(),
-        state.reload.clone(),
-        state.metrics.clone(),
-    )
-    .unwrap()
-    .expect("a watcher");
+    let (state, _watcher) = watched(source);
     let prod = app_to("payments-prod");
     let sync =
         Review::update(&prod, &syncing(&prod, serde_json::json!({}), Value::Null)).by(PAYMENTS_DEV);
