@@ -77,12 +77,7 @@ fn eval_rejects_a_malformed_review() {
 #[test]
 fn broken_policy_stops_start_up_with_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(repo("policies")).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_file() {
-            std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
-        }
-    }
+    copy_policies(dir.path());
     std::fs::write(
         dir.path().join("broken.cedar"),
         "@id(\"broken\")\nforbid (principal, action == Action::\"sync\", resource)\nwhen { resource.nope == 1 };\n",
@@ -196,18 +191,6 @@ fn shipped_policy_tests_pass() {
             tests.contains(&format!("policies: [{id}")) || tests.contains(&format!(", {id}]")),
             "{id} untested"
         );
-    }
-}
-
-fn copy_policies(dir: &std::path::Path) {
-    std::fs::create_dir_all(dir.join("tests/manifests")).unwrap();
-    for sub in ["", "tests", "tests/manifests"] {
-        for entry in std::fs::read_dir(repo(&format!("policies/{sub}"))).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_file() {
-                std::fs::copy(&path, dir.join(sub).join(path.file_name().unwrap())).unwrap();
-            }
-        }
     }
 }
 

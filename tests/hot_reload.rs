@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -14,16 +13,6 @@ use guardrails::server::{self, AppState};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
-
-fn copy_policy_dir(to: &Path) {
-    let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
-    for entry in std::fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_file() {
-            std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
-        }
-    }
-}
 
 async fn call(state: &AppState, request: Request<Body>) -> Value {
     let response = server::router(state.clone())
@@ -78,7 +67,7 @@ fn watched(source: EngineSource) -> (AppState, notify::RecommendedWatcher) {
 #[tokio::test]
 async fn policy_edits_reload_and_bad_edits_keep_the_last_good_set() {
     let dir = tempfile::tempdir().unwrap();
-    copy_policy_dir(dir.path());
+    copy_policies(dir.path());
     let source = EngineSource {
         policies: Some(dir.path().to_path_buf()),
         config: None,

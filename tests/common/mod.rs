@@ -47,6 +47,20 @@ pub fn fixture_docs(relative: &str) -> Vec<Value> {
         .collect()
 }
 
+/// Copy the shipped policy directory (schema, policies, their tests and manifests) into `dir`.
+pub fn copy_policies(dir: &Path) {
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    std::fs::create_dir_all(dir.join("tests/manifests")).unwrap();
+    for sub in ["", "tests", "tests/manifests"] {
+        for entry in std::fs::read_dir(shipped.join(sub)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                std::fs::copy(&path, dir.join(sub).join(path.file_name().unwrap())).unwrap();
+            }
+        }
+    }
+}
+
 pub fn engine() -> Engine {
     Engine::new(
         PolicyStore::embedded().unwrap(),
