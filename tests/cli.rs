@@ -76,13 +76,10 @@ fn eval_rejects_a_malformed_review() {
 
 #[test]
 fn broken_policy_stops_start_up_with_file_and_line() {
-    let dir = tempfile::tempdir().unwrap();
-    copy_policies(dir.path());
-    std::fs::write(
-        dir.path().join("broken.cedar"),
+    let dir = policies_with(
+        "broken.cedar",
         "@id(\"broken\")\nforbid (principal, action == Action::\"sync\", resource)\nwhen { resource.nope == 1 };\n",
-    )
-    .unwrap();
+    );
     let dir_arg = dir.path().to_str().unwrap();
     guardrails()
         .args(["check", dir_arg])
@@ -196,13 +193,10 @@ fn shipped_policy_tests_pass() {
 
 #[test]
 fn a_failing_policy_test_fails_the_run_and_says_why() {
-    let dir = tempfile::tempdir().unwrap();
-    copy_policies(dir.path());
-    std::fs::write(
-        dir.path().join("tests/wrong.yaml"),
+    let dir = policies_with(
+        "tests/wrong.yaml",
         "cases:\n  - name: expects the wrong thing\n    oldObject: manifests/app-payments-prod.yaml\n    patch: {operation: {sync: {}}}\n    user: bob@example.com\n    groups: [payments-devs]\n    expect: {allowed: true}\n",
-    )
-    .unwrap();
+    );
     guardrails()
         .args(["test", dir.path().to_str().unwrap()])
         .assert()
@@ -263,13 +257,10 @@ fn eval_from_manifests_explains_the_decision() {
 
 #[test]
 fn check_warns_about_names_the_config_never_defines_and_deny_warnings_fails() {
-    let dir = tempfile::tempdir().unwrap();
-    copy_policies(dir.path());
-    std::fs::write(
-        dir.path().join("typo.cedar"),
+    let dir = policies_with(
+        "typo.cedar",
         "@id(\"typo\")\n@reason(\"r\")\nforbid (principal, action == Action::\"sync\", resource in Environment::\"prd\")\nunless { principal in Team::\"platfrom\" };\n",
-    )
-    .unwrap();
+    );
     let dir_arg = dir.path().to_str().unwrap();
     guardrails()
         .args(["check", dir_arg])

@@ -61,6 +61,14 @@ pub fn copy_policies(dir: &Path) {
     }
 }
 
+/// A copy of the shipped policy directory with one more file (`name` relative to it).
+pub fn policies_with(name: &str, contents: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_policies(dir.path());
+    std::fs::write(dir.path().join(name), contents).unwrap();
+    dir
+}
+
 pub fn engine() -> Engine {
     Engine::new(
         PolicyStore::embedded().unwrap(),
