@@ -177,6 +177,10 @@ pub enum Command {
         /// Configuration for cases whose file names none (default: the embedded example).
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
+        /// Test files to run instead of DIR/tests: one file, or a directory of them (e.g. a
+        /// corpus of recorded AdmissionReviews).
+        #[arg(long, value_name = "FILE|DIR")]
+        tests: Option<PathBuf>,
     },
     /// Re-decide requests recorded in an audit log (`serve --audit-log-requests`) with candidate
     /// policies and report what would change. Exit 0 whatever changes.
@@ -347,7 +351,9 @@ pub fn run(cli: Cli) -> ExitCode {
             out,
             days,
         } => write_certs(&service, &namespace, &out, days),
-        Command::Test { dir, config } => run_policy_tests(&dir, config.as_deref()),
+        Command::Test { dir, config, tests } => {
+            run_policy_tests(&dir, config.as_deref(), tests.as_deref())
+        }
         Command::Replay {
             log,
             policy,
@@ -603,15 +609,18 @@ fn format_policies(dir: &Path, check: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run_policy_tests(dir: &Path, config: Option<&Path>) -> anyhow::Result<()> {
+fn run_policy_tests(dir: &Path, config: Option<&Path>, tests: Option<&Path>) -> anyhow::Result<()> {
     use crate::policy_test;
     let policies = PolicyStore::load_dir(dir)?;
     let default_config = match config {
         Some(path) => Config::load(path)?,
         None => Config::embedded()?,
     };
-    let tests_dir = dir.join("tests");
-    let files = policy_test::test_files(&tests_dir)?;
+    let files = match tests {
+        Some(file) if file.is_file() => vec![file.to_path_buf()],
+        Some(tests_dir) => policy_test::test_files(tests_dir)?,
+        None => policy_test::test_files(&dir.join("tests"))?,
+    };
     let default_engine = Engine::new(policies, default_config, None);
     let (mut passed, mut failed) = (0usize, 0usize);
     for path in files {

@@ -66,6 +66,59 @@ impl Default for NamespaceLabels {
     }
 }
 
+/// How Argo CD marks the objects it applies (Argo CD's `application.resourceTrackingMethod`).
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+pub enum TrackingMethod {
+    /// `argocd.argoproj.io/tracking-id` only (Argo CD 3.x's default).
+    #[default]
+    #[serde(rename = "annotation")]
+    Annotation,
+    /// The instance label only (Argo CD 2.x's default).
+    #[serde(rename = "label")]
+    Label,
+    /// The annotation tracks; the label is informational.
+    #[serde(rename = "annotation+label")]
+    AnnotationAndLabel,
+}
+
+/// What Guardrails must know of the Argo CD installation.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ArgoCdConfig {
+    #[serde(default)]
+    pub tracking_method: TrackingMethod,
+    /// Argo CD's `application.instanceLabelKey`: read as tracking only with `trackingMethod: label`,
+    /// because every Helm chart sets `app.kubernetes.io/instance` on its own.
+    #[serde(default = "default_instance_label_key")]
+    pub instance_label_key: String,
+}
+
+fn default_instance_label_key() -> String {
+    "app.kubernetes.io/instance".to_string()
+}
+
+impl Default for ArgoCdConfig {
+    fn default() -> Self {
+        Self {
+            tracking_method: TrackingMethod::default(),
+            instance_label_key: default_instance_label_key(),
+        }
+    }
+}
+
+/// Kubernetes' own controllers that write Deployments (the HPA through `/scale`, the garbage
+/// collector and namespace controller deleting, the deployment controller's annotations): automation
+/// in every cluster, so no config has to name them. `system:kube-controller-manager` is the identity
+/// when the controller manager runs without `--use-service-account-credentials`.
+pub const BUILT_IN_AUTOMATION: &[&str] = &[
+    "system:kube-controller-manager",
+    "system:serviceaccount:kube-system:horizontal-pod-autoscaler",
+    "system:serviceaccount:kube-system:generic-garbage-collector",
+    "system:serviceaccount:kube-system:namespace-controller",
+    "system:serviceaccount:kube-system:deployment-controller",
+    "system:serviceaccount:kube-system:replicaset-controller",
+];
+
 /// The file format, as written by people. See README.md#configuration.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -89,6 +142,8 @@ pub struct ConfigFile {
     pub audit_warnings: bool,
     #[serde(default)]
     pub mutation: MutationConfig,
+    #[serde(default)]
+    pub argocd: ArgoCdConfig,
 }
 
 /// What `/mutate` may change besides keeping `initiatedBy` honest.
@@ -156,6 +211,18 @@ impl Config {
                 return Err(invalid(format!("clusters.{cluster} is empty")));
             }
         }
+        for (team, members) in &file.teams {
+            if let Some(delegator) = members.users.iter().find(|u| file.delegators.contains(u)) {
+                return Err(invalid(format!(
+                    "teams.{team}.users lists the delegator {delegator:?}: a delegator writing without a \
+                     person would carry that team's exemptions; decide its own writes with \
+                     `principal.delegator` instead"
+                )));
+            }
+        }
+        if file.argocd.instance_label_key.is_empty() {
+            return Err(invalid("argocd.instanceLabelKey must not be empty".into()));
+        }
         if file.namespace_labels.team.is_empty() || file.namespace_labels.environment.is_empty() {
             return Err(invalid("namespaceLabels keys must not be empty".into()));
         }
@@ -200,8 +267,28 @@ impl Config {
         self.delegators.contains(username)
     }
 
+    /// Configured `automation`, or one of Kubernetes' own controllers.
     pub fn is_automation(&self, username: &str) -> bool {
-        self.automation.contains(username)
+        self.automation.contains(username) || BUILT_IN_AUTOMATION.contains(&username)
+    }
+
+    /// A namespace's owner and environment: static config, overridden key by key by the live
+    /// labels (read with `namespaceLabels` keys).
+    pub fn resolve_namespace(
+        &self,
+        live: &HashMap<String, BTreeMap<String, String>>,
+        name: &str,
+    ) -> NamespaceConfig {
+        let configured = self.namespace(name).cloned().unwrap_or_default();
+        let Some(labels) = live.get(name) else {
+            return configured;
+        };
+        let keys = &self.file.namespace_labels;
+        let label = |key: &str| labels.get(key).filter(|v| !v.is_empty()).cloned();
+        NamespaceConfig {
+            team: label(&keys.team).or(configured.team),
+            environment: label(&keys.environment).or(configured.environment),
+        }
     }
 
     pub fn namespace(&self, name: &str) -> Option<&NamespaceConfig> {

@@ -105,17 +105,14 @@ fn understand(
         Recognized::Known(recognition) => recognition,
         Recognized::Unsupported { resource } => return Err(resource),
     };
+    let live = engine.live_namespaces.load();
     let identity = identity::identify(
         &request.user_info,
         recognition.initiated_by.as_ref(),
         &engine.config,
+        &live,
     );
-    let placement = entities::placement(
-        recognition.kind,
-        request,
-        &engine.config,
-        &engine.live_namespaces.load(),
-    );
+    let placement = entities::placement(recognition.kind, request, &engine.config, &live);
     Ok((recognition, identity, placement))
 }
 
@@ -141,6 +138,7 @@ pub fn decide(engine: &Engine, request: &Request) -> Result<Outcome, DecideError
         &recognition,
         request,
         &placement,
+        &engine.config.file.argocd,
         &engine.policies,
     )?;
     let context = entities::build_context(&identity, &recognition, request)?;
@@ -228,8 +226,14 @@ pub fn check_conformance(engine: &Engine, request: &Request) -> Result<(), Strin
     let Ok((recognition, identity, placement)) = understand(engine, request) else {
         return Ok(());
     };
-    let subjects = entities::build_subjects(&identity, &recognition, request, &placement)
-        .map_err(|e| e.to_string())?;
+    let subjects = entities::build_subjects(
+        &identity,
+        &recognition,
+        request,
+        &placement,
+        &engine.config.file.argocd,
+    )
+    .map_err(|e| e.to_string())?;
     cedar_policy::Entities::from_entities(subjects.entities, Some(&engine.policies.schema))
         .map_err(|e| format!("entities: {e}"))?;
     let context =

@@ -13,13 +13,12 @@ use serde_json::Value;
 
 use crate::admission::Request;
 use crate::cluster::NamespaceLabels;
-use crate::config::{Config, NamespaceConfig};
+use crate::config::{ArgoCdConfig, Config, NamespaceConfig, TrackingMethod};
 use crate::identity::{Identity, PrincipalKind};
 use crate::policy::PolicyStore;
 use crate::recognize::{Kind, Recognition};
 
 pub const TRACKING_ID_ANNOTATION: &str = "argocd.argoproj.io/tracking-id";
-pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
 
 #[derive(Debug, thiserror::Error)]
 pub enum EntityError {
@@ -76,16 +75,7 @@ pub fn action_uid(action: &str) -> Result<EntityUid, EntityError> {
 /// Live namespace labels (read with the config's `namespaceLabels` keys) override static config
 /// key by key.
 pub fn resolve_namespace(config: &Config, live: &NamespaceLabels, name: &str) -> NamespaceConfig {
-    let configured = config.namespace(name).cloned().unwrap_or_default();
-    let Some(labels) = live.get(name) else {
-        return configured;
-    };
-    let keys = &config.file.namespace_labels;
-    let label = |key: &str| labels.get(key).filter(|v| !v.is_empty()).cloned();
-    NamespaceConfig {
-        team: label(&keys.team).or(configured.team),
-        environment: label(&keys.environment).or(configured.environment),
-    }
+    config.resolve_namespace(live, name)
 }
 
 /// Where the resource lands: the object's namespace, or an Application's destination.
@@ -94,6 +84,9 @@ pub struct Placement {
     pub namespace: Option<String>,
     pub team: Option<String>,
     pub environment: Option<String>,
+    /// Where an Application was before a request that moves it (another destination): decided
+    /// as well as the new place, so leaving a team or production is a change to it too.
+    pub previous: Option<Box<Placement>>,
 }
 
 fn data_str<'a>(object: Option<&'a DynamicObject>, path: &str) -> &'a str {
@@ -103,18 +96,18 @@ fn data_str<'a>(object: Option<&'a DynamicObject>, path: &str) -> &'a str {
         .unwrap_or("")
 }
 
-pub fn placement(
+fn place(
     kind: Kind,
-    request: &Request,
+    object: Option<&DynamicObject>,
+    request_namespace: Option<&str>,
     config: &Config,
     live: &NamespaceLabels,
 ) -> Placement {
-    let object = request.object.as_ref().or(request.old_object.as_ref());
     let namespace = match kind {
-        Kind::Application => data_str(object, "/spec/destination/namespace").to_string(),
-        Kind::Deployment | Kind::Rollout => request.namespace.clone().unwrap_or_default(),
+        Kind::Application => data_str(object, "/spec/destination/namespace"),
+        Kind::Deployment | Kind::Rollout => request_namespace.unwrap_or(""),
     };
-    let namespace = (!namespace.is_empty()).then_some(namespace);
+    let namespace = (!namespace.is_empty()).then(|| namespace.to_string());
     let resolved = namespace
         .as_deref()
         .map(|ns| resolve_namespace(config, live, ns))
@@ -133,11 +126,33 @@ pub fn placement(
         namespace,
         team: resolved.team,
         environment,
+        previous: None,
     }
 }
 
-/// The Argo CD Application that applies this object from Git, if it is tracked.
-pub fn managed_by(object: Option<&DynamicObject>) -> Option<String> {
+pub fn placement(
+    kind: Kind,
+    request: &Request,
+    config: &Config,
+    live: &NamespaceLabels,
+) -> Placement {
+    let namespace = request.namespace.as_deref();
+    let object = request.object.as_ref().or(request.old_object.as_ref());
+    let mut current = place(kind, object, namespace, config, live);
+    if kind == Kind::Application
+        && let (Some(old), Some(_)) = (request.old_object.as_ref(), request.object.as_ref())
+    {
+        let before = place(kind, Some(old), namespace, config, live);
+        if before != current {
+            current.previous = Some(Box::new(before));
+        }
+    }
+    current
+}
+
+/// The Argo CD Application that applies this object from Git, if it is tracked. The instance
+/// label counts only when Argo CD tracks by label: every Helm chart sets it on its own.
+pub fn managed_by(object: Option<&DynamicObject>, argocd: &ArgoCdConfig) -> Option<String> {
     let metadata = &object?.metadata;
     if let Some(tracking) = metadata
         .annotations
@@ -150,10 +165,13 @@ pub fn managed_by(object: Option<&DynamicObject>) -> Option<String> {
             return Some(app.to_string());
         }
     }
+    if argocd.tracking_method != TrackingMethod::Label {
+        return None;
+    }
     metadata
         .labels
         .as_ref()
-        .and_then(|l| l.get(INSTANCE_LABEL))
+        .and_then(|l| l.get(&argocd.instance_label_key))
         .filter(|v| !v.is_empty())
         .cloned()
 }
@@ -204,13 +222,14 @@ pub fn build_entities(
     recognition: &Recognition,
     request: &Request,
     placement: &Placement,
+    argocd: &ArgoCdConfig,
     policies: &PolicyStore,
 ) -> Result<RequestEntities, EntityError> {
     let Subjects {
         principal,
         resource,
         mut entities,
-    } = build_subjects(identity, recognition, request, placement)?;
+    } = build_subjects(identity, recognition, request, placement, argocd)?;
     for action in &recognition.actions {
         let entity = policies.action_entity(action.as_str()).ok_or_else(|| {
             EntityError::Entity(format!(
@@ -234,6 +253,7 @@ pub fn build_subjects(
     recognition: &Recognition,
     request: &Request,
     placement: &Placement,
+    argocd: &ArgoCdConfig,
 ) -> Result<Subjects, EntityError> {
     let t = types()?;
     let entity_error = |e: &dyn std::fmt::Display| EntityError::Entity(e.to_string());
@@ -272,39 +292,26 @@ pub fn build_subjects(
         .map_err(|e| entity_error(&e))?,
     );
 
-    let team = placement.team.as_deref().map(|team| uid(&t.team, team));
-    let environment = placement
-        .environment
-        .as_deref()
-        .map(|env| uid(&t.environment, env));
-    let mut placement_attrs = Vec::new();
-    if let Some(team) = &team {
+    let (placement_attrs, mut resource_parents) = placed_in(placement, &mut entities)?;
+    let mut placement_attrs = placement_attrs;
+    if let Some(previous) = &placement.previous {
+        // The resource sits in its old place too: leaving prod or a team is decided there.
+        let (previous_attrs, previous_parents) = placed_in(previous, &mut entities)?;
         placement_attrs.push((
-            "team".to_string(),
-            RestrictedExpression::new_entity_uid(team.clone()),
+            "previousNamespace".to_string(),
+            string(previous.namespace.as_deref().unwrap_or("")),
         ));
-    }
-    if let Some(environment) = &environment {
-        placement_attrs.push((
-            "environment".to_string(),
-            RestrictedExpression::new_entity_uid(environment.clone()),
-        ));
-    }
-    let mut resource_parents: Vec<EntityUid> =
-        team.iter().chain(environment.iter()).cloned().collect();
-    if let Some(namespace) = &placement.namespace {
-        let namespace_uid = uid(&t.namespace, namespace);
-        let mut attrs = placement_attrs.clone();
-        attrs.push(("name".to_string(), string(namespace)));
-        entities.push(
-            Entity::new(
-                namespace_uid.clone(),
-                attrs.into_iter().collect(),
-                resource_parents.iter().cloned().collect(),
-            )
-            .map_err(|e| entity_error(&e))?,
-        );
-        resource_parents.push(namespace_uid);
+        for (name, value) in previous_attrs {
+            if name == "team" || name == "environment" {
+                let previous_name = format!("previous{}{}", name[..1].to_uppercase(), &name[1..]);
+                placement_attrs.push((previous_name, value));
+            }
+        }
+        for parent in previous_parents {
+            if !resource_parents.contains(&parent) {
+                resource_parents.push(parent);
+            }
+        }
     }
 
     let object = request.object.as_ref().or(request.old_object.as_ref());
@@ -326,7 +333,11 @@ pub fn build_subjects(
             }
         }
         Kind::Deployment | Kind::Rollout => {
-            if let Some(app) = managed_by(object) {
+            // Tracked before or after: a `kubectl apply` of a file without Argo CD's tracking
+            // annotation removes it, and is still a change to a managed object.
+            let tracked = managed_by(request.old_object.as_ref(), argocd)
+                .or_else(|| managed_by(request.object.as_ref(), argocd));
+            if let Some(app) = tracked {
                 attrs.push(("managedBy".to_string(), string(&app)));
             }
         }
@@ -347,6 +358,54 @@ pub fn build_subjects(
         resource,
         entities,
     })
+}
+
+type Attributes = Vec<(String, RestrictedExpression)>;
+
+/// The `team`/`environment` attributes of a placement and the resource's parents there (team,
+/// environment, namespace), adding the namespace entity to `entities`.
+fn placed_in(
+    placement: &Placement,
+    entities: &mut Vec<Entity>,
+) -> Result<(Attributes, Vec<EntityUid>), EntityError> {
+    let t = types()?;
+    let team = placement.team.as_deref().map(|team| uid(&t.team, team));
+    let environment = placement
+        .environment
+        .as_deref()
+        .map(|env| uid(&t.environment, env));
+    let mut attrs = Vec::new();
+    if let Some(team) = &team {
+        attrs.push((
+            "team".to_string(),
+            RestrictedExpression::new_entity_uid(team.clone()),
+        ));
+    }
+    if let Some(environment) = &environment {
+        attrs.push((
+            "environment".to_string(),
+            RestrictedExpression::new_entity_uid(environment.clone()),
+        ));
+    }
+    let mut parents: Vec<EntityUid> = team.iter().chain(environment.iter()).cloned().collect();
+    if let Some(namespace) = &placement.namespace {
+        let namespace_uid = uid(&t.namespace, namespace);
+        let mut namespace_attrs = attrs.clone();
+        namespace_attrs.push(("name".to_string(), string(namespace)));
+        // A move between clusters keeps the namespace: one entity is enough.
+        if entities.iter().all(|e| e.uid() != namespace_uid) {
+            entities.push(
+                Entity::new(
+                    namespace_uid.clone(),
+                    namespace_attrs.into_iter().collect(),
+                    parents.iter().cloned().collect(),
+                )
+                .map_err(|e| EntityError::Entity(e.to_string()))?,
+            );
+        }
+        parents.push(namespace_uid);
+    }
+    Ok((attrs, parents))
 }
 
 pub fn build_context(

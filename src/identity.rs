@@ -1,5 +1,7 @@
 //! Who is asking: the principal behind a request, after Argo CD delegation. Pure.
 
+use std::collections::{BTreeMap, HashMap};
+
 use k8s_openapi::api::authentication::v1::UserInfo;
 use serde::Serialize;
 
@@ -28,9 +30,12 @@ pub struct Identity {
     pub caller: String,
     /// Set when the principal came from a trusted delegator's `initiatedBy.username`.
     pub delegator: Option<String>,
+    /// A service account's team, from the owner of its namespace (already in `teams`).
+    pub namespace_team: Option<String>,
     /// A name in `initiatedBy.username` written by someone who may not delegate: ignored.
     pub forged_initiator: Option<String>,
     pub automation: bool,
+    /// The caller is a delegator writing *without* a delegated person (e.g. `argocd app set`).
     pub is_delegator: bool,
 }
 
@@ -47,21 +52,44 @@ fn kind_of(username: &str) -> PrincipalKind {
     }
 }
 
-fn teams_for(username: &str, groups: &[String], config: &Config) -> Vec<String> {
+fn teams_for(
+    username: &str,
+    groups: &[String],
+    namespace_team: Option<&str>,
+    config: &Config,
+) -> Vec<String> {
     let mut teams: Vec<String> = config.teams_of_user(username).to_vec();
     for group in groups {
         teams.extend_from_slice(config.teams_of_group(group));
     }
+    teams.extend(namespace_team.map(str::to_string));
     teams.sort();
     teams.dedup();
     teams
 }
 
-/// Resolve the principal. `initiated_by` is the initiator of an operation this request starts.
+/// The team owning a service account's namespace: whoever may create Pods there may use it.
+fn namespace_team(
+    kind: &PrincipalKind,
+    config: &Config,
+    live: &HashMap<String, BTreeMap<String, String>>,
+) -> Option<String> {
+    match kind {
+        PrincipalKind::ServiceAccount { namespace, .. } => {
+            config.resolve_namespace(live, namespace).team
+        }
+        PrincipalKind::User => None,
+    }
+}
+
+/// Resolve the principal. `initiated_by` is the initiator of an operation this request starts;
+/// `live` holds the namespace labels seen in the cluster (service accounts join their
+/// namespace's team).
 pub fn identify(
     user_info: &UserInfo,
     initiated_by: Option<&InitiatedBy>,
     config: &Config,
+    live: &HashMap<String, BTreeMap<String, String>>,
 ) -> Identity {
     let caller = user_info.username.clone().unwrap_or_default();
     let caller_groups = user_info.groups.clone().unwrap_or_default();
@@ -69,27 +97,47 @@ pub fn identify(
         .and_then(|i| i.username.as_deref())
         .filter(|name| *name != caller);
 
+    let is_delegator = config.is_delegator(&caller);
     if let Some(person) = claimed
-        && config.is_delegator(&caller)
+        && is_delegator
     {
+        let kind = kind_of(person);
+        let namespace_team = namespace_team(&kind, config, live);
         return Identity {
             username: person.to_string(),
-            kind: kind_of(person),
+            teams: teams_for(person, &[], namespace_team.as_deref(), config),
+            kind,
             groups: Vec::new(),
-            teams: teams_for(person, &[], config),
             delegator: Some(caller.clone()),
+            namespace_team,
             forged_initiator: None,
             automation: false,
             is_delegator: false,
             caller,
         };
     }
+    let kind = kind_of(&caller);
+    let automation = config.is_automation(&caller);
+    // A delegator acting without a person joins no team: its writes are decided as its own
+    // (`principal.delegator`), never with a team's exemptions.
+    let (teams, namespace_team) = if is_delegator {
+        (Vec::new(), None)
+    } else {
+        let namespace_team = namespace_team(&kind, config, live);
+        (
+            teams_for(&caller, &caller_groups, namespace_team.as_deref(), config),
+            namespace_team,
+        )
+    };
     Identity {
-        kind: kind_of(&caller),
-        teams: teams_for(&caller, &caller_groups, config),
-        forged_initiator: claimed.map(str::to_string),
-        automation: config.is_automation(&caller),
-        is_delegator: config.is_delegator(&caller),
+        kind,
+        teams,
+        namespace_team,
+        // Automation names itself there (the ApplicationSet controller's progressive sync
+        // writes `applicationset-controller`): informational, not a forgery.
+        forged_initiator: claimed.filter(|_| !automation).map(str::to_string),
+        automation,
+        is_delegator,
         username: caller.clone(),
         groups: caller_groups,
         delegator: None,

@@ -73,6 +73,9 @@ pub struct Expectation {
     /// Substrings each expected among the response warnings.
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// The response carries no warnings at all (e.g. no forged-initiator warning).
+    #[serde(default)]
+    pub no_warnings: bool,
 }
 
 #[derive(Debug)]
@@ -230,6 +233,9 @@ fn run_case(engine: &Engine, base: &Path, case: &TestCase, index: usize) -> Vec<
         }
     }
     let warnings = response.warnings.as_deref().unwrap_or(&[]);
+    if expect.no_warnings && !warnings.is_empty() {
+        failures.push(format!("expected no warnings, got {warnings:?}"));
+    }
     for expected in &expect.warnings {
         if !warnings.iter().any(|w| w.contains(expected.as_str())) {
             failures.push(format!(

@@ -14,6 +14,15 @@ use crate::config::Config;
 pub const REFRESH_ANNOTATION: &str = "argocd.argoproj.io/refresh";
 pub const RESTARTED_AT_ANNOTATION: &str = "kubectl.kubernetes.io/restartedAt";
 pub const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
+/// Written by the notifications controller to remember what it sent.
+pub const NOTIFIED_ANNOTATION: &str = "notified.notifications.argoproj.io";
+/// argocd-server's request for the hydrator, set beside the refresh annotation.
+pub const HYDRATE_ANNOTATION: &str = "argocd.argoproj.io/hydrate";
+/// Revision counters the deployment and Rollouts controllers keep on the objects they roll out.
+pub const REVISION_ANNOTATIONS: [&str; 2] = [
+    "deployment.kubernetes.io/revision",
+    "rollout.argoproj.io/revision",
+];
 const RESOURCES_FINALIZER: &str = "resources-finalizer.argocd.argoproj.io";
 
 /// The kinds Guardrails decides.
@@ -117,6 +126,8 @@ pub struct SyncOptions {
     pub dry_run: bool,
     pub selective: bool,
     pub override_revision: bool,
+    /// `sync.source(s)` differs from `spec.source(s)` (beyond the revision).
+    pub override_source: bool,
     pub local_manifests: bool,
     pub revision: String,
     pub sync_options: Vec<String>,
@@ -124,7 +135,7 @@ pub struct SyncOptions {
 
 impl SyncOptions {
     pub fn is_override(&self) -> bool {
-        self.override_revision || self.local_manifests
+        self.override_revision || self.override_source || self.local_manifests
     }
 }
 
@@ -247,8 +258,16 @@ pub fn recognize(request: &Request, config: &Config) -> Recognized {
     match request.operation {
         Operation::Create => {
             recognition.actions.push(Action::Create);
-            if kind == Kind::Application {
-                recognize_operation_start(&mut recognition, None, new, caller_is_automation);
+            if kind == Kind::Application
+                && let Some(operation) = pointer(new, "/operation")
+            {
+                recognize_operation_start(
+                    &mut recognition,
+                    operation,
+                    new,
+                    new,
+                    caller_is_automation,
+                );
             }
         }
         Operation::Delete => {
@@ -275,6 +294,7 @@ pub fn recognize(request: &Request, config: &Config) -> Recognized {
                 request.sub_resource.as_deref(),
                 old,
                 new,
+                caller_is_automation,
             ),
         },
         // CONNECT is never routed to Guardrails; treat it as bookkeeping rather than guess.
@@ -304,36 +324,100 @@ fn auto_sync_state(object: Option<&DynamicObject>) -> AutoSync {
     }
 }
 
-/// A sync starts when `/operation/sync` appears where there was no operation.
+/// The operation this request starts, if any: `/operation` appearing where there was none (from
+/// anyone), or, from anyone but automation, a changed `/operation` (a takeover is a new start) or a
+/// rewritten `/status/operationState` (the controller retries the operation stored there, and starts
+/// `/operation` afresh when the state is cleared). The Application CRD has no status subresource, so
+/// whoever may update an Application may write its status.
+fn started_operation<'a>(
+    old: Option<&'a DynamicObject>,
+    new: Option<&'a DynamicObject>,
+    caller_is_automation: bool,
+) -> Option<&'a Value> {
+    let (old_operation, new_operation) = (pointer(old, "/operation"), pointer(new, "/operation"));
+    if let Some(operation) = new_operation
+        && (old_operation.is_none() || (!caller_is_automation && old_operation != new_operation))
+    {
+        return Some(operation);
+    }
+    if caller_is_automation || !operation_state_rewritten(old, new) {
+        return None;
+    }
+    pointer(new, "/status/operationState/operation").or(new_operation)
+}
+
+/// Did `/status/operationState` change other than by the phase turning `Terminating` (what
+/// argocd-server's TerminateOperation writes)?
+fn operation_state_rewritten(old: Option<&DynamicObject>, new: Option<&DynamicObject>) -> bool {
+    let state = |o| pointer(o, "/status/operationState");
+    let (before, after) = (state(old), state(new));
+    if before == after {
+        return false;
+    }
+    if terminating(old, new)
+        && let (Some(Value::Object(before)), Some(Value::Object(after))) = (before, after)
+    {
+        let without_phase = |m: &serde_json::Map<String, Value>| {
+            m.iter()
+                .filter(|(k, _)| k.as_str() != "phase")
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<serde_json::Map<_, _>>()
+        };
+        return without_phase(before) != without_phase(after);
+    }
+    true
+}
+
+fn terminating(old: Option<&DynamicObject>, new: Option<&DynamicObject>) -> bool {
+    str_at(new, "/status/operationState/phase") == Some("Terminating")
+        && str_at(old, "/status/operationState/phase") != Some("Terminating")
+        && pointer(new, "/operation").is_some()
+}
+
+/// Classify a started operation: `auto-sync` (an automated operation from automation: never
+/// `override` or `rollback`, whatever revision it resolved), `rollback` (a person's sync to an
+/// earlier history entry, as argocd-server's Rollback writes it), else `sync`, plus `override`.
 fn recognize_operation_start(
     recognition: &mut Recognition,
-    old: Option<&DynamicObject>,
-    new: Option<&DynamicObject>,
+    operation: &Value,
+    app: Option<&DynamicObject>,
+    history_of: Option<&DynamicObject>,
     caller_is_automation: bool,
 ) {
-    if pointer(old, "/operation").is_some() {
-        return;
-    }
-    let Some(sync) = pointer(new, "/operation/sync") else {
+    let Some(sync) = operation.get("sync").filter(|s| !s.is_null()) else {
+        // The controller fails an operation without `sync` ("unsupported operation").
         return;
     };
     let initiated = InitiatedBy {
-        username: str_at(new, "/operation/initiatedBy/username")
+        username: operation
+            .pointer("/initiatedBy/username")
+            .and_then(Value::as_str)
             .filter(|u| !u.is_empty())
             .map(str::to_string),
-        automated: bool_at(new, "/operation/initiatedBy/automated"),
+        automated: operation
+            .pointer("/initiatedBy/automated")
+            .and_then(Value::as_bool)
+            == Some(true),
     };
-    let options = sync_options(sync, new);
-    let rollback = is_rollback(&options, sync, old.or(new));
-    recognition.actions.push(if rollback {
-        Action::Rollback
-    } else if initiated.automated && caller_is_automation {
-        Action::AutoSync
+    let mut options = sync_options(sync, app);
+    if initiated.automated && caller_is_automation {
+        recognition.actions.push(Action::AutoSync);
+        options.override_revision = false;
+        options.override_source = false;
+        options.local_manifests = false;
+    } else if is_rollback(sync, history_of) {
+        recognition.actions.push(Action::Rollback);
+        // The history entry explains a source or revision that differs from the spec.
+        options.override_revision = false;
+        options.override_source = false;
+        if options.local_manifests {
+            recognition.actions.push(Action::Override);
+        }
     } else {
-        Action::Sync
-    });
-    if !rollback && options.is_override() {
-        recognition.actions.push(Action::Override);
+        recognition.actions.push(Action::Sync);
+        if options.is_override() {
+            recognition.actions.push(Action::Override);
+        }
     }
     recognition.forged_automation = initiated.automated && !caller_is_automation;
     recognition.sync = options;
@@ -359,21 +443,37 @@ fn non_empty_array(value: Option<&Value>) -> bool {
         .is_some_and(|a| !a.is_empty())
 }
 
-fn target_revisions(app: Option<&DynamicObject>) -> Vec<String> {
-    let revision = |source: &Value| {
-        source
-            .get("targetRevision")
-            .and_then(Value::as_str)
-            .filter(|r| !r.is_empty())
-            .unwrap_or("HEAD")
-            .to_string()
-    };
+/// The spec's sources in order (`spec.sources`, else `spec.source`).
+fn spec_sources(app: Option<&DynamicObject>) -> Vec<&Value> {
     match pointer(app, "/spec/sources").and_then(Value::as_array) {
-        Some(sources) if !sources.is_empty() => sources.iter().map(revision).collect(),
-        _ => pointer(app, "/spec/source")
-            .map(|s| vec![revision(s)])
-            .unwrap_or_default(),
+        Some(sources) if !sources.is_empty() => sources.iter().collect(),
+        _ => pointer(app, "/spec/source").into_iter().collect(),
     }
+}
+
+fn target_revision(source: &Value) -> &str {
+    source
+        .get("targetRevision")
+        .and_then(Value::as_str)
+        .filter(|r| !r.is_empty())
+        .unwrap_or("HEAD")
+}
+
+/// A full commit SHA (SHA-1 or SHA-256), as Argo CD resolves every Git revision before syncing.
+pub fn is_commit_sha(revision: &str) -> bool {
+    matches!(revision.len(), 40 | 64) && revision.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The revision asked for differs from the tracked one in a way the object can show: a branch,
+/// tag or version other than `targetRevision`, or anything but a pinned SHA. A SHA against a
+/// branch cannot be told apart from that branch's head, which is what Argo CD always writes.
+fn revision_overrides(requested: &str, target: &str) -> bool {
+    let requested = if requested.is_empty() {
+        "HEAD"
+    } else {
+        requested
+    };
+    requested != target && (!is_commit_sha(requested) || is_commit_sha(target))
 }
 
 fn requested_revisions(sync: &Value) -> Vec<String> {
@@ -388,14 +488,98 @@ fn requested_revisions(sync: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// A source as Argo CD would fetch it, minus its revision: empty fields dropped and the repo URL
+/// normalised (case, trailing `/` and `.git`), so `https://x/Repo.git` equals `https://x/repo`.
+fn normalized_source(source: &Value) -> Value {
+    fn prune(value: &Value) -> Option<Value> {
+        match value {
+            Value::Null => None,
+            Value::String(s) if s.is_empty() => None,
+            Value::Bool(false) => None,
+            Value::Array(items) => {
+                let items: Vec<Value> = items.iter().filter_map(prune).collect();
+                (!items.is_empty()).then_some(Value::Array(items))
+            }
+            Value::Object(map) => {
+                let map: serde_json::Map<String, Value> = map
+                    .iter()
+                    .filter_map(|(k, v)| prune(v).map(|v| (k.clone(), v)))
+                    .collect();
+                (!map.is_empty()).then_some(Value::Object(map))
+            }
+            other => Some(other.clone()),
+        }
+    }
+    let mut source = prune(source).unwrap_or(Value::Null);
+    if let Value::Object(map) = &mut source {
+        map.remove("targetRevision");
+        if let Some(Value::String(url)) = map.get_mut("repoURL") {
+            let trimmed = url.trim_end_matches('/');
+            *url = trimmed
+                .strip_suffix(".git")
+                .unwrap_or(trimmed)
+                .to_ascii_lowercase();
+        }
+    }
+    source
+}
+
 fn sync_options(sync: &Value, app: Option<&DynamicObject>) -> SyncOptions {
-    let requested = requested_revisions(sync);
-    let targets = target_revisions(app);
-    let override_revision = !requested.is_empty()
-        && requested
+    let spec = spec_sources(app);
+    // What the controller deploys: `sync.sources`/`sync.source` when given, else the spec's.
+    let requested_sources: Vec<&Value> = match sync.get("sources").and_then(Value::as_array) {
+        Some(list) if !list.is_empty() => list.iter().collect(),
+        _ => sync
+            .get("source")
+            .filter(|s| !s.is_null())
+            .into_iter()
+            .collect(),
+    };
+    let override_source = !requested_sources.is_empty()
+        && (requested_sources.len() != spec.len()
+            || requested_sources
+                .iter()
+                .zip(&spec)
+                .any(|(a, b)| normalized_source(a) != normalized_source(b)));
+    let mut requested = requested_revisions(sync);
+    if requested.is_empty() {
+        // Without a revision the controller uses the requested source's own targetRevision.
+        requested = requested_sources
             .iter()
-            .enumerate()
-            .any(|(i, r)| targets.get(i).is_none_or(|t| t != r));
+            .map(|s| target_revision(s).to_string())
+            .collect();
+    }
+    // `argocd app sync --revisions r --source-positions 2` names sources by 1-based position.
+    let positions: Vec<usize> = sync
+        .get("sourcePositions")
+        .and_then(Value::as_array)
+        .map(|p| {
+            p.iter()
+                .filter_map(Value::as_i64)
+                .filter_map(|i| usize::try_from(i - 1).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let target_at = |i: usize| {
+        let index = if positions.len() == requested.len() {
+            positions[i]
+        } else {
+            i
+        };
+        spec.get(index)
+            .map(|s| target_revision(s))
+            .unwrap_or("HEAD")
+    };
+    // A requested source's own targetRevision is what `--revisions` rewrites for multi-source
+    // apps (the resolved SHAs go to `revisions`).
+    let override_revision = requested
+        .iter()
+        .enumerate()
+        .any(|(i, r)| revision_overrides(r, target_at(i)))
+        || requested_sources
+            .iter()
+            .zip(&spec)
+            .any(|(a, b)| revision_overrides(target_revision(a), target_revision(b)));
     SyncOptions {
         prune: sync.get("prune").and_then(Value::as_bool) == Some(true),
         force: sync
@@ -409,15 +593,16 @@ fn sync_options(sync: &Value, app: Option<&DynamicObject>) -> SyncOptions {
         dry_run: sync.get("dryRun").and_then(Value::as_bool) == Some(true),
         selective: non_empty_array(sync.get("resources")),
         override_revision,
+        override_source,
         local_manifests: non_empty_array(sync.get("manifests")),
         revision: requested.join(","),
         sync_options: string_list(sync.get("syncOptions")),
     }
 }
 
-/// A rollback is a sync to a revision that was deployed before but is not the current one.
-/// (Argo CD has no `operation.rollback`; its rollback is a sync to a history entry.)
-fn is_rollback(options: &SyncOptions, sync: &Value, app: Option<&DynamicObject>) -> bool {
+/// What argocd-server's Rollback writes: a sync to an *earlier* `/status/history` entry's
+/// revision(s) (not the current, last one), with that entry's source when it names one.
+fn is_rollback(sync: &Value, app: Option<&DynamicObject>) -> bool {
     let requested = requested_revisions(sync);
     if requested.is_empty() {
         return false;
@@ -435,30 +620,39 @@ fn is_rollback(options: &SyncOptions, sync: &Value, app: Option<&DynamicObject>)
             many
         }
     };
+    let source_matches = |entry: &Value| {
+        let wanted = sync
+            .get("sources")
+            .filter(|s| non_empty_array(Some(s)))
+            .or(sync.get("source"));
+        let had = entry
+            .get("sources")
+            .filter(|s| non_empty_array(Some(s)))
+            .or(entry.get("source"));
+        match (wanted, had) {
+            (None | Some(Value::Null), _) => true,
+            (Some(Value::Array(a)), Some(Value::Array(b))) => {
+                a.len() == b.len()
+                    && a.iter()
+                        .zip(b)
+                        .all(|(x, y)| normalized_source(x) == normalized_source(y))
+            }
+            (Some(a), Some(b)) => normalized_source(a) == normalized_source(b),
+            (Some(_), None) => false,
+        }
+    };
     let Some((current, earlier)) = history.split_last() else {
         return false;
     };
-    let current = entry_revisions(current);
-    requested != current
+    requested != entry_revisions(current)
         && earlier
             .iter()
-            .any(|entry| entry_revisions(entry) == requested)
-        && !options.local_manifests
+            .any(|entry| entry_revisions(entry) == requested && source_matches(entry))
 }
 
-fn source_identity(source: &Value) -> [Option<&str>; 4] {
-    ["repoURL", "path", "chart", "targetRevision"].map(|k| source.get(k).and_then(Value::as_str))
-}
-
-fn sources(app: Option<&DynamicObject>) -> Vec<[Option<&str>; 4]> {
-    let mut all: Vec<_> = pointer(app, "/spec/source")
-        .map(source_identity)
-        .into_iter()
-        .collect();
-    if let Some(list) = pointer(app, "/spec/sources").and_then(Value::as_array) {
-        all.extend(list.iter().map(source_identity));
-    }
-    all
+/// Everything the controller fetches and renders: `spec.source` and `spec.sources`, whole.
+fn sources(app: Option<&DynamicObject>) -> [Option<&Value>; 2] {
+    [pointer(app, "/spec/source"), pointer(app, "/spec/sources")]
 }
 
 fn recognize_application_update(
@@ -467,13 +661,19 @@ fn recognize_application_update(
     new: Option<&DynamicObject>,
     caller_is_automation: bool,
 ) {
-    recognize_operation_start(recognition, old, new, caller_is_automation);
+    let started = started_operation(old, new, caller_is_automation);
+    if let Some(operation) = started {
+        recognize_operation_start(
+            recognition,
+            operation,
+            new,
+            old.or(new),
+            caller_is_automation,
+        );
+    }
     let actions = &mut recognition.actions;
-
-    if str_at(new, "/status/operationState/phase") == Some("Terminating")
-        && str_at(old, "/status/operationState/phase") != Some("Terminating")
-        && pointer(new, "/operation").is_some()
-    {
+    let terminate = terminating(old, new);
+    if terminate {
         actions.push(Action::Terminate);
     }
     let refresh = annotation(new, REFRESH_ANNOTATION);
@@ -514,23 +714,25 @@ fn recognize_application_update(
     if sources(old) != sources(new) {
         actions.push(Action::ChangeSource);
     }
-    // Whatever the recognised actions do not explain is a plain update.
+    // Whatever the recognised actions do not explain is a plain update. Status is the
+    // controllers' own; from anyone else only the operation state a start or terminate explains.
+    let status: &[&str] = if caller_is_automation {
+        &["/status"]
+    } else if started.is_some() || terminate {
+        &["/status/operationState"]
+    } else {
+        &[]
+    };
     const EXPLAINED: &[&str] = &[
-        "/status",
         "/operation",
         "/spec/destination",
         "/spec/project",
-        "/spec/source/repoURL",
-        "/spec/source/path",
-        "/spec/source/chart",
-        "/spec/source/targetRevision",
-        "/spec/sources/*/repoURL",
-        "/spec/sources/*/path",
-        "/spec/sources/*/chart",
-        "/spec/sources/*/targetRevision",
+        "/spec/source",
+        "/spec/sources",
         "/spec/syncPolicy/automated",
     ];
-    if data_differs(old, new, EXPLAINED) || metadata_differs(old, new) {
+    let explained: Vec<&str> = EXPLAINED.iter().chain(status).copied().collect();
+    if data_differs(old, new, &explained) || metadata_differs(old, new) {
         actions.push(Action::Update);
     }
 }
@@ -552,11 +754,43 @@ fn images(object: Option<&DynamicObject>) -> BTreeMap<String, String> {
     images
 }
 
+/// A pod template as the API server stores it in a ReplicaSet: defaulted (scheduler, DNS policy,
+/// termination message path on every container). A Rollout's own template, from a CRD without pod
+/// defaulting, carries none of these unless someone wrote them.
+fn defaulted_like_a_replicaset(template: Option<&Value>) -> bool {
+    let Some(spec) = template.and_then(|t| t.get("spec")) else {
+        return false;
+    };
+    let containers = spec.get("containers").and_then(Value::as_array);
+    spec.get("schedulerName").is_some()
+        && spec.get("dnsPolicy").is_some()
+        && containers.is_some_and(|list| {
+            !list.is_empty()
+                && list
+                    .iter()
+                    .all(|c| c.get("terminationMessagePath").is_some())
+        })
+}
+
+/// `kubectl argo rollouts undo` copies an older ReplicaSet's (defaulted) template over
+/// `/spec/template` (its `undo.go`); replacing the template of an aborted Rollout is the other way
+/// back. Mid-canary template changes are fix-forwards as often as reverts: not called undo.
+fn is_rollout_undo(old: Option<&DynamicObject>, new: Option<&DynamicObject>) -> bool {
+    let (before, after) = (
+        pointer(old, "/spec/template"),
+        pointer(new, "/spec/template"),
+    );
+    before != after
+        && (bool_at(old, "/status/abort")
+            || (defaulted_like_a_replicaset(after) && !defaulted_like_a_replicaset(before)))
+}
+
 fn recognize_workload_update(
     recognition: &mut Recognition,
     sub_resource: Option<&str>,
     old: Option<&DynamicObject>,
     new: Option<&DynamicObject>,
+    caller_is_automation: bool,
 ) {
     let kind = recognition.kind;
     let actions = &mut recognition.actions;
@@ -583,7 +817,10 @@ fn recognize_workload_update(
     if restart.is_some() && restart != pointer(old, restart_path) {
         actions.push(Action::Restart);
     }
-    if images(old) != images(new) {
+    let undo = kind == Kind::Rollout && !caller_is_automation && is_rollout_undo(old, new);
+    if undo {
+        actions.push(Action::Undo);
+    } else if images(old) != images(new) {
         actions.push(Action::ChangeImage);
     }
     let mut explained = vec![
@@ -596,17 +833,13 @@ fn recognize_workload_update(
         "/spec/template/spec/containers/*/image",
         "/spec/template/spec/ephemeralContainers/*/image",
     ];
-    if kind == Kind::Rollout {
+    if undo {
+        explained.push("/spec/template");
+    }
+    // The Rollouts controller's own progress (steps, pause expiry, aborts on failed analysis,
+    // clearing an abort for a new revision) is bookkeeping; promote/abort/retry are people's.
+    if kind == Kind::Rollout && !caller_is_automation {
         recognize_rollout_status(actions, old, new);
-        // Replacing the template of an aborted Rollout is how `kubectl argo rollouts undo` (and a
-        // manual revert) looks; the object carries no explicit marker. Mid-canary template changes
-        // are fix-forwards as often as reverts, so they are not called undo.
-        if bool_at(old, "/status/abort")
-            && pointer(old, "/spec/template") != pointer(new, "/spec/template")
-        {
-            actions.push(Action::Undo);
-            explained.push("/spec/template");
-        }
     }
     if data_differs(old, new, &explained) || metadata_differs(old, new) {
         actions.push(Action::Update);
@@ -726,7 +959,16 @@ fn metadata_differs(old: Option<&DynamicObject>, new: Option<&DynamicObject>) ->
         m.annotations
             .iter()
             .flatten()
-            .filter(|(k, _)| !matches!(k.as_str(), REFRESH_ANNOTATION | LAST_APPLIED_ANNOTATION))
+            .filter(|(k, _)| {
+                !REVISION_ANNOTATIONS.contains(&k.as_str())
+                    && !matches!(
+                        k.as_str(),
+                        REFRESH_ANNOTATION
+                            | HYDRATE_ANNOTATION
+                            | LAST_APPLIED_ANNOTATION
+                            | NOTIFIED_ANNOTATION
+                    )
+            })
             .collect()
     }
     fn finalizers(m: &kube::core::ObjectMeta) -> Vec<&String> {

@@ -334,7 +334,7 @@ fn application_actions() {
             review: Review::update(&dev, &syncing(&app_to("payments-prod"), plain_sync.clone(), Value::Null)).by(PAYMENTS_DEV),
             actions: &["retarget", "sync"],
             allowed: false,
-            policies: &["prod-sync-platform-only=enforce"],
+            policies: &["prod-app-changes-through-git=enforce", "prod-sync-platform-only=enforce"],
         },
         Case {
             name: "change-source: targetRevision bump (real live/target pair)",
@@ -376,7 +376,7 @@ fn application_actions() {
             review: Review::update(&app_to("unlisted"), &syncing(&with(app_to("unlisted"), &[("/spec/destination/server", json!("https://prod.k8s.example.com"))]), plain_sync.clone(), Value::Null)).by(PAYMENTS_DEV),
             actions: &["retarget", "sync"],
             allowed: false,
-            policies: &["prod-sync-platform-only=enforce"],
+            policies: &["prod-app-changes-through-git=enforce", "prod-sync-platform-only=enforce"],
         },
     ];
     check_all(cases);
@@ -662,7 +662,7 @@ fn rollout_actions() {
                 ),
             )
             .by(PAYMENTS_DEV),
-            actions: &["change-image", "undo"],
+            actions: &["undo"],
             allowed: true,
             policies: &[],
         },

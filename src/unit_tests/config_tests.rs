@@ -38,3 +38,25 @@ fn namespace_owned_by_undefined_team_is_rejected() {
     let error = Config::from_yaml("namespaces:\n  a: {team: ghosts}\n", "t.yaml").unwrap_err();
     assert!(error.to_string().contains("ghosts"), "{error}");
 }
+
+#[test]
+fn a_delegator_listed_in_a_team_is_rejected() {
+    let error = Config::from_yaml(
+        "teams:\n  platform:\n    users: [\"system:serviceaccount:argocd:argocd-server\"]\ndelegators: [\"system:serviceaccount:argocd:argocd-server\"]\n",
+        "t.yaml",
+    )
+    .unwrap_err();
+    assert!(error.to_string().contains("delegator"), "{error}");
+}
+
+#[test]
+fn tracking_method_is_read_and_checked() {
+    let config = Config::from_yaml("argocd: {trackingMethod: label}\n", "t.yaml").unwrap();
+    assert_eq!(config.file.argocd.tracking_method, TrackingMethod::Label);
+    assert_eq!(
+        config.file.argocd.instance_label_key,
+        "app.kubernetes.io/instance"
+    );
+    let error = Config::from_yaml("argocd: {trackingMethod: labels}\n", "t.yaml").unwrap_err();
+    assert!(error.to_string().contains("labels"), "{error}");
+}

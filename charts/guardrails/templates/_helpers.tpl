@@ -53,3 +53,32 @@ annotations:
   cert-manager.io/inject-ca-from: {{ .Release.Namespace }}/{{ include "guardrails.fullname" . }}
 {{- end }}
 {{- end -}}
+
+{{/*
+Skip status-only writes from the configured automation identities (matchConditions, Kubernetes >= 1.30):
+the application controller rewrites an Application's status on every reconcile and the Application CRD
+has no status subresource, so without this every one of those writes waits for Guardrails. They are
+allowed anyway; the trade-off is that they leave no audit line. Anything else they write (an operation,
+spec, labels, annotations, finalizers, a deletion) still goes through the webhook.
+*/}}
+{{- define "guardrails.matchConditions" -}}
+{{- if and .Values.webhook.skipAutomationStatusWrites .Values.config.automation }}
+matchConditions:
+  - name: not-an-automation-status-write
+    expression: >-
+      !(request.userInfo.username in {{ .Values.config.automation | toJson }} &&
+      request.operation == 'UPDATE' &&
+      (request.subResource == 'status' ||
+      (request.resource.resource == 'applications' && request.subResource == '' &&
+      has(object.spec) && has(oldObject.spec) && object.spec == oldObject.spec &&
+      has(object.operation) == has(oldObject.operation) &&
+      (!has(object.operation) || object.operation == oldObject.operation) &&
+      has(object.metadata.labels) == has(oldObject.metadata.labels) &&
+      (!has(object.metadata.labels) || object.metadata.labels == oldObject.metadata.labels) &&
+      has(object.metadata.annotations) == has(oldObject.metadata.annotations) &&
+      (!has(object.metadata.annotations) || object.metadata.annotations == oldObject.metadata.annotations) &&
+      has(object.metadata.finalizers) == has(oldObject.metadata.finalizers) &&
+      (!has(object.metadata.finalizers) || object.metadata.finalizers == oldObject.metadata.finalizers) &&
+      !has(object.metadata.deletionTimestamp))))
+{{- end }}
+{{- end }}
