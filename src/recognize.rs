@@ -983,3 +983,7 @@ fn metadata_differs(old: Option<&DynamicObject>, new: Option<&DynamicObject>) ->
         || finalizers(a) != finalizers(b)
         || a.owner_references != b.owner_references
 }
+
+#[cfg(test)]
+#[path = "unit_tests/recognize_tests.rs"]
+mod tests;
