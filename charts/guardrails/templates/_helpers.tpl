@@ -68,8 +68,8 @@ matchConditions:
     expression: >-
       !(request.userInfo.username in {{ .Values.config.automation | toJson }} &&
       request.operation == 'UPDATE' &&
-      (request.subResource == 'status' ||
-      (request.resource.resource == 'applications' && request.subResource == '' &&
+      ((has(request.subResource) && request.subResource == 'status') ||
+      (request.resource.resource == 'applications' && !has(request.subResource) &&
       has(object.spec) && has(oldObject.spec) && object.spec == oldObject.spec &&
       has(object.operation) == has(oldObject.operation) &&
       (!has(object.operation) || object.operation == oldObject.operation) &&

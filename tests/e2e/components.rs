@@ -1,0 +1,67 @@
+//! The pinned Kubernetes components (kube-apiserver, kubectl, etcd, helm), built from their Go
+//! modules by `components/build.sh` into `target/e2e-bin/<pin-hash>/` and reused until the pins
+//! change. Without Go the build script explains what to install and every e2e test fails with it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+pub struct Components {
+    pub dir: PathBuf,
+}
+
+impl Components {
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
+/// The target directory this test binary was built in (`CARGO_TARGET_TMPDIR` is `<target>/tmp`).
+pub fn target_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("CARGO_TARGET_TMPDIR has a parent")
+        .to_path_buf()
+}
+
+/// Build (or find) the components once per test binary; the script's file lock serialises
+/// concurrent test binaries and checkouts sharing the target directory.
+pub fn components() -> Result<&'static Components, String> {
+    static BUILT: OnceLock<Result<Components, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let script =
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/components/build.sh");
+            let output = Command::new("bash")
+                .arg(&script)
+                .env("CARGO_TARGET_DIR", target_dir())
+                .stdin(Stdio::null())
+                .stderr(Stdio::inherit())
+                .output()
+                .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+            if !output.status.success() {
+                return Err(format!(
+                    "{} failed ({}): the end-to-end tests need Go and its module proxy to build \
+                     kube-apiserver, etcd, kubectl and helm; see the messages above",
+                    script.display(),
+                    output.status
+                ));
+            }
+            let dir = String::from_utf8_lossy(&output.stdout).trim().to_string();
+            let components = Components {
+                dir: PathBuf::from(dir),
+            };
+            for name in ["etcd", "kube-apiserver", "kubectl", "helm"] {
+                if !components.path(name).is_file() {
+                    return Err(format!(
+                        "{} did not produce {}",
+                        script.display(),
+                        components.path(name).display()
+                    ));
+                }
+            }
+            Ok(components)
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}

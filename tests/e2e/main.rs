@@ -1,0 +1,62 @@
+//! End-to-end tests through a real kube-apiserver, etcd, kubectl and Helm (built from their Go
+//! modules by `components/build.sh`, cached under `target/e2e-bin/`).
+//!
+//! - `admission`: writes by kubectl impersonating developers, platform engineers and controllers,
+//!   decided by `guardrails serve` behind the chart's webhook configurations;
+//! - `namespace_watch`: `serve --watch-namespaces` with the chart's RBAC, relabelled Namespaces, an
+//!   API server outage survived on the last cache;
+//! - `chart`: `helm lint`, `helm template` variants accepted by the API server, `helm install` and
+//!   `helm upgrade`.
+//!
+//! Run only these: `cargo test --test e2e`. They need Go (see `components/build.sh`); without it
+//! they fail, saying what to install.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod admission;
+mod chart;
+mod cluster;
+mod components;
+mod fidelity;
+mod namespace_watch;
+
+use serde_json::{Value, json};
+
+/// An Argo CD Application in `argocd` deploying into `destination` (a namespace of this cluster).
+pub fn application(name: &str, destination: &str) -> Value {
+    json!({
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Application",
+        "metadata": {"name": name, "namespace": "argocd"},
+        "spec": {
+            "project": "default",
+            "source": {
+                "repoURL": "https://github.com/argoproj/argocd-example-apps.git",
+                "path": "guestbook",
+                "targetRevision": "HEAD",
+            },
+            "destination": {"server": "https://kubernetes.default.svc", "namespace": destination},
+        },
+    })
+}
+
+/// The guestbook frontend Deployment (a fixture from kubernetes/examples) renamed into `namespace`.
+pub fn deployment(name: &str, namespace: &str) -> Value {
+    let mut deployment =
+        common::fixture("deployments/k8s-examples-guestbook-frontend-deployment.yaml");
+    deployment["metadata"]["name"] = json!(name);
+    deployment["metadata"]["namespace"] = json!(namespace);
+    deployment
+}
+
+/// The canary Rollout example (a fixture from argoproj/argo-rollouts) renamed into `namespace`.
+pub fn rollout(name: &str, namespace: &str) -> Value {
+    let mut rollout = common::fixture("rollouts/argo-rollouts-example-rollout-canary.yaml");
+    rollout["metadata"]["name"] = json!(name);
+    rollout["metadata"]["namespace"] = json!(namespace);
+    rollout
+}
+
+/// A 40-hex commit SHA, as the application controller resolves `HEAD` to.
+pub const COMMIT_SHA: &str = "4e0b3f1c2a9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f";
