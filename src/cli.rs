@@ -193,8 +193,9 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         output: OutputFormat,
     },
-    /// Write a CA and a serving certificate for the webhook Service, and print the base64 CA
-    /// bundle for the webhook configurations' `caBundle`.
+    /// Write a serving certificate for the webhook Service signed by a new CA (or, with --ca-cert
+    /// and --ca-key, by an existing one), and print the base64 CA bundle for the webhook
+    /// configurations' `caBundle`.
     Certs {
         /// The webhook's Service name.
         #[arg(long)]
@@ -202,12 +203,22 @@ pub enum Command {
         /// The Service's namespace.
         #[arg(long)]
         namespace: String,
-        /// Directory to write ca.crt, tls.crt and tls.key into (created if missing).
+        /// Directory to write ca.crt, ca.key (a new CA only), tls.crt and tls.key into (created if
+        /// missing).
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
-        /// Validity in days.
+        /// Validity of the serving certificate in days.
         #[arg(long, default_value_t = 365)]
         days: i64,
+        /// Sign with this CA certificate (PEM) instead of a new CA, so the CA bundle stays the same.
+        #[arg(long, value_name = "FILE", requires = "ca_key")]
+        ca_cert: Option<PathBuf>,
+        /// The private key (PEM) of --ca-cert.
+        #[arg(long, value_name = "FILE", requires = "ca_cert")]
+        ca_key: Option<PathBuf>,
+        /// Validity of a new CA in days.
+        #[arg(long, default_value_t = 3650, conflicts_with = "ca_cert")]
+        ca_days: i64,
     },
     /// Parse and strictly validate the policies and config; non-zero exit on any error.
     Check {
@@ -350,7 +361,16 @@ pub fn run(cli: Cli) -> ExitCode {
             namespace,
             out,
             days,
-        } => write_certs(&service, &namespace, &out, days),
+            ca_cert,
+            ca_key,
+            ca_days,
+        } => {
+            let ca = match (ca_cert, ca_key) {
+                (Some(cert), Some(key)) => CaSource::Existing { cert, key },
+                _ => CaSource::New { days: ca_days },
+            };
+            write_certs(&service, &namespace, &out, days, &ca)
+        }
         Command::Test { dir, config, tests } => {
             run_policy_tests(&dir, config.as_deref(), tests.as_deref())
         }
@@ -673,15 +693,47 @@ fn replay(log: &str, args: &PolicyArgs, output: OutputFormat) -> anyhow::Result<
     Ok(())
 }
 
-fn write_certs(service: &str, namespace: &str, out: &Path, days: i64) -> anyhow::Result<()> {
+/// Where `guardrails certs` gets its CA.
+enum CaSource {
+    New { days: i64 },
+    Existing { cert: PathBuf, key: PathBuf },
+}
+
+fn write_certs(
+    service: &str,
+    namespace: &str,
+    out: &Path,
+    days: i64,
+    ca_source: &CaSource,
+) -> anyhow::Result<()> {
     use base64::Engine as _;
     let names = vec![
+        format!("{service}.{namespace}.svc"),
         service.to_string(),
         format!("{service}.{namespace}"),
-        format!("{service}.{namespace}.svc"),
         format!("{service}.{namespace}.svc.cluster.local"),
     ];
-    let pair = tls::generate_valid_for(&names, &format!("{service}.{namespace}.svc"), days)?;
+    let common_name = format!("{service}.{namespace}.svc");
+    let (ca, new_ca) = match ca_source {
+        CaSource::New { days: ca_days } => (
+            tls::generate_ca(&format!("{common_name} CA"), *ca_days)?,
+            true,
+        ),
+        CaSource::Existing { cert, key } => {
+            let read = |path: &Path| {
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))
+            };
+            (
+                tls::CaPem {
+                    cert_pem: read(cert)?,
+                    key_pem: read(key)?,
+                },
+                false,
+            )
+        }
+    };
+    let pair = tls::issue(&names, &common_name, days, &ca)?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let write = |name: &str, contents: &str, private: bool| -> anyhow::Result<()> {
         let path = out.join(name);
@@ -694,17 +746,28 @@ fn write_certs(service: &str, namespace: &str, out: &Path, days: i64) -> anyhow:
         }
         Ok(())
     };
-    write("ca.crt", &pair.ca_pem, false)?;
+    if new_ca {
+        write("ca.key", &ca.key_pem, true)?;
+    }
+    write("ca.crt", &ca.cert_pem, false)?;
     write("tls.crt", &pair.cert_pem, false)?;
     write("tls.key", &pair.key_pem, true)?;
     eprintln!(
-        "wrote {0}/ca.crt, {0}/tls.crt, {0}/tls.key for {1} (valid {days} days); caBundle:",
+        "wrote {0}/tls.crt, {0}/tls.key for {1} (valid {days} days) signed by {2}; caBundle:",
         out.display(),
-        names.join(", ")
+        names.join(", "),
+        if new_ca {
+            format!(
+                "a new CA ({0}/ca.crt, key {0}/ca.key: keep it to sign the next pair with --ca-cert/--ca-key)",
+                out.display()
+            )
+        } else {
+            format!("the CA of {}", out.join("ca.crt").display())
+        }
     );
     outln!(
         "{}",
-        base64::engine::general_purpose::STANDARD.encode(pair.ca_pem)
+        base64::engine::general_purpose::STANDARD.encode(&ca.cert_pem)
     );
     Ok(())
 }

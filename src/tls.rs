@@ -22,7 +22,7 @@ pub enum TlsError {
     Key { path: String, message: String },
     #[error("certificate and key do not make a usable TLS configuration: {0}")]
     Config(String),
-    #[error("cannot generate a development certificate: {0}")]
+    #[error("cannot generate a certificate: {0}")]
     Generate(String),
 }
 
@@ -119,43 +119,147 @@ pub fn generate_valid_for(
     common_name: &str,
     days: i64,
 ) -> Result<PemPair, TlsError> {
-    let err = |e: rcgen::Error| TlsError::Generate(e.to_string());
+    let ca = generate_ca(&format!("{common_name} CA"), days)?;
+    issue(names, common_name, days, &ca)
+}
+
+/// A certificate authority in PEM: its certificate and its private key.
+#[derive(Debug, Clone)]
+pub struct CaPem {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// Valid from yesterday (clock skew) for `days`, to the day; returns the end.
+fn set_validity(params: &mut CertificateParams, days: i64) -> jiff::Timestamp {
     let now = jiff::Timestamp::now();
-    let date = |timestamp: jiff::Timestamp| {
-        let d = jiff::tz::Offset::UTC.to_datetime(timestamp).date();
+    let day = |timestamp: jiff::Timestamp| jiff::tz::Offset::UTC.to_datetime(timestamp).date();
+    let date = |d: jiff::civil::Date| {
         rcgen::date_time_ymd(i32::from(d.year()), d.month() as u8, d.day() as u8)
     };
-    let not_before = date(now - jiff::SignedDuration::from_hours(24));
-    let not_after = date(now + jiff::SignedDuration::from_hours(24 * days.max(1)));
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
-    ca_params.not_before = not_before;
-    ca_params.not_after = not_after;
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, format!("{common_name} CA"));
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca_key = KeyPair::generate().map_err(err)?;
-    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).map_err(err)?;
+    let first = day(now - jiff::SignedDuration::from_hours(24));
+    let last = day(now + jiff::SignedDuration::from_hours(24 * days.max(1)));
+    params.not_before = date(first);
+    params.not_after = date(last);
+    jiff::tz::Offset::UTC
+        .to_timestamp(last.at(0, 0, 0, 0))
+        .unwrap_or(now)
+}
 
-    let mut leaf_params = CertificateParams::new(names.to_vec()).map_err(err)?;
-    leaf_params.not_before = not_before;
-    leaf_params.not_after = not_after;
-    leaf_params
+/// A new self-signed CA, valid from yesterday for `days`.
+pub fn generate_ca(common_name: &str, days: i64) -> Result<CaPem, TlsError> {
+    let err = |e: rcgen::Error| TlsError::Generate(e.to_string());
+    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
+    set_validity(&mut params, days);
+    params
         .distinguished_name
         .push(DnType::CommonName, common_name);
-    leaf_params.key_usages = vec![
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let key = KeyPair::generate().map_err(err)?;
+    let ca = rcgen::CertifiedIssuer::self_signed(params, key).map_err(err)?;
+    Ok(CaPem {
+        cert_pem: ca.pem(),
+        key_pem: ca.key().serialize_pem(),
+    })
+}
+
+/// A serving certificate for `names` (DNS names or IPs), valid from yesterday for `days`, signed by
+/// `ca`. Refused when `ca` is not a CA, expires before the new certificate, or has a key that does
+/// not match (the new certificate must verify under it).
+pub fn issue(
+    names: &[String],
+    common_name: &str,
+    days: i64,
+    ca: &CaPem,
+) -> Result<PemPair, TlsError> {
+    let err = |e: rcgen::Error| TlsError::Generate(e.to_string());
+    let ca_expiry = check_ca(&ca.cert_pem)?;
+    let ca_key = KeyPair::from_pem(&ca.key_pem)
+        .map_err(|e| TlsError::Generate(format!("the CA key: {e}")))?;
+    let issuer = rcgen::Issuer::from_ca_cert_pem(&ca.cert_pem, ca_key)
+        .map_err(|e| TlsError::Generate(format!("the CA certificate: {e}")))?;
+    let mut params = CertificateParams::new(names.to_vec()).map_err(err)?;
+    let not_after = set_validity(&mut params, days);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
+    params.key_usages = vec![
         KeyUsagePurpose::DigitalSignature,
         KeyUsagePurpose::KeyEncipherment,
     ];
-    leaf_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
-    let leaf_key = KeyPair::generate().map_err(err)?;
-    let leaf = leaf_params.signed_by(&leaf_key, &ca).map_err(err)?;
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let key = KeyPair::generate().map_err(err)?;
+    let cert = params.signed_by(&key, &issuer).map_err(err)?;
+    if ca_expiry < not_after.as_second() {
+        return Err(TlsError::Generate(format!(
+            "the CA expires ({}) before the new certificate would ({not_after}): use a smaller \
+             --days, or a new CA",
+            jiff::Timestamp::from_second(ca_expiry).unwrap_or_default()
+        )));
+    }
+    if let Some(name) = names.first() {
+        verify_server_cert(
+            cert.der(),
+            &ca.cert_pem,
+            name,
+            rustls::pki_types::UnixTime::now(),
+        )
+        .map_err(|message| {
+            TlsError::Generate(format!(
+                "the new certificate for {name} does not verify under the CA: {message}"
+            ))
+        })?;
+    }
     Ok(PemPair {
-        cert_pem: leaf.pem(),
-        key_pem: leaf_key.serialize_pem(),
-        ca_pem: ca.pem(),
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+        ca_pem: ca.cert_pem.clone(),
     })
+}
+
+/// Refuse a certificate that is not a CA (no basic constraints with `CA:TRUE`): TLS clients take
+/// a trust anchor as given, so a serving certificate would sign (and verify) without complaint.
+/// Returns when it expires (Unix seconds).
+fn check_ca(cert_pem: &str) -> Result<i64, TlsError> {
+    let not_a_ca = |why: String| TlsError::Generate(format!("the CA certificate: {why}"));
+    let der = CertificateDer::from_pem_slice(cert_pem.as_bytes())
+        .map_err(|e| not_a_ca(format!("no PEM certificate ({e})")))?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der)
+        .map_err(|e| not_a_ca(format!("cannot parse it: {e}")))?;
+    match cert.basic_constraints() {
+        Ok(Some(constraints)) if constraints.value.ca => Ok(cert.validity().not_after.timestamp()),
+        _ => Err(not_a_ca(format!(
+            "{} is not a CA (no basic constraints CA:TRUE)",
+            cert.subject()
+        ))),
+    }
+}
+
+/// Check `leaf` for `name` against the CA certificates in `ca_pem`, as a TLS client would at `at`.
+pub fn verify_server_cert(
+    leaf: &CertificateDer<'_>,
+    ca_pem: &str,
+    name: &str,
+    at: rustls::pki_types::UnixTime,
+) -> Result<(), String> {
+    use rustls::client::danger::ServerCertVerifier;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots
+            .add(cert.map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    }
+    let verifier =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+            .build()
+            .map_err(|e| e.to_string())?;
+    let server_name =
+        rustls::pki_types::ServerName::try_from(name.to_string()).map_err(|e| e.to_string())?;
+    verifier
+        .verify_server_cert(leaf, &[], &server_name, &[], at)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// The `--dev` certificate: valid for localhost and the loopback addresses.

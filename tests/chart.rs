@@ -1,6 +1,8 @@
 //! What can be checked of the Helm chart without helm: values and schema agree with every
-//! template reference, the webhook paths and ports are what the server serves, the container
-//! arguments parse, the shipped policy copy is current, and the non-template YAML parses.
+//! template reference, every value is documented in the README, the webhook paths and ports are
+//! what the server serves, the container arguments parse (as written in the template; the
+//! e2e suite parses them as Helm renders them), the shipped policy copy is current, and the
+//! non-template YAML parses.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -175,7 +177,7 @@ fn deployment_args() -> Vec<String> {
             line.trim_start_matches("- ")
                 .replace("{{ .Values.logFormat }}", "json")
         })
-        .map(|arg| arg.replace("{{ .Values.auditLog.maxRequestBytes }}", "262144"))
+        .map(|arg| arg.replace("{{ .Values.auditLog.maxRequestBytes | int64 }}", "262144"))
         .collect()
 }
 
@@ -256,13 +258,27 @@ fn webhook_rules_cover_what_guardrails_decides() {
     );
     assert!(webhooks.contains("reinvocationPolicy: IfNeeded"));
     let helpers = read(&chart().join("templates/_helpers.tpl"));
-    assert!(helpers.contains("- kube-system") && helpers.contains("- {{ .Release.Namespace }}"));
+    assert!(helpers.contains(
+        "concat (list \"kube-system\" .Release.Namespace) .Values.webhook.excludeNamespaces"
+    ));
     assert_eq!(values()["webhook"]["failurePolicy"], "Fail");
 }
 
 #[test]
 fn hardened_pod_defaults() {
-    let deployment = read(&chart().join("templates/deployment.yaml"));
+    let deployment = read(&chart().join("templates/deployment.yaml"))
+        + &read(&chart().join("templates/_helpers.tpl"));
+    for helper in [
+        "include \"guardrails.podSecurityContext\"",
+        "include \"guardrails.containerSecurityContext\"",
+    ] {
+        for template in ["deployment.yaml", "check-job.yaml"] {
+            assert!(
+                read(&chart().join("templates").join(template)).contains(helper),
+                "{template}: {helper}"
+            );
+        }
+    }
     for needle in [
         "runAsNonRoot: true",
         "readOnlyRootFilesystem: true",
@@ -338,4 +354,66 @@ fn non_template_yaml_parses() {
         "values.yaml",
     )
     .unwrap();
+}
+
+/// Every value path of values.yaml, down to `depth` levels (`config` is documented in the
+/// README's Configuration section, key by key).
+fn value_paths(value: &Value, prefix: &str, depth: usize, out: &mut Vec<String>) {
+    let Some(object) = value.as_object() else {
+        return;
+    };
+    for (key, item) in object {
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        let leaf = !item.is_object() || item.as_object().is_some_and(|o| o.is_empty());
+        if leaf || depth == 1 || path == "config" || path.ends_with("resources") {
+            out.push(path);
+        } else {
+            value_paths(item, &path, depth - 1, out);
+        }
+    }
+}
+
+#[test]
+fn every_value_is_documented_in_the_readme() {
+    let readme = read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"));
+    let table = readme
+        .split("### Chart values")
+        .nth(1)
+        .and_then(|rest| rest.split("\n### ").next())
+        .expect("README has a Chart values section");
+    let mut paths = Vec::new();
+    value_paths(&values(), "", 3, &mut paths);
+    assert!(paths.len() > 40, "{paths:?}");
+    let mut missing = Vec::new();
+    for path in &paths {
+        // `a.b` may be documented as `a.b`, or with its siblings as `a.b`, `c` in one row.
+        let last = path.rsplit('.').next().unwrap_or(path);
+        let parent = path.rsplit_once('.').map(|(p, _)| p);
+        let documented = table.contains(&format!("`{path}`"))
+            || parent.is_some_and(|p| {
+                table
+                    .lines()
+                    .any(|l| l.contains(&format!("`{p}.")) && l.contains(&format!("`{last}`")))
+            });
+        if !documented {
+            missing.push(path.clone());
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "values not in README's Chart values: {missing:?}"
+    );
+    // And every key of the schema's root is a value.
+    let schema = schema();
+    for key in schema["properties"].as_object().unwrap().keys() {
+        assert!(
+            key == "global" || values().get(key).is_some(),
+            "{key} is in the schema, not in values.yaml"
+        );
+        assert!(table.contains(&format!("`{key}")), "{key} undocumented");
+    }
 }

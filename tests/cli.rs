@@ -340,6 +340,96 @@ fn certs_writes_a_ca_and_serving_pair_and_prints_the_ca_bundle() {
 }
 
 #[test]
+fn certs_writes_the_new_ca_key_and_reuses_an_existing_ca() {
+    use rustls::pki_types::pem::PemObject;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("certs");
+    let out_arg = out.to_str().unwrap();
+    let base = [
+        "certs",
+        "--service",
+        "gr",
+        "--namespace",
+        "ns",
+        "--out",
+        out_arg,
+    ];
+    let first = guardrails().args(base).succeeds();
+    let ca = std::fs::read_to_string(out.join("ca.crt")).unwrap();
+    let ca_key = std::fs::read_to_string(out.join("ca.key")).unwrap();
+    let first_leaf = std::fs::read_to_string(out.join("tls.crt")).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(out.join("ca.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "the CA key must not be readable by others");
+    }
+    // Rotation: the same CA signs a new pair; the CA bundle printed is the same.
+    let (ca_cert_arg, ca_key_arg) = (
+        out.join("ca.crt").display().to_string(),
+        out.join("ca.key").display().to_string(),
+    );
+    let second = guardrails()
+        .args(base)
+        .args(["--ca-cert", &ca_cert_arg, "--ca-key", &ca_key_arg])
+        .succeeds();
+    assert_eq!(first, second, "the same CA bundle");
+    assert_eq!(std::fs::read_to_string(out.join("ca.crt")).unwrap(), ca);
+    assert_eq!(std::fs::read_to_string(out.join("ca.key")).unwrap(), ca_key);
+    let leaf = std::fs::read_to_string(out.join("tls.crt")).unwrap();
+    assert_ne!(leaf, first_leaf, "a new serving certificate");
+    let der = rustls::pki_types::CertificateDer::from_pem_slice(leaf.as_bytes()).unwrap();
+    guardrails::tls::verify_server_cert(&der, &ca, "gr.ns.svc", rustls::pki_types::UnixTime::now())
+        .unwrap();
+    guardrails::tls::load_server_config(&out.join("tls.crt"), &out.join("tls.key")).unwrap();
+    // A key that is not the CA's, a certificate that is not a CA, and a CA that expires first are
+    // refused.
+    let other = dir.path().join("other");
+    guardrails()
+        .args(["certs", "--service", "x", "--namespace", "y", "--out"])
+        .arg(&other)
+        .succeeds();
+    let other_key = other.join("ca.key").display().to_string();
+    let leaf_as_ca = other.join("tls.crt").display().to_string();
+    let leaf_key = other.join("tls.key").display().to_string();
+    for (cert, key, expected) in [
+        (ca_cert_arg.as_str(), other_key.as_str(), "does not verify"),
+        (leaf_as_ca.as_str(), leaf_key.as_str(), "is not a CA"),
+    ] {
+        guardrails()
+            .args(base)
+            .args(["--ca-cert", cert, "--ca-key", key])
+            .assert()
+            .failure()
+            .stderr(predicates::str::contains(expected));
+    }
+    guardrails()
+        .args(base)
+        .args([
+            "--ca-cert",
+            &ca_cert_arg,
+            "--ca-key",
+            &ca_key_arg,
+            "--days",
+            "4000",
+        ])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains(
+            "before the new certificate would",
+        ));
+    // --ca-cert needs --ca-key.
+    guardrails()
+        .args(base)
+        .args(["--ca-cert", &ca_cert_arg])
+        .assert()
+        .failure();
+}
+
+#[test]
 fn sigterm_drains_and_exits_cleanly() {
     use std::io::{BufRead, BufReader};
     use std::process::{Command as Process, Stdio};

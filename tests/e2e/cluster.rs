@@ -44,9 +44,14 @@ use serde_json::{Value, json};
 use crate::components::{Components, components, target_dir};
 
 pub const RELEASE: &str = "guardrails";
-pub const RELEASE_NAMESPACE: &str = "guardrails-system";
-/// The chart's object names: `<release>-guardrails`.
-pub const FULLNAME: &str = "guardrails-guardrails";
+/// Not README's `guardrails-system`: the README test installs the chart there as written.
+pub const RELEASE_NAMESPACE: &str = "guardrails-e2e";
+/// The chart's namespaced object names: the release name, which contains `guardrails`.
+pub const FULLNAME: &str = "guardrails";
+/// The chart's cluster-scoped object names: `<release namespace>-<fullname>`.
+pub const CLUSTER_NAME: &str = "guardrails-e2e-guardrails";
+/// The image every render sets (`image.repository` has no default); never pulled (no kubelet).
+pub const TEST_IMAGE: &str = "registry.example.com/guardrails";
 
 /// Who kubectl impersonates. The API server adds `system:authenticated` (and, for service
 /// accounts, `system:serviceaccounts[:<ns>]`) itself.
@@ -374,12 +379,12 @@ pub fn exclusive() -> RwLockWriteGuard<'static, ()> {
     WEBHOOK_LOCK.write().unwrap_or_else(|e| e.into_inner())
 }
 
-fn free_port() -> Result<u16, String> {
+pub fn free_port() -> Result<u16, String> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
     Ok(listener.local_addr().map_err(|e| e.to_string())?.port())
 }
 
-fn http_get(addr: &str, path: &str) -> Result<(u16, String), String> {
+pub fn http_get(addr: &str, path: &str) -> Result<(u16, String), String> {
     let mut stream = TcpStream::connect(addr).map_err(|e| format!("{addr}: {e}"))?;
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -592,7 +597,8 @@ fn kubeconfig(server: &str, ca_pem: &str, user: Value) -> Value {
     })
 }
 
-/// `helm template` of the repository's chart with `args` (e.g. `--set`, `-f`) as documents.
+/// `helm template` of the repository's chart with `image.repository` set to [`TEST_IMAGE`] and
+/// `args` (e.g. `--set`, `-f`) as documents.
 pub fn render_chart(
     components: &Components,
     run_dir: &Path,
@@ -605,6 +611,8 @@ pub fn render_chart(
         .arg(RELEASE)
         .arg(&chart)
         .args(["--namespace", RELEASE_NAMESPACE])
+        .arg("--set")
+        .arg(format!("image.repository={TEST_IMAGE}"))
         .args(args);
     helm_env(&mut command, run_dir);
     let output = run(&mut command, None);
@@ -614,7 +622,7 @@ pub fn render_chart(
     yaml_docs(&output.stdout)
 }
 
-fn helm_env(command: &mut Command, run_dir: &Path) {
+pub fn helm_env(command: &mut Command, run_dir: &Path) {
     let home = run_dir.join("helm");
     command
         .env("HELM_CACHE_HOME", home.join("cache"))
@@ -948,7 +956,8 @@ impl Cluster {
         run(&mut command, None)
     }
 
-    /// `helm template` of the chart (release `guardrails` in `guardrails-system`).
+    /// `helm template` of the chart (release [`RELEASE`] in [`RELEASE_NAMESPACE`]).
+    #[allow(dead_code)] // API
     pub fn render_chart(&self, args: &[&str]) -> Result<Vec<Value>, String> {
         render_chart(self.components, &self.run_dir, args)
     }

@@ -5,8 +5,11 @@
 //!   decided by `guardrails serve` behind the chart's webhook configurations;
 //! - `namespace_watch`: `serve --watch-namespaces` with the chart's RBAC, relabelled Namespaces, an
 //!   API server outage survived on the last cache;
-//! - `chart`: `helm lint`, `helm template` variants accepted by the API server, `helm install` and
-//!   `helm upgrade`.
+//! - `chart`: `helm lint`, `helm template` variants accepted by the API server, their container args
+//!   parsed by the real CLI and `guardrails serve` started with the rendered files, the values the
+//!   chart refuses;
+//! - `readme`: README's and certs/README's install, upgrade, certificate, break-glass and uninstall
+//!   commands run as written (`pod::JobRunner` runs the chart's check Job, there being no kubelet).
 //!
 //! Run only these: `cargo test --test e2e`. They need Go (see `components/build.sh`); without it
 //! they fail, saying what to install.
@@ -20,6 +23,8 @@ mod cluster;
 mod components;
 mod fidelity;
 mod namespace_watch;
+mod pod;
+mod readme;
 
 use serde_json::{Value, json};
 
