@@ -155,8 +155,9 @@ fn run_rendered_pods(
 
 /// Whether `guardrails eval`, with the policies and config a pod of the chart loads (`args` as laid
 /// out), lets a user of `group` delete an Application.
-fn may_delete_an_application(c: &Cluster, args: &[String], group: &str) -> bool {
-    let app = c.run_dir.join("eval-application.json");
+fn may_delete_an_application(args: &[String], group: &str) -> bool {
+    let policies = flag(args, "--policies").expect("--policies");
+    let app = Path::new(policies).with_file_name(format!("application-{group}.json"));
     std::fs::write(
         &app,
         crate::application("eval", "payments-prod").to_string(),
@@ -371,70 +372,99 @@ fn every_documented_variant_is_accepted_by_the_api_server_and_starts() {
             &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}),
         );
     }
-    let mut failures = Vec::new();
-    let mut started = HashSet::new();
-    for variant in &variants {
-        let name = variant.name;
-        let docs = match template(c, "guardrails", variant.namespace, &variant.args) {
-            Ok(docs) => docs,
-            Err(e) => {
-                failures.push(format!("{name}: {e}"));
-                continue;
-            }
-        };
-        // In a namespace of their own, so that every object is a create the API server fully validates.
-        let list = json!({"apiVersion": "v1", "kind": "List", "items": docs});
-        let out = c.kubectl_stdin(
-            &["create", "--dry-run=server", "-o", "name", "-f", "-"],
-            &list.to_string(),
-        );
-        if !out.success {
-            failures.push(format!("{name}: {out}"));
-            continue;
-        }
-        // Start serve once per distinct Deployment + ConfigMaps.
-        let key = json!([
-            find(&docs, "Deployment", ""),
-            find(&docs, "ConfigMap", "-policies"),
-            find(&docs, "ConfigMap", "-config")
-        ])
-        .to_string();
-        let (args, laid_out) = if started.insert(key) {
-            match run_rendered_pods(c, name, &docs) {
-                Ok((args, laid_out)) => (args, Some(laid_out)),
-                Err(e) => {
-                    failures.push(format!("{name}: {e}"));
-                    continue;
+    // Three at a time: helm, kubectl and serve are mostly waiting on each other.
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let started = std::sync::Mutex::new(HashSet::new());
+    let failures = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..3 {
+            scope.spawn(|| {
+                while let Some(variant) =
+                    variants.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+                {
+                    if let Err(e) = one_variant(c, variant, &ca_bundle, &started) {
+                        failures
+                            .lock()
+                            .expect("failures")
+                            .push(format!("{}: {e}", variant.name));
+                    }
                 }
-            }
-        } else {
-            let deployment = find(&docs, "Deployment", "").expect("deployment");
-            let args = deployment["spec"]["template"]["spec"]["containers"][0]["args"].clone();
-            (serde_json::from_value(args).expect("args"), None)
-        };
-        check_variant(name, &docs, &args, &ca_bundle);
-        // README's break-glass: the chart's platform team (platformGroups) may delete an
-        // Application, others may not; with platformGroups [] nobody is platform by default.
-        if let Some(files) = laid_out {
-            let may_delete = |group| may_delete_an_application(c, &files, group);
-            match name {
-                "defaults" => assert!(
-                    may_delete("system:masters") && !may_delete("platform-admins"),
-                    "{name}"
-                ),
-                "teams and namespaces, no platform groups" => assert!(
-                    !may_delete("system:masters") && may_delete("platform-admins"),
-                    "{name}"
-                ),
-                _ => {}
-            }
+            });
         }
-    }
+    });
+    let failures = failures.into_inner().expect("failures");
     assert!(
         failures.is_empty(),
         "variants that failed:\n{}",
         failures.join("\n\n")
     );
+}
+
+/// Render one variant, have the API server accept it, run its pods' args (once per distinct
+/// Deployment and ConfigMaps), and check what it must render.
+fn one_variant(
+    c: &Cluster,
+    variant: &Variant,
+    ca_bundle: &str,
+    started: &std::sync::Mutex<HashSet<String>>,
+) -> Result<(), String> {
+    let name = variant.name;
+    let docs = template(c, "guardrails", variant.namespace, &variant.args)?;
+    // In a namespace of their own, so that every object is a create the API server fully validates.
+    let list = json!({"apiVersion": "v1", "kind": "List", "items": docs});
+    let out = c.kubectl_stdin(
+        &["create", "--dry-run=server", "-o", "name", "-f", "-"],
+        &list.to_string(),
+    );
+    if !out.success {
+        return Err(out.to_string());
+    }
+    let key = json!([
+        find(&docs, "Deployment", ""),
+        find(&docs, "ConfigMap", "-policies"),
+        find(&docs, "ConfigMap", "-config")
+    ])
+    .to_string();
+    let first = started.lock().expect("started").insert(key);
+    let (args, laid_out) = if first {
+        let (args, laid_out) = run_rendered_pods(c, name, &docs)?;
+        (args, Some(laid_out))
+    } else {
+        let deployment = find(&docs, "Deployment", "").ok_or("no Deployment")?;
+        let args = deployment["spec"]["template"]["spec"]["containers"][0]["args"].clone();
+        (
+            serde_json::from_value(args).map_err(|e| e.to_string())?,
+            None,
+        )
+    };
+    // Every variant's failures are reported, not only the first one's.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        check_variant(name, &docs, &args, ca_bundle)
+    }))
+    .map_err(|panic| {
+        panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default()
+    })?;
+    // README's break-glass: the chart's platform team (platformGroups) may delete an
+    // Application, others may not; with platformGroups [] nobody is platform by default.
+    if let Some(files) = laid_out {
+        let may_delete = |group| may_delete_an_application(&files, group);
+        match name {
+            "defaults" => assert!(
+                may_delete("system:masters") && !may_delete("platform-admins"),
+                "{name}"
+            ),
+            "teams and namespaces, no platform groups" => assert!(
+                !may_delete("system:masters") && may_delete("platform-admins"),
+                "{name}"
+            ),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// What each variant must render.
@@ -452,13 +482,6 @@ fn check_variant(variant: &str, docs: &[Value], args: &[String], ca_bundle: &str
         "ValidatingWebhookConfiguration",
         "MutatingWebhookConfiguration",
     ];
-    for doc in docs {
-        let labels = &doc["metadata"]["labels"];
-        assert_eq!(
-            labels["helm.sh/chart"], "guardrails-0.1.0",
-            "{variant}: {doc:#}"
-        );
-    }
     match variant {
         "defaults" => {
             for kind in [
@@ -715,6 +738,14 @@ fn check_variant(variant: &str, docs: &[Value], args: &[String], ca_bundle: &str
             );
         }
         _ => {}
+    }
+    // Every object carries the chart label.
+    for doc in docs {
+        let labels = &doc["metadata"]["labels"];
+        assert_eq!(
+            labels["helm.sh/chart"], "guardrails-0.1.0",
+            "{variant}: {doc:#}"
+        );
     }
 }
 
