@@ -320,7 +320,7 @@ fn readme_install_upgrade_certificate_and_break_glass_commands_work_as_written()
     values["policies"] = json!({"extra": {"no-friday.cedar": EXTRA_POLICY}});
     write_values(&values);
     shell.run(&install[1]).ok();
-    let ran = checks_passed(ran);
+    checks_passed(ran);
     let policies = || get(c, "configmap", "guardrails-policies").expect("policies")["data"].clone();
     let good = policies();
     assert_eq!(good["no-friday.cedar"], EXTRA_POLICY);
@@ -332,8 +332,7 @@ fn readme_install_upgrade_certificate_and_break_glass_commands_work_as_written()
     try_create(c, &crate::application("guardrails", "guardrails-system")).ok();
     refused_by_the_release(&try_create(c, &crate::application("other", "payments-dev")));
 
-    // README, Upgrade (the same command): an invalid policy fails the check Job, so the upgrade
-    // fails and nothing changes (tests/e2e/chart.rs shows the Job refusing invalid configs too).
+    // README, Upgrade: the same command.
     let upgrade = blocks(&readme, "### Upgrade", "sh").remove(0);
     assert_eq!(upgrade.trim(), install[1].trim());
     let revision = |c: &Cluster| -> usize {
@@ -343,25 +342,6 @@ fn readme_install_upgrade_certificate_and_break_glass_commands_work_as_written()
             .as_array()
             .map_or(0, Vec::len)
     };
-    let mut broken = values.clone();
-    broken["policies"]["extra"]["no-friday.cedar"] =
-        json!(EXTRA_POLICY.replace("\"sync\"", "\"synk\""));
-    write_values(&broken);
-    let out = shell.run(&upgrade);
-    assert!(
-        !out.success && out.stderr.contains("pre-upgrade hooks failed"),
-        "{out}"
-    );
-    let runs = runner.runs();
-    let run = runs
-        .get(ran)
-        .unwrap_or_else(|| panic!("no check Job ran: {runs:#?}"));
-    assert!(!run.success && run.output.contains("synk"), "{run:#?}");
-    assert_eq!(policies(), good, "the policies changed");
-    assert!(
-        get(c, "job", "guardrails-check").is_some(),
-        "a failed check Job stays for its logs"
-    );
     let ran = runner.runs().len();
     // A mistyped value: refused by the schema before any hook.
     let mut typo = values.clone();
@@ -440,8 +420,40 @@ fn readme_install_upgrade_certificate_and_break_glass_commands_work_as_written()
     );
     refused_by_the_release(&try_create(c, &deployment));
 
-    // README, Uninstall.
+    // An invalid policy fails the check Job, so the upgrade fails and nothing changes
+    // (tests/e2e/chart.rs shows the Job refusing invalid configs too).
+    let ran = runner.runs().len();
+    let mut broken = values.clone();
+    broken["policies"]["extra"]["no-friday.cedar"] =
+        json!(EXTRA_POLICY.replace("\"sync\"", "\"synk\""));
+    write_values(&broken);
+    let out = shell.run(&upgrade);
+    assert!(
+        !out.success && out.stderr.contains("pre-upgrade hooks failed"),
+        "{out}"
+    );
+    let runs = runner.runs();
+    let run = runs
+        .get(ran)
+        .unwrap_or_else(|| panic!("no check Job ran: {runs:#?}"));
+    assert!(!run.success && run.output.contains("synk"), "{run:#?}");
+    assert_eq!(policies(), good, "the policies changed");
+    assert!(
+        get(c, "job", "guardrails-check").is_some(),
+        "a failed check Job stays for its logs"
+    );
+    assert_eq!(config(c)["mode"], "enforce");
+
+    // README, Uninstall (which also removes the failed check Job the release does not own).
     shell.run(&uninstall).ok();
+    assert!(
+        c.kubectl(&["get", "jobs,configmaps", "-n", NAMESPACE, "-o", "name"])
+            .ok()
+            .stdout
+            .lines()
+            .all(|object| object.ends_with("/kube-root-ca.crt")),
+        "leftovers after uninstall"
+    );
     assert!(webhook(c, "validatingwebhookconfiguration").is_none());
     assert!(get(c, "deployment", "guardrails").is_none());
     try_create(c, &deployment).ok();
