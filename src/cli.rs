@@ -714,10 +714,10 @@ fn write_certs(
         format!("{service}.{namespace}.svc.cluster.local"),
     ];
     let common_name = format!("{service}.{namespace}.svc");
-    let (ca, new_ca) = match ca_source {
+    let (ca, ca_origin) = match ca_source {
         CaSource::New { days: ca_days } => (
             tls::generate_ca(&format!("{common_name} CA"), *ca_days)?,
-            true,
+            None,
         ),
         CaSource::Existing { cert, key } => {
             let read = |path: &Path| {
@@ -729,24 +729,36 @@ fn write_certs(
                     cert_pem: read(cert)?,
                     key_pem: read(key)?,
                 },
-                false,
+                Some(cert),
             )
         }
     };
     let pair = tls::issue(&names, &common_name, days, &ca)?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let write = |name: &str, contents: &str, private: bool| -> anyhow::Result<()> {
+        use std::io::Write as _;
         let path = out.join(name);
-        std::fs::write(&path, contents)
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        if private {
+            // Created unreadable by others; an existing file is narrowed below.
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut file = options
+            .open(&path)
             .with_context(|| format!("cannot write {}", path.display()))?;
         #[cfg(unix)]
         if private {
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
         }
+        file.write_all(contents.as_bytes())
+            .with_context(|| format!("cannot write {}", path.display()))?;
         Ok(())
     };
-    if new_ca {
+    if ca_origin.is_none() {
         write("ca.key", &ca.key_pem, true)?;
     }
     write("ca.crt", &ca.cert_pem, false)?;
@@ -756,13 +768,12 @@ fn write_certs(
         "wrote {0}/tls.crt, {0}/tls.key for {1} (valid {days} days) signed by {2}; caBundle:",
         out.display(),
         names.join(", "),
-        if new_ca {
-            format!(
+        match ca_origin {
+            None => format!(
                 "a new CA ({0}/ca.crt, key {0}/ca.key: keep it to sign the next pair with --ca-cert/--ca-key)",
                 out.display()
-            )
-        } else {
-            format!("the CA of {}", out.join("ca.crt").display())
+            ),
+            Some(cert) => format!("the CA of {}", cert.display()),
         }
     );
     outln!(
