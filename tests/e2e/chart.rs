@@ -563,6 +563,15 @@ fn check_variant(variant: &str, docs: &[Value], args: &[String], ca_bundle: &str
                 job["spec"]["template"]["spec"]["containers"][0]["args"][0],
                 "check"
             );
+            // The check Job's pod is no replica to the Service, PodDisruptionBudget or NetworkPolicy.
+            let selector = deployment["spec"]["selector"]["matchLabels"]
+                .as_object()
+                .expect("selector");
+            let job_labels = &job["spec"]["template"]["metadata"]["labels"];
+            assert!(
+                selector.iter().any(|(k, v)| &job_labels[k] != v),
+                "{job_labels}"
+            );
             // The shipped policies, byte for byte.
             for entry in std::fs::read_dir(chart_dir().join("files/policies")).expect("policies") {
                 let path = entry.expect("entry").path();
