@@ -66,14 +66,14 @@ pub struct EngineSource {
 /// What identifies the inputs of one load: the SHA-256 of the policy files and of the config
 /// text, or the read error when they could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fingerprint {
-    pub policies: String,
-    pub config: String,
+struct Fingerprint {
+    policies: String,
+    config: String,
 }
 
 impl Fingerprint {
     /// The fingerprint of what `engine` was built from.
-    pub fn of(engine: &Engine) -> Self {
+    fn of(engine: &Engine) -> Self {
         Self {
             policies: engine.policies.hash.clone(),
             config: engine.config.hash.clone(),
@@ -93,11 +93,6 @@ struct Snapshot {
 impl EngineSource {
     pub fn load(&self) -> Result<Engine, LoadError> {
         self.build(self.read())
-    }
-
-    /// The fingerprint of what a load would read now.
-    pub fn fingerprint(&self) -> Fingerprint {
-        self.read().fingerprint
     }
 
     fn read(&self) -> Snapshot {
@@ -613,3 +608,7 @@ pub fn parent_dir(path: &Path) -> PathBuf {
         _ => PathBuf::from("."),
     }
 }
+
+#[cfg(test)]
+#[path = "unit_tests/reload_tests.rs"]
+mod tests;
