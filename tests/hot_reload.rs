@@ -201,21 +201,22 @@ async fn in_place_edits_reload_and_bad_edits_keep_the_last_good_set() {
         "@id(\"no-scale\")\nforbid (principal, action == Action::\"scale\", resource)\nwhen { resource.replicas > 1 };\n",
     )
     .unwrap();
+    // (Compared loosely: a check that caught a write half-done would count a failure too.)
     eventually("the failed reload to be reported", async || {
-        readyz(&state).await["reload"]["failed"].as_u64() == Some(1)
+        readyz(&state).await["reload"]["lastError"]
+            .as_str()
+            .is_some_and(|e| e.contains("freeze.cedar:3:"))
     })
     .await;
     let status = readyz(&state).await;
     assert_eq!(status["ready"], true);
-    let error = status["reload"]["lastError"].as_str().unwrap();
-    assert!(error.contains("freeze.cedar:3:"), "{error}");
     assert_eq!(status["loaded"], good, "the last good set is still loaded");
     assert_eq!(allowed(&state, &scale()).await, !frozen(ITERATIONS));
-    assert!(
-        metrics(&state)
-            .await
-            .contains("guardrails_policy_reloads_total{result=\"failure\"} 1")
-    );
+    let failed = status["reload"]["failed"].as_u64().unwrap();
+    assert!(failed >= 1);
+    assert!(metrics(&state).await.contains(&format!(
+        "guardrails_policy_reloads_total{{result=\"failure\"}} {failed}"
+    )));
 
     // Fixing it clears the error.
     std::fs::write(dir.path().join("freeze.cedar"), FREEZE).unwrap();
@@ -473,15 +474,11 @@ async fn config_edits_reload_too() {
     // A typo keeps audit mode and reports the error.
     std::fs::write(&config, "mode: audit\nteamz: {}\n").unwrap();
     eventually("the failed reload", async || {
-        readyz(&state).await["reload"]["failed"].as_u64() == Some(1)
-    })
-    .await;
-    assert!(
         readyz(&state).await["reload"]["lastError"]
             .as_str()
-            .unwrap()
-            .contains("teamz")
-    );
+            .is_some_and(|e| e.contains("teamz"))
+    })
+    .await;
     assert!(allowed(&state, &sync).await);
     assert_eq!(readyz(&state).await["mode"], "audit");
 }
