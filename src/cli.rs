@@ -75,6 +75,27 @@ fn parse_mode(value: &str) -> Result<Mode, String> {
     value.parse()
 }
 
+/// `30s`, `500ms`, `2m`, or a bare number of seconds.
+fn parse_duration(value: &str) -> Result<std::time::Duration, String> {
+    let value = value.trim();
+    let split = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
+    let (number, unit) = value.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{value:?} is not a duration like 30s, 500ms or 2m"))?;
+    let millis = match unit {
+        "ms" => Some(number),
+        "" | "s" => number.checked_mul(1000),
+        "m" => number.checked_mul(60_000),
+        _ => return Err(format!("{value:?}: unknown unit {unit:?} (ms, s or m)")),
+    };
+    millis
+        .map(std::time::Duration::from_millis)
+        .ok_or_else(|| format!("{value:?} is too long"))
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the admission webhook over TLS.
@@ -125,6 +146,14 @@ pub enum Command {
         /// Do not watch --policies, --config and the TLS files for changes.
         #[arg(long)]
         no_reload: bool,
+        /// Also compare --policies and --config on disk with what is loaded this often, and reload
+        /// on a difference, even when no file event arrived (`30s`, `500ms`, `2m`; `0` turns it off).
+        #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration, env = "GUARDRAILS_RELOAD_INTERVAL")]
+        reload_interval: std::time::Duration,
+        /// Start with, and reload, a policy set in which some action has no permit for anyone
+        /// (denied to everyone); refused otherwise. The config's `allowDefaultDeny: true` does the same.
+        #[arg(long, env = "GUARDRAILS_ALLOW_DEFAULT_DENY")]
+        allow_default_deny: bool,
         /// Where --dev writes the CA certificate (PEM) for `curl --cacert`.
         #[arg(long, value_name = "FILE", default_value_os_t = std::env::temp_dir().join("guardrails-dev-ca.pem"))]
         dev_ca_out: PathBuf,
@@ -221,6 +250,10 @@ pub enum Command {
         /// Treat warnings as errors.
         #[arg(long)]
         deny_warnings: bool,
+        /// Accept a policy set in which some action has no permit for anyone (a warning instead
+        /// of an error). The config's `allowDefaultDeny: true` does the same.
+        #[arg(long)]
+        allow_default_deny: bool,
     },
     /// Format policies with Cedar's formatter (in place), or with --check list the files that
     /// would change and exit non-zero.
@@ -246,18 +279,21 @@ pub fn init_logging(format: LogFormat) {
 }
 
 impl PolicyArgs {
+    /// The sources as given. Default deny is accepted here: `eval` and `replay` are what-ifs;
+    /// `serve` decides for itself.
     fn source(&self) -> EngineSource {
         EngineSource {
             policies: self.policies.clone(),
             config: self.config.clone(),
             mode: self.mode,
+            allow_default_deny: true,
         }
     }
 }
 
 /// Load policies and config as the flags say (embedded defaults otherwise).
 pub fn load_engine(args: &PolicyArgs) -> anyhow::Result<Engine> {
-    args.source().load()
+    Ok(args.source().load()?)
 }
 
 struct ServeOptions {
@@ -269,6 +305,8 @@ struct ServeOptions {
     audit_log_requests: bool,
     audit_log_max_request_bytes: usize,
     reload: bool,
+    reload_interval: std::time::Duration,
+    allow_default_deny: bool,
     probe_listen: Option<SocketAddr>,
     watch_namespaces: bool,
 }
@@ -286,6 +324,8 @@ pub fn run(cli: Cli) -> ExitCode {
             audit_log_requests,
             audit_log_max_request_bytes,
             no_reload,
+            reload_interval,
+            allow_default_deny,
             probe_listen,
             watch_namespaces,
         } => {
@@ -300,6 +340,8 @@ pub fn run(cli: Cli) -> ExitCode {
                 audit_log_requests,
                 audit_log_max_request_bytes,
                 reload: !no_reload,
+                reload_interval,
+                allow_default_deny,
                 probe_listen,
                 watch_namespaces,
             };
@@ -343,7 +385,8 @@ pub fn run(cli: Cli) -> ExitCode {
             dir,
             config,
             deny_warnings,
-        } => check(&dir, config.as_deref(), deny_warnings),
+            allow_default_deny,
+        } => check(&dir, config.as_deref(), deny_warnings, allow_default_deny),
         Command::Fmt { dir, check } => format_policies(&dir, check),
         Command::Certs {
             service,
@@ -378,7 +421,10 @@ pub fn run(cli: Cli) -> ExitCode {
 }
 
 fn serve(args: &PolicyArgs, options: ServeOptions) -> anyhow::Result<()> {
-    let source = args.source();
+    let source = EngineSource {
+        allow_default_deny: options.allow_default_deny,
+        ..args.source()
+    };
     let engine = source.load()?;
     let listen = options.listen;
     let tls_config = match (&options.tls_files, options.dev) {
@@ -418,6 +464,8 @@ fn serve(args: &PolicyArgs, options: ServeOptions) -> anyhow::Result<()> {
         %listen,
         policies = engine.policies.policy_count(),
         policy_source = %engine.policies.source,
+        policy_hash = %engine.policies.hash,
+        config_hash = %engine.config.hash,
         mode = %engine.mode,
         "starting guardrails"
     );
@@ -433,6 +481,10 @@ fn serve(args: &PolicyArgs, options: ServeOptions) -> anyhow::Result<()> {
                 state.engine.clone(),
                 state.reload.clone(),
                 state.metrics.clone(),
+                crate::reload::ReloadOptions {
+                    file_events: true,
+                    interval: Some(options.reload_interval).filter(|i| !i.is_zero()),
+                },
             )
             .context("cannot watch the policy directory and config")?
         } else {
@@ -554,7 +606,12 @@ fn eval(args: &PolicyArgs, body: &[u8], output: OutputFormat) -> anyhow::Result<
     Ok(())
 }
 
-fn check(dir: &Path, config: Option<&Path>, deny_warnings: bool) -> anyhow::Result<()> {
+fn check(
+    dir: &Path,
+    config: Option<&Path>,
+    deny_warnings: bool,
+    allow_default_deny: bool,
+) -> anyhow::Result<()> {
     let store = PolicyStore::load_dir(dir)?;
     let config = match config {
         Some(path) => Config::load(path)?,
@@ -562,8 +619,18 @@ fn check(dir: &Path, config: Option<&Path>, deny_warnings: bool) -> anyhow::Resu
     };
     let mut warnings: Vec<String> = store.warnings.iter().map(ToString::to_string).collect();
     warnings.extend(crate::policy::unknown_names(&store, &config));
+    let default_deny_allowed = allow_default_deny || config.file.allow_default_deny;
+    if !store.default_denied.is_empty() && default_deny_allowed {
+        warnings.push(format!(
+            "no permit policy can match {}: denied to everyone (allowed by allowDefaultDeny)",
+            store.default_denied.join(", ")
+        ));
+    }
     for warning in &warnings {
         outln!("warning: {warning}");
+    }
+    if !store.default_denied.is_empty() && !default_deny_allowed {
+        return Err(crate::policy::PolicyError::DefaultDeny(store.default_denied.clone()).into());
     }
     outln!(
         "{}: {} policies valid against {}, {} warning(s)",
@@ -572,6 +639,7 @@ fn check(dir: &Path, config: Option<&Path>, deny_warnings: bool) -> anyhow::Resu
         crate::policy::SCHEMA_FILE,
         warnings.len()
     );
+    outln!("policies {}, config {}", store.hash, config.hash);
     if deny_warnings && !warnings.is_empty() {
         bail!("{} warning(s) and --deny-warnings", warnings.len());
     }

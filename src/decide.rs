@@ -25,6 +25,8 @@ pub struct Engine {
     /// Namespace labels observed in the cluster (empty unless the namespace watch runs); shared
     /// with the watcher and carried over on reload.
     pub live_namespaces: LiveNamespaces,
+    /// When this engine was built: the time of the last successful load, for `/readyz`.
+    pub loaded_at: jiff::Timestamp,
     authorizer: Authorizer,
 }
 
@@ -35,6 +37,7 @@ impl Engine {
             policies,
             config,
             live_namespaces: crate::cluster::empty(),
+            loaded_at: jiff::Timestamp::now(),
             authorizer: Authorizer::new(),
         }
     }

@@ -189,6 +189,12 @@ async fn readyz(State(state): State<AppState>) -> Response {
         "policies": engine.policies.policy_count(),
         "policySource": engine.policies.source,
         "mode": engine.mode,
+        // What is being served, to compare with what was shipped (`guardrails check` prints the same).
+        "loaded": {
+            "policies": engine.policies.hash,
+            "config": engine.config.hash,
+            "at": engine.loaded_at.to_string(),
+        },
         "reload": reload,
     });
     let status = if ready {
