@@ -128,7 +128,6 @@ impl<'a> AuditRecord<'a> {
     }
 }
 
-
 /// Memory the buffer may hold before records are lost (or, with `fail`, requests refused).
 pub const DEFAULT_BUFFER_BYTES: usize = 8 * 1024 * 1024;
 /// At most this many records wait, whatever their size.
@@ -433,11 +432,7 @@ impl AuditLog {
     }
 
     /// Append to `path` (created if missing).
-    pub fn file(
-        path: &Path,
-        include_requests: bool,
-        max_request_bytes: usize,
-    ) -> io::Result<Self> {
+    pub fn file(path: &Path, include_requests: bool, max_request_bytes: usize) -> io::Result<Self> {
         Self::to_file(
             path,
             AuditOptions {

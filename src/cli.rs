@@ -458,7 +458,8 @@ fn serve(args: &PolicyArgs, options: ServeOptions) -> anyhow::Result<()> {
         tracing::warn!(%warning, "policy warning");
     }
     let state = server::AppState::with_audit(engine, audit);
-    runtime.block_on(async move {
+    let audit = state.audit.clone();
+    let served = runtime.block_on(async move {
         #[cfg(unix)]
         {
             let audit = state.audit.clone();
@@ -524,7 +525,15 @@ fn serve(args: &PolicyArgs, options: ServeOptions) -> anyhow::Result<()> {
         server::serve_tls(listen, rustls_config, server::router(state), handle)
             .await
             .with_context(|| format!("cannot serve on {listen}"))
-    })
+    });
+    // Write out what is buffered; a stalled destination must not hold up the exit for long.
+    if !audit.flush(crate::audit::DRAIN_TIMEOUT) {
+        tracing::warn!(
+            buffered = audit.counters().buffered_records.get(),
+            "audit records still buffered at exit are lost"
+        );
+    }
+    served
 }
 
 /// Accept a full AdmissionReview, or a bare `request` stanza (as many projects' test data is).

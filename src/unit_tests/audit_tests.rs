@@ -80,6 +80,12 @@ fn loss_reasons_are_a_closed_set_and_exist_from_the_start() {
     registry.register("dropped", "", counters.dropped.clone());
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
-    assert!(text.contains("dropped_total{reason=\"buffer_full\"} 0"), "{text}");
-    assert!(text.contains("dropped_total{reason=\"write_error\"} 0"), "{text}");
+    assert!(
+        text.contains("dropped_total{reason=\"buffer_full\"} 0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("dropped_total{reason=\"write_error\"} 0"),
+        "{text}"
+    );
 }
