@@ -32,6 +32,7 @@ fn review(i: usize) -> Vec<u8> {
 
 /// Send through the router; the answer must come within `ANSWER_WITHIN`.
 async fn call(state: &AppState, request: Request<Body>) -> (u16, Vec<u8>) {
+    let started = Instant::now();
     let answer = tokio::time::timeout(ANSWER_WITHIN, async {
         let response = server::router(state.clone())
             .oneshot(request)
@@ -42,6 +43,12 @@ async fn call(state: &AppState, request: Request<Body>) -> (u16, Vec<u8>) {
         (status, body.to_vec())
     })
     .await;
+    // The timeout cannot fire while a handler blocks its thread, hence the clock too.
+    assert!(
+        started.elapsed() < ANSWER_WITHIN,
+        "answered in {:?}",
+        started.elapsed()
+    );
     answer.expect("answered in time")
 }
 
@@ -92,7 +99,8 @@ async fn a_stalled_destination_never_stalls_decisions_and_every_loss_is_counted(
         let fifo = fifo.clone();
         std::thread::spawn(move || {
             let mut file = std::fs::File::open(fifo).unwrap();
-            released.recv().unwrap();
+            // Bounded, so that a test that fails (decisions stuck behind the writer) ends.
+            let _ = released.recv_timeout(Duration::from_secs(30));
             let mut text = String::new();
             file.read_to_string(&mut text).unwrap();
             text
