@@ -315,6 +315,8 @@ struct Shared {
     /// The last record offered found the buffer full.
     saturated: AtomicBool,
     reopen_requested: AtomicBool,
+    /// A flush already waited its time for a stalled destination: dropping waits no more.
+    abandoned: AtomicBool,
     last_error: Mutex<Option<(String, String)>>,
     last_loss_log: Mutex<Option<Instant>>,
     losses_unlogged: AtomicU64,
@@ -327,6 +329,7 @@ impl Shared {
             write_failing: AtomicBool::new(false),
             saturated: AtomicBool::new(false),
             reopen_requested: AtomicBool::new(false),
+            abandoned: AtomicBool::new(false),
             last_error: Mutex::new(None),
             last_loss_log: Mutex::new(None),
             losses_unlogged: AtomicU64::new(0),
@@ -525,10 +528,12 @@ impl AuditLog {
     }
 
     /// Wait until every buffered record is written or lost, at most `timeout`; whether it was.
+    /// After a flush that timed out, dropping the log does not wait again.
     pub fn flush(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         while self.shared.counters.buffered_records.get() > 0 {
             if Instant::now() >= deadline {
+                self.shared.abandoned.store(true, Ordering::Release);
                 return false;
             }
             std::thread::sleep(Duration::from_millis(5));
@@ -647,6 +652,9 @@ impl Drop for AuditLog {
         };
         let deadline = Instant::now() + DRAIN_TIMEOUT;
         while !thread.is_finished() {
+            if self.shared.abandoned.load(Ordering::Acquire) {
+                return;
+            }
             if Instant::now() >= deadline {
                 tracing::warn!(
                     buffered = self.shared.counters.buffered_records.get(),
