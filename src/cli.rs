@@ -10,7 +10,7 @@ use axum_server::Handle;
 use axum_server::tls_rustls::RustlsConfig;
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::audit::AuditLog;
+use crate::audit::{AuditLog, AuditOptions, LossPolicy};
 
 /// Write to stdout, returning the error instead of panicking (a closed pipe ends the command).
 macro_rules! outln {
@@ -143,6 +143,13 @@ pub enum Command {
         /// Largest request copied into the audit log.
         #[arg(long, value_name = "BYTES", default_value_t = crate::audit::DEFAULT_MAX_REQUEST_BYTES)]
         audit_log_max_request_bytes: usize,
+        /// When an audit record cannot be kept (buffer full, write failed): `drop` answers with
+        /// the decision and counts the loss; `fail` answers with a denial (code 503) instead.
+        #[arg(long, value_enum, default_value_t = LossPolicy::Drop, env = "GUARDRAILS_AUDIT_LOG_ON_LOSS")]
+        audit_log_on_loss: LossPolicy,
+        /// Memory for audit records waiting to be written; beyond it records are lost (counted).
+        #[arg(long, value_name = "BYTES", default_value_t = crate::audit::DEFAULT_BUFFER_BYTES, env = "GUARDRAILS_AUDIT_LOG_BUFFER_BYTES")]
+        audit_log_buffer_bytes: usize,
         /// Do not watch --policies, --config and the TLS files for changes.
         #[arg(long)]
         no_reload: bool,
@@ -266,16 +273,29 @@ pub enum Command {
     },
 }
 
-pub fn init_logging(format: LogFormat) {
+/// Log lines waiting for stderr; beyond this they are dropped (and counted), never waited for.
+pub const LOG_BUFFER_LINES: usize = 4096;
+
+/// Log to stderr through a writer thread: a stalled stderr drops lines
+/// (`guardrails_log_lines_dropped_total`) instead of blocking requests. Keep the guard until
+/// exit: dropping it flushes what is buffered (waiting at most about a second).
+pub fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(LOG_BUFFER_LINES)
+        .thread_name("guardrails-log")
+        .finish(std::io::stderr());
+    crate::metrics::count_dropped_log_lines(writer.error_counter());
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder.init(),
     }
+    guard
 }
 
 impl PolicyArgs {
@@ -304,6 +324,8 @@ struct ServeOptions {
     audit_log: Option<PathBuf>,
     audit_log_requests: bool,
     audit_log_max_request_bytes: usize,
+    audit_log_on_loss: LossPolicy,
+    audit_log_buffer_bytes: usize,
     reload: bool,
     reload_interval: std::time::Duration,
     allow_default_deny: bool,
@@ -323,6 +345,8 @@ pub fn run(cli: Cli) -> ExitCode {
             audit_log,
             audit_log_requests,
             audit_log_max_request_bytes,
+            audit_log_on_loss,
+            audit_log_buffer_bytes,
             no_reload,
             reload_interval,
             allow_default_deny,
@@ -339,6 +363,8 @@ pub fn run(cli: Cli) -> ExitCode {
                 audit_log,
                 audit_log_requests,
                 audit_log_max_request_bytes,
+                audit_log_on_loss,
+                audit_log_buffer_bytes,
                 reload: !no_reload,
                 reload_interval,
                 allow_default_deny,
@@ -421,6 +447,14 @@ pub fn run(cli: Cli) -> ExitCode {
 }
 
 fn serve(args: &PolicyArgs, options: ServeOptions) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    // Catch SIGHUP first thing: its default action would kill the process.
+    #[cfg(unix)]
+    let mut hangup = {
+        let _entered = runtime.enter();
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("cannot listen for SIGHUP")?
+    };
     let source = EngineSource {
         allow_default_deny: options.allow_default_deny,
         ..args.source()
@@ -448,17 +482,16 @@ fn serve(args: &PolicyArgs, options: ServeOptions) -> anyhow::Result<()> {
             "TLS is required: pass --tls-cert and --tls-key, or --dev for a local self-signed certificate"
         ),
     };
+    let audit_options = AuditOptions {
+        include_requests: options.audit_log_requests,
+        max_request_bytes: options.audit_log_max_request_bytes,
+        on_loss: options.audit_log_on_loss,
+        buffer_bytes: options.audit_log_buffer_bytes,
+    };
     let audit = match &options.audit_log {
-        Some(path) => AuditLog::file(
-            path,
-            options.audit_log_requests,
-            options.audit_log_max_request_bytes,
-        )
-        .with_context(|| format!("cannot open the audit log {}", path.display()))?,
-        None => AuditLog::stdout(
-            options.audit_log_requests,
-            options.audit_log_max_request_bytes,
-        ),
+        Some(path) => AuditLog::to_file(path, audit_options)
+            .with_context(|| format!("cannot open the audit log {}", path.display()))?,
+        None => AuditLog::to_stdout(audit_options),
     };
     tracing::info!(
         %listen,
@@ -473,8 +506,18 @@ fn serve(args: &PolicyArgs, options: ServeOptions) -> anyhow::Result<()> {
         tracing::warn!(%warning, "policy warning");
     }
     let state = server::AppState::with_audit(engine, audit);
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime.block_on(async move {
+    let audit = state.audit.clone();
+    let served = runtime.block_on(async move {
+        #[cfg(unix)]
+        {
+            let audit = state.audit.clone();
+            tokio::spawn(async move {
+                while hangup.recv().await.is_some() {
+                    tracing::info!("SIGHUP: reopening the audit log");
+                    audit.reopen();
+                }
+            });
+        }
         let _watcher = if options.reload {
             crate::reload::watch(
                 source,
@@ -534,7 +577,15 @@ fn serve(args: &PolicyArgs, options: ServeOptions) -> anyhow::Result<()> {
         server::serve_tls(listen, rustls_config, server::router(state), handle)
             .await
             .with_context(|| format!("cannot serve on {listen}"))
-    })
+    });
+    // Write out what is buffered; a stalled destination must not hold up the exit for long.
+    if !audit.flush(crate::audit::DRAIN_TIMEOUT) {
+        tracing::warn!(
+            buffered = audit.counters().buffered_records.get(),
+            "audit records still buffered at exit are lost"
+        );
+    }
+    served
 }
 
 /// Accept a full AdmissionReview, or a bare `request` stanza (as many projects' test data is).

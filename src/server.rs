@@ -53,9 +53,9 @@ impl AppState {
         Self {
             engine: Arc::new(ArcSwap::from_pointee(engine)),
             ready: Arc::new(AtomicBool::new(true)),
+            metrics: Arc::new(Metrics::with_audit(&audit)),
             audit: Arc::new(audit),
             reload: Arc::new(Mutex::new(ReloadStatus::default())),
-            metrics: Arc::new(Metrics::new()),
         }
     }
 }
@@ -94,9 +94,10 @@ async fn validate(State(state): State<AppState>, body: Bytes) -> Response {
     let started = Instant::now();
     let engine = state.engine.load();
     match respond::review(&engine, &body) {
-        Ok(reviewed) => {
+        Ok(mut reviewed) => {
             let elapsed = started.elapsed();
-            state.audit.record(&reviewed, &body, elapsed);
+            // Never blocks; with audit-log-on-loss=fail it may turn the answer into an error.
+            state.audit.record(&mut reviewed, &body, elapsed);
             state
                 .metrics
                 .record_review(&reviewed, elapsed.as_secs_f64());
@@ -183,7 +184,8 @@ async fn readyz(State(state): State<AppState>) -> Response {
         Err(poisoned) => poisoned.into_inner().clone(),
     };
     // A failed reload does not make the pod unready: it keeps serving the last good policies,
-    // and says so here.
+    // and says so here. Nor does a failing audit log: every replica usually shares its cause
+    // (stdout collector, disk), and all of them unready would block every change.
     let body = json!({
         "ready": ready,
         "policies": engine.policies.policy_count(),
@@ -196,6 +198,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
             "at": engine.loaded_at.to_string(),
         },
         "reload": reload,
+        "audit": state.audit.status(),
     });
     let status = if ready {
         StatusCode::OK
