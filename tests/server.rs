@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use axum_server::Handle;
 use common::*;
-use guardrails::server::{self, AppState};
+use guardrails::limits::Limits;
+use guardrails::server::{self, AppState, ServerHandle};
 use guardrails::tls;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
@@ -121,26 +121,31 @@ async fn wrong_method_and_unknown_path() {
 
 struct RunningServer {
     addr: SocketAddr,
-    handle: Handle<SocketAddr>,
+    handle: ServerHandle,
     ca_pem: String,
 }
 
 async fn start_tls_server() -> RunningServer {
+    start_tls_server_with(state(), Limits::default()).await
+}
+
+async fn start_tls_server_with(state: AppState, limits: Limits) -> RunningServer {
     let pair = tls::generate_dev().unwrap();
     let config =
         tls::server_config(pair.cert_pem.as_bytes(), pair.key_pem.as_bytes(), "test").unwrap();
-    let handle = Handle::new();
-    let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let handle = ServerHandle::new();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let metrics = state.metrics.clone();
+    let state = state.with_limits(limits.clone());
     tokio::spawn(server::serve_tls(
-        listen,
-        axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(config)),
-        server::router(state()),
+        listener,
+        tls::ReloadableTls::new(config),
+        server::router(state),
+        limits,
+        metrics,
         handle.clone(),
     ));
-    let addr = tokio::time::timeout(Duration::from_secs(10), handle.listening())
-        .await
-        .unwrap()
-        .expect("server bound");
     RunningServer {
         addr,
         handle,
@@ -250,7 +255,7 @@ async fn https_http1_keep_alive_reuses_one_connection() {
         1,
         "keep-alive should reuse the connection"
     );
-    server.handle.shutdown();
+    server.handle.stop();
 }
 
 #[tokio::test]
@@ -286,7 +291,7 @@ async fn https_http2_multiplexes_reviews() {
         "{warnings:?}"
     );
     assert_eq!(server.handle.connection_count(), 1);
-    server.handle.shutdown();
+    server.handle.stop();
 }
 
 #[tokio::test]
@@ -304,7 +309,7 @@ async fn plain_http_to_the_tls_port_is_refused() {
         !reply.starts_with(b"HTTP/1.1 200"),
         "plain HTTP must not be served"
     );
-    server.handle.shutdown();
+    server.handle.stop();
 }
 
 /// Parse OpenMetrics text into (series with labels, value).

@@ -1,0 +1,303 @@
+//! Admission control for the webhook routes: a memory budget, a bounded pool of decision slots
+//! with a short queue, and a deadline per request. What does not fit is shed at once with an
+//! answer the API server understands (see `server::shed_response`) instead of waiting.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::admission::{MAX_BODY_BYTES, MAX_JSON_VALUES};
+
+/// Every limit of `serve`, with its default. The README's "Limits and shedding" lists them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest request body; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// Decisions (parse, decide, answer) running at once, each on a blocking thread.
+    pub decision_workers: usize,
+    /// Requests read in full and waiting for a decision slot; beyond it, shed.
+    pub max_queue: usize,
+    /// From a request's arrival to its answer: reading the body, waiting and deciding.
+    pub request_timeout: Duration,
+    /// Estimated bytes held by requests in flight (see `estimate`); beyond it, shed.
+    pub memory_budget: usize,
+    /// Open connections; at the cap, idle ones are closed and new ones wait in the backlog.
+    pub max_connections: usize,
+    /// A connection with no request in flight for this long is closed.
+    pub idle_timeout: Duration,
+    /// Time a new connection has for its TLS handshake and first request.
+    pub first_request_timeout: Duration,
+    /// After SIGTERM: keep serving this long with `/readyz` failing, so endpoints catch up.
+    pub shutdown_delay: Duration,
+    /// Then, after the listener closes: time to finish what was received.
+    pub shutdown_grace: Duration,
+}
+
+/// Bytes every request is charged on arrival: headers, task, buffers.
+pub const BASE_REQUEST_BYTES: usize = 16 * 1024;
+/// Parsing holds the body, serde's flattened buffer of each object and the parsed tree: per
+/// JSON value (see `admission::count_json_values`), measured at 150-200 bytes.
+pub const BYTES_PER_JSON_VALUE: usize = 200;
+/// Beyond the parse: the audit line and answer are at most about the body again.
+pub const BODY_COPIES: usize = 2;
+
+pub const DEFAULT_MAX_QUEUE: usize = 64;
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(4);
+pub const DEFAULT_MEMORY_BUDGET: usize = 128 * 1024 * 1024;
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// File descriptors kept free below RLIMIT_NOFILE for policy files, watchers, the audit log
+/// and the probe port.
+pub const RESERVED_FDS: usize = 64;
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_SHUTDOWN_DELAY: Duration = Duration::from_secs(5);
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: MAX_BODY_BYTES,
+            decision_workers: default_decision_workers(),
+            max_queue: DEFAULT_MAX_QUEUE,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            memory_budget: DEFAULT_MEMORY_BUDGET,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            first_request_timeout: DEFAULT_FIRST_REQUEST_TIMEOUT,
+            shutdown_delay: DEFAULT_SHUTDOWN_DELAY,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+        }
+    }
+}
+
+/// Decisions are CPU-bound: one per core (at least 2, so one slow request never blocks all).
+pub fn default_decision_workers() -> usize {
+    std::thread::available_parallelism()
+        .map_or(2, usize::from)
+        .max(2)
+}
+
+/// Estimated bytes a request of `body_bytes` with `json_values` values holds while decided.
+pub fn estimate(body_bytes: usize, json_values: usize) -> usize {
+    BASE_REQUEST_BYTES
+        .saturating_add(body_bytes.saturating_mul(BODY_COPIES))
+        .saturating_add(json_values.saturating_mul(BYTES_PER_JSON_VALUE))
+}
+
+/// The soft RLIMIT_NOFILE of this process, if it has one.
+pub fn open_file_limit() -> Option<usize> {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    limit.current.and_then(|n| usize::try_from(n).ok())
+}
+
+impl Limits {
+    /// Clamp what must hold together, and say what was changed (for a log line each):
+    /// connections below the fd limit, and a budget that admits the largest single request.
+    pub fn normalise(&mut self, open_files: Option<usize>) -> Vec<String> {
+        let mut notes = Vec::new();
+        if let Some(files) = open_files {
+            let most = files.saturating_sub(RESERVED_FDS).max(1);
+            if self.max_connections > most {
+                notes.push(format!(
+                    "max connections lowered from {} to {most}: RLIMIT_NOFILE is {files}, {RESERVED_FDS} kept for files",
+                    self.max_connections
+                ));
+                self.max_connections = most;
+            }
+        }
+        let largest = self.largest_request();
+        if self.memory_budget < largest {
+            notes.push(format!(
+                "memory budget raised from {} to {largest} bytes: the largest single request (a {}-byte body) must fit",
+                self.memory_budget, self.max_body_bytes
+            ));
+            self.memory_budget = largest;
+        }
+        self.decision_workers = self.decision_workers.max(1);
+        self.max_connections = self.max_connections.max(1);
+        notes
+    }
+
+    /// The estimate for the largest request the limits allow.
+    pub fn largest_request(&self) -> usize {
+        estimate(
+            self.max_body_bytes,
+            MAX_JSON_VALUES.min(self.max_body_bytes / 2 + 1),
+        )
+    }
+}
+
+/// Why a request was shed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shed {
+    /// The queue for decision slots was full.
+    Queue,
+    /// The memory budget could not hold the request.
+    Memory,
+    /// The deadline passed while the request waited for a slot.
+    Deadline,
+}
+
+impl Shed {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queue => "queue",
+            Self::Memory => "memory",
+            Self::Deadline => "deadline",
+        }
+    }
+}
+
+/// Shared admission state: the budget, the decision slots and the queue.
+#[derive(Debug)]
+pub struct Gate {
+    pub limits: Limits,
+    reserved: Arc<AtomicUsize>,
+    slots: Arc<Semaphore>,
+    queued: AtomicUsize,
+}
+
+impl Gate {
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            slots: Arc::new(Semaphore::new(limits.decision_workers)),
+            reserved: Arc::new(AtomicUsize::new(0)),
+            queued: AtomicUsize::new(0),
+            limits,
+        }
+    }
+
+    /// Bytes currently reserved by requests in flight.
+    pub fn reserved(&self) -> usize {
+        self.reserved.load(Ordering::Relaxed)
+    }
+
+    /// Requests waiting for a decision slot.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    /// Charge `bytes` to the budget, or refuse if it would overflow.
+    pub fn reserve(&self, bytes: usize) -> Result<Reservation, Shed> {
+        let mut reservation = Reservation {
+            budget: self.reserved.clone(),
+            limit: self.limits.memory_budget,
+            bytes: 0,
+        };
+        reservation.grow(bytes)?;
+        Ok(reservation)
+    }
+
+    /// A decision slot, waiting in the queue until `deadline` if none is free.
+    pub async fn slot(&self, deadline: Instant) -> Result<OwnedSemaphorePermit, Shed> {
+        if let Ok(permit) = self.slots.clone().try_acquire_owned() {
+            return Ok(permit);
+        }
+        if self.queued.fetch_add(1, Ordering::AcqRel) >= self.limits.max_queue {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            return Err(Shed::Queue);
+        }
+        let waited = tokio::time::timeout_at(
+            tokio::time::Instant::from_std(deadline),
+            self.slots.clone().acquire_owned(),
+        )
+        .await;
+        self.queued.fetch_sub(1, Ordering::AcqRel);
+        match waited {
+            Ok(Ok(permit)) => Ok(permit),
+            // The semaphore is never closed; treat it like a timeout all the same.
+            Ok(Err(_)) | Err(_) => Err(Shed::Deadline),
+        }
+    }
+}
+
+/// Bytes charged to the memory budget, given back when dropped.
+#[derive(Debug)]
+pub struct Reservation {
+    budget: Arc<AtomicUsize>,
+    limit: usize,
+    bytes: usize,
+}
+
+impl Reservation {
+    /// Charge `more` bytes, or refuse (keeping what is already held) if the budget is full.
+    pub fn grow(&mut self, more: usize) -> Result<(), Shed> {
+        let mut current = self.budget.load(Ordering::Relaxed);
+        loop {
+            let next = current.saturating_add(more);
+            if next > self.limit {
+                return Err(Shed::Memory);
+            }
+            match self.budget.compare_exchange_weak(
+                current,
+                next,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    self.bytes += more;
+                    return Ok(());
+                }
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.budget.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}
+
+/// Logs a limit that bites at most once per interval, with how often it bit meanwhile, so an
+/// attack cannot turn into a log flood (which would stall on a slow log collector).
+#[derive(Debug)]
+pub struct Throttle {
+    started: Instant,
+    interval_ms: u64,
+    next_ms: AtomicU64,
+    suppressed: AtomicU64,
+}
+
+impl Throttle {
+    pub fn new(interval: Duration) -> Self {
+        Self {
+            started: Instant::now(),
+            interval_ms: u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
+            next_ms: AtomicU64::new(0),
+            suppressed: AtomicU64::new(0),
+        }
+    }
+
+    /// `Some(times suppressed since the last log)` when it is time to log again.
+    pub fn ready(&self) -> Option<u64> {
+        let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let next = self.next_ms.load(Ordering::Relaxed);
+        if now >= next
+            && self
+                .next_ms
+                .compare_exchange(
+                    next,
+                    now.saturating_add(self.interval_ms),
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+        {
+            return Some(self.suppressed.swap(0, Ordering::AcqRel));
+        }
+        self.suppressed.fetch_add(1, Ordering::Relaxed);
+        None
+    }
+}
+
+#[cfg(test)]
+#[path = "unit_tests/limits_tests.rs"]
+mod tests;

@@ -1,0 +1,72 @@
+//! Unit tests for `src/limits.rs` (kept apart so `src/` holds only shipped code).
+
+use super::*;
+
+fn gate(budget: usize, workers: usize, queue: usize) -> Gate {
+    Gate::new(Limits {
+        memory_budget: budget,
+        decision_workers: workers,
+        max_queue: queue,
+        ..Limits::default()
+    })
+}
+
+#[test]
+fn reservations_are_refused_beyond_the_budget_and_given_back_on_drop() {
+    let gate = gate(1000, 1, 1);
+    let mut first = gate.reserve(600).unwrap();
+    assert_eq!(gate.reserve(500).err(), Some(Shed::Memory));
+    assert_eq!(first.grow(500), Err(Shed::Memory));
+    assert_eq!(first.bytes(), 600, "a refused growth keeps what is held");
+    first.grow(400).unwrap();
+    assert_eq!(gate.reserved(), 1000);
+    drop(first);
+    assert_eq!(gate.reserved(), 0);
+    gate.reserve(1000).unwrap();
+}
+
+#[tokio::test]
+async fn a_full_queue_sheds_and_a_wait_ends_at_the_deadline() {
+    let gate = gate(1000, 1, 1);
+    let far = Instant::now() + Duration::from_secs(30);
+    let held = gate.slot(far).await.unwrap();
+    // One waiter fits in the queue; it gives up at its deadline.
+    let soon = Instant::now() + Duration::from_millis(50);
+    let waiter = gate.slot(soon);
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(gate.queued(), 1);
+        gate.slot(far).await.err()
+    };
+    let (waited, second) = tokio::join!(waiter, second);
+    assert_eq!(waited.err(), Some(Shed::Deadline));
+    assert_eq!(second, Some(Shed::Queue));
+    assert_eq!(gate.queued(), 0);
+    drop(held);
+    assert!(gate.slot(far).await.is_ok());
+}
+
+#[test]
+fn connections_stay_below_the_fd_limit_and_the_budget_admits_the_largest_request() {
+    let mut limits = Limits {
+        memory_budget: 1,
+        max_connections: 5000,
+        ..Limits::default()
+    };
+    let notes = limits.normalise(Some(1024));
+    assert_eq!(limits.max_connections, 1024 - RESERVED_FDS);
+    assert_eq!(limits.memory_budget, limits.largest_request());
+    assert_eq!(notes.len(), 2, "{notes:?}");
+    let mut unchanged = Limits::default();
+    assert!(unchanged.normalise(None).is_empty());
+    assert_eq!(unchanged, Limits::default());
+}
+
+#[test]
+fn throttle_logs_once_per_interval_and_counts_the_rest() {
+    let throttle = Throttle::new(Duration::from_secs(3600));
+    assert_eq!(throttle.ready(), Some(0));
+    assert_eq!(throttle.ready(), None);
+    assert_eq!(throttle.ready(), None);
+    assert_eq!(throttle.suppressed.load(Ordering::Relaxed), 2);
+}
