@@ -6,15 +6,20 @@
 
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
 use kube::core::{DynamicObject, TypeMeta};
+use serde_json::Value;
 
 /// Default largest request body (`serve --max-body-bytes`). The API server caps a stored object
 /// at ~1.5 MiB (etcd) and a request at 3 MiB; a review carries the object and the old object.
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
-/// Most JSON values (array elements, object members and containers) in one body. A 3 MiB
-/// review of real objects holds ~220k; each value costs ~100-200 bytes once parsed, so this
-/// bounds one parse to tens of MiB whatever the body looks like.
-pub const MAX_JSON_VALUES: usize = 500_000;
+/// Most JSON values (containers, array elements and object members) in one body. A dense
+/// 3 MiB review of real objects (an Application listing 10,000 resources, old and new) holds
+/// ~180k.
+pub const MAX_JSON_VALUES: usize = 300_000;
+
+/// Most JSON objects in one body; the same 3 MiB review holds ~40k. Each costs ~600 bytes once
+/// parsed, far more than its text, so objects are bounded on their own.
+pub const MAX_JSON_OBJECTS: usize = 60_000;
 
 /// Deepest JSON nesting: serde_json's own recursion limit, which rejects deeper bodies.
 pub const MAX_JSON_DEPTH: usize = 128;
@@ -78,40 +83,100 @@ pub fn quote_limited(text: &str, limit: usize) -> String {
     }
 }
 
-/// Count the JSON values in `body` without parsing it: one per container, plus one per
-/// element or member (commas). Strings are skipped, escapes included. Linear, no allocation.
-pub fn count_json_values(body: &[u8]) -> usize {
-    let (mut in_string, mut escaped, mut count) = (false, false, 1usize);
-    for &byte in body {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if byte == b'\\' {
-                escaped = true;
-            } else if byte == b'"' {
-                in_string = false;
-            }
-        } else {
-            match byte {
-                b'"' => in_string = true,
-                b',' | b'[' | b'{' => count += 1,
-                _ => {}
+/// What a body holds, counted without parsing it (strings skipped, escapes included): what
+/// the limits bound and the memory estimate is made of. Linear, no allocation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JsonCounts {
+    /// Containers, array elements and object members (one per `{`, `[` and `,`, plus one).
+    pub values: usize,
+    pub objects: usize,
+    /// Object members (one per `:`).
+    pub members: usize,
+}
+
+/// Counts a body as it arrives, chunk by chunk.
+#[derive(Debug, Clone, Default)]
+pub struct JsonCounter {
+    counts: JsonCounts,
+    in_string: bool,
+    escaped: bool,
+}
+
+impl JsonCounter {
+    pub fn feed(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            if self.in_string {
+                if self.escaped {
+                    self.escaped = false;
+                } else if byte == b'\\' {
+                    self.escaped = true;
+                } else if byte == b'"' {
+                    self.in_string = false;
+                }
+            } else {
+                match byte {
+                    b'"' => self.in_string = true,
+                    b',' | b'[' => self.counts.values += 1,
+                    b'{' => {
+                        self.counts.values += 1;
+                        self.counts.objects += 1;
+                    }
+                    b':' => self.counts.members += 1,
+                    _ => {}
+                }
             }
         }
     }
-    count
+
+    pub fn counts(&self) -> JsonCounts {
+        JsonCounts {
+            values: self.counts.values + 1,
+            ..self.counts
+        }
+    }
+}
+
+pub fn count_json(body: &[u8]) -> JsonCounts {
+    let mut counter = JsonCounter::default();
+    counter.feed(body);
+    counter.counts()
+}
+
+/// Refuse a body holding more than the limits allow.
+pub fn check_counts(counts: &JsonCounts) -> Result<(), EnvelopeError> {
+    if counts.values > MAX_JSON_VALUES {
+        return Err(EnvelopeError::TooComplex(format!(
+            "{} JSON values, at most {MAX_JSON_VALUES} are accepted",
+            counts.values
+        )));
+    }
+    if counts.objects > MAX_JSON_OBJECTS {
+        return Err(EnvelopeError::TooComplex(format!(
+            "{} JSON objects, at most {MAX_JSON_OBJECTS} are accepted",
+            counts.objects
+        )));
+    }
+    Ok(())
 }
 
 /// Parse an HTTP body into the typed request, keeping the review's apiVersion for the answer.
 pub fn parse_review(body: &[u8]) -> Result<Request, EnvelopeError> {
-    let values = count_json_values(body);
-    if values > MAX_JSON_VALUES {
-        return Err(EnvelopeError::TooComplex(format!(
-            "{values} JSON values, at most {MAX_JSON_VALUES} are accepted"
-        )));
-    }
-    let review: AdmissionReview<DynamicObject> =
+    check_counts(&count_json(body))?;
+    parse_checked(body)
+}
+
+/// `parse_review` for a body whose counts the caller has already checked.
+pub fn parse_checked(body: &[u8]) -> Result<Request, EnvelopeError> {
+    let mut value: Value =
         serde_json::from_slice(body).map_err(|error| EnvelopeError::Malformed(describe(&error)))?;
+    // The objects are converted by hand: kube's `DynamicObject` deserialises through serde's
+    // flatten buffer, a second copy of the whole object while it is parsed.
+    let (object, old_object) = match value.get_mut("request").and_then(Value::as_object_mut) {
+        Some(request) => (request.remove("object"), request.remove("oldObject")),
+        None => (None, None),
+    };
+    let review: AdmissionReview<DynamicObject> = serde_json::from_value(value)
+        .map_err(|error| EnvelopeError::Malformed(describe(&error)))?;
     if review.types.kind != "AdmissionReview" {
         return Err(EnvelopeError::WrongKind(quote_limited(
             &review.types.kind,
@@ -124,14 +189,64 @@ pub fn parse_review(body: &[u8]) -> Result<Request, EnvelopeError> {
             MAX_QUOTED_CHARS,
         )));
     }
-    let request: Request = review
+    let mut request: Request = review
         .try_into()
         .map_err(|_| EnvelopeError::MissingRequest)?;
     if request.uid.is_empty() {
         return Err(EnvelopeError::MissingUid);
     }
     check_shape(&request)?;
+    request.object = object.map(dynamic_object).transpose()?.flatten();
+    request.old_object = old_object.map(dynamic_object).transpose()?.flatten();
     Ok(request)
+}
+
+/// A Kubernetes object as `DynamicObject` would deserialise it: `apiVersion` and `kind` as its
+/// type, `metadata`, and every other key as data; `null` is no object.
+fn dynamic_object(value: Value) -> Result<Option<DynamicObject>, EnvelopeError> {
+    let mut map = match value {
+        Value::Null => return Ok(None),
+        Value::Object(map) => map,
+        other => {
+            return Err(EnvelopeError::Malformed(format!(
+                "invalid type: {}, expected a Kubernetes object",
+                kind_of(&other)
+            )));
+        }
+    };
+    let types = match (map.get("apiVersion"), map.get("kind")) {
+        (Some(Value::String(api_version)), Some(Value::String(kind))) => {
+            let types = TypeMeta {
+                api_version: api_version.clone(),
+                kind: kind.clone(),
+            };
+            map.remove("apiVersion");
+            map.remove("kind");
+            Some(types)
+        }
+        _ => None,
+    };
+    let metadata = match map.remove("metadata") {
+        Some(metadata) => serde_json::from_value(metadata)
+            .map_err(|error| EnvelopeError::Malformed(describe(&error)))?,
+        None => Default::default(),
+    };
+    Ok(Some(DynamicObject {
+        types,
+        metadata,
+        data: Value::Object(map),
+    }))
+}
+
+fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "sequence",
+        Value::Object(_) => "map",
+    }
 }
 
 /// serde_json quotes an offending value in full: cut it, and keep where it was.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::admission::{MAX_BODY_BYTES, MAX_JSON_VALUES};
+use crate::admission::{JsonCounts, MAX_BODY_BYTES, MAX_JSON_OBJECTS, MAX_JSON_VALUES};
 
 /// Every limit of `serve`, with its default. The README's "Limits and shedding" lists them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,11 +37,14 @@ pub struct Limits {
 
 /// Bytes every request is charged on arrival: headers, task, buffers.
 pub const BASE_REQUEST_BYTES: usize = 16 * 1024;
-/// Parsing holds the body, serde's flattened buffer of each object and the parsed tree: per
-/// JSON value (see `admission::count_json_values`), measured at 150-200 bytes.
-pub const BYTES_PER_JSON_VALUE: usize = 200;
-/// Beyond the parse: the audit line and answer are at most about the body again.
+/// The body is held while its parsed form, the audit line and the answer are built.
 pub const BODY_COPIES: usize = 2;
+/// Parsed, every JSON value costs a `serde_json::Value` and its share of the array or map
+/// holding it; every object member a key and a map slot; every object a map node. Measured
+/// (see README, "Limits and shedding") and rounded up.
+pub const BYTES_PER_JSON_VALUE: usize = 80;
+pub const BYTES_PER_JSON_MEMBER: usize = 80;
+pub const BYTES_PER_JSON_OBJECT: usize = 400;
 
 pub const DEFAULT_MAX_QUEUE: usize = 64;
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(4);
@@ -79,11 +82,13 @@ pub fn default_decision_workers() -> usize {
         .max(2)
 }
 
-/// Estimated bytes a request of `body_bytes` with `json_values` values holds while decided.
-pub fn estimate(body_bytes: usize, json_values: usize) -> usize {
+/// Estimated bytes a request of `body_bytes` holding `counts` takes while it is decided.
+pub fn estimate(body_bytes: usize, counts: JsonCounts) -> usize {
     BASE_REQUEST_BYTES
         .saturating_add(body_bytes.saturating_mul(BODY_COPIES))
-        .saturating_add(json_values.saturating_mul(BYTES_PER_JSON_VALUE))
+        .saturating_add(counts.values.saturating_mul(BYTES_PER_JSON_VALUE))
+        .saturating_add(counts.members.saturating_mul(BYTES_PER_JSON_MEMBER))
+        .saturating_add(counts.objects.saturating_mul(BYTES_PER_JSON_OBJECT))
 }
 
 /// The soft RLIMIT_NOFILE of this process, if it has one.
@@ -122,9 +127,15 @@ impl Limits {
 
     /// The estimate for the largest request the limits allow.
     pub fn largest_request(&self) -> usize {
+        // Every value at most two bytes of text; members are values too.
+        let values = MAX_JSON_VALUES.min(self.max_body_bytes / 2 + 1);
         estimate(
             self.max_body_bytes,
-            MAX_JSON_VALUES.min(self.max_body_bytes / 2 + 1),
+            JsonCounts {
+                values,
+                members: values,
+                objects: MAX_JSON_OBJECTS.min(values),
+            },
         )
     }
 }
@@ -150,20 +161,65 @@ impl Shed {
     }
 }
 
+/// Share of the memory budget that bodies still being received may hold together: the rest is
+/// kept for requests that have arrived in full, so a flood of uploads cannot starve decisions.
+pub const RECEIVING_SHARE: usize = 4;
+
 /// Shared admission state: the budget, the decision slots and the queue.
 #[derive(Debug)]
 pub struct Gate {
     pub limits: Limits,
-    reserved: Arc<AtomicUsize>,
+    reserved: Arc<Counter>,
+    receiving: Arc<Counter>,
     slots: Arc<Semaphore>,
     queued: AtomicUsize,
+}
+
+/// Bytes charged against a limit.
+#[derive(Debug)]
+struct Counter {
+    used: AtomicUsize,
+    limit: usize,
+}
+
+impl Counter {
+    fn new(limit: usize) -> Arc<Self> {
+        Arc::new(Self {
+            used: AtomicUsize::new(0),
+            limit,
+        })
+    }
+
+    fn charge(&self, more: usize) -> Result<(), Shed> {
+        let mut current = self.used.load(Ordering::Relaxed);
+        loop {
+            let next = current.saturating_add(more);
+            if next > self.limit {
+                return Err(Shed::Memory);
+            }
+            match self.used.compare_exchange_weak(
+                current,
+                next,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Ok(()),
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    fn release(&self, bytes: usize) {
+        self.used.fetch_sub(bytes, Ordering::AcqRel);
+    }
 }
 
 impl Gate {
     pub fn new(limits: Limits) -> Self {
         Self {
             slots: Arc::new(Semaphore::new(limits.decision_workers)),
-            reserved: Arc::new(AtomicUsize::new(0)),
+            reserved: Counter::new(limits.memory_budget),
+            receiving: Counter::new(limits.memory_budget / RECEIVING_SHARE),
             queued: AtomicUsize::new(0),
             limits,
         }
@@ -171,7 +227,7 @@ impl Gate {
 
     /// Bytes currently reserved by requests in flight.
     pub fn reserved(&self) -> usize {
-        self.reserved.load(Ordering::Relaxed)
+        self.reserved.used.load(Ordering::Relaxed)
     }
 
     /// Requests waiting for a decision slot.
@@ -179,14 +235,15 @@ impl Gate {
         self.queued.load(Ordering::Relaxed)
     }
 
-    /// Charge `bytes` to the budget, or refuse if it would overflow.
+    /// Charge a request's first `bytes` (still being received) to the budget, or refuse.
     pub fn reserve(&self, bytes: usize) -> Result<Reservation, Shed> {
         let mut reservation = Reservation {
-            budget: self.reserved.clone(),
-            limit: self.limits.memory_budget,
+            total: self.reserved.clone(),
+            receiving: self.receiving.clone(),
             bytes: 0,
+            receiving_bytes: 0,
         };
-        reservation.grow(bytes)?;
+        reservation.grow_receiving(bytes)?;
         Ok(reservation)
     }
 
@@ -213,36 +270,40 @@ impl Gate {
     }
 }
 
-/// Bytes charged to the memory budget, given back when dropped.
+/// Bytes charged to the memory budget (and, while the body arrives, to the receiving share),
+/// given back when dropped.
 #[derive(Debug)]
 pub struct Reservation {
-    budget: Arc<AtomicUsize>,
-    limit: usize,
+    total: Arc<Counter>,
+    receiving: Arc<Counter>,
     bytes: usize,
+    receiving_bytes: usize,
 }
 
 impl Reservation {
+    /// Charge `more` bytes of a body still arriving, or refuse (keeping what is held).
+    pub fn grow_receiving(&mut self, more: usize) -> Result<(), Shed> {
+        self.receiving.charge(more)?;
+        if let Err(shed) = self.total.charge(more) {
+            self.receiving.release(more);
+            return Err(shed);
+        }
+        self.receiving_bytes += more;
+        self.bytes += more;
+        Ok(())
+    }
+
+    /// The body has arrived: it no longer counts against the receiving share.
+    pub fn received(&mut self) {
+        self.receiving.release(self.receiving_bytes);
+        self.receiving_bytes = 0;
+    }
+
     /// Charge `more` bytes, or refuse (keeping what is already held) if the budget is full.
     pub fn grow(&mut self, more: usize) -> Result<(), Shed> {
-        let mut current = self.budget.load(Ordering::Relaxed);
-        loop {
-            let next = current.saturating_add(more);
-            if next > self.limit {
-                return Err(Shed::Memory);
-            }
-            match self.budget.compare_exchange_weak(
-                current,
-                next,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => {
-                    self.bytes += more;
-                    return Ok(());
-                }
-                Err(actual) => current = actual,
-            }
-        }
+        self.total.charge(more)?;
+        self.bytes += more;
+        Ok(())
     }
 
     pub fn bytes(&self) -> usize {
@@ -252,7 +313,8 @@ impl Reservation {
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        self.budget.fetch_sub(self.bytes, Ordering::AcqRel);
+        self.receiving.release(self.receiving_bytes);
+        self.total.release(self.bytes);
     }
 }
 

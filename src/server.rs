@@ -24,6 +24,7 @@ use futures::StreamExt;
 use serde_json::json;
 use tower_http::timeout::TimeoutLayer;
 
+use crate::admission::{JsonCounter, JsonCounts};
 use crate::audit::{AuditLog, DEFAULT_MAX_REQUEST_BYTES};
 use crate::decide::Engine;
 use crate::limits::{self, Gate, Limits, Reservation, Shed, Throttle};
@@ -177,18 +178,33 @@ async fn admit(state: AppState, webhook: Webhook, headers: &HeaderMap, body: Bod
             deadline,
         )
         .await
-        .map(|body| (body, reservation)),
+        .map(|(body, counts)| (body, counts, reservation)),
         Err(error) => Err(error),
     };
-    let (body, reservation) = match read {
+    let (body, counts, mut reservation) = match read {
         Ok(read) => read,
         Err(error) => {
+            // The rest of a refused body is read and dropped after the answer is sent, so the
+            // client gets the answer instead of a reset (HTTP/1.1) or a stream error (HTTP/2),
+            // and an HTTP/1.1 connection stays usable.
             if matches!(error, BodyError::TooLarge | BodyError::Shed(_)) {
-                drain(&mut stream, deadline).await;
+                tokio::spawn(drain(stream, deadline));
             }
             return body_error(&state, webhook, error);
         }
     };
+    reservation.received();
+    if let Err(error) = crate::admission::check_counts(&counts) {
+        return bad_request(&state, webhook, &error, body.len(), arrived);
+    }
+    // Charge what the decision will hold before waiting for a slot, so that a queue of large
+    // bodies can never leave a running decision short of budget.
+    let needed = limits::estimate(body.len(), counts);
+    if needed > reservation.bytes()
+        && let Err(shed) = reservation.grow(needed - reservation.bytes())
+    {
+        return shed_response(&state, webhook, shed);
+    }
 
     let permit = match state.gate.slot(deadline).await {
         Ok(permit) => permit,
@@ -196,12 +212,11 @@ async fn admit(state: AppState, webhook: Webhook, headers: &HeaderMap, body: Bod
     };
     let task_state = state.clone();
     let task = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        decide(&task_state, webhook, &body, reservation, arrived)
+        let _held = (permit, reservation);
+        decide(&task_state, webhook, &body, arrived)
     });
     match tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), task).await {
-        Ok(Ok(Ok(response))) => response,
-        Ok(Ok(Err(shed))) => shed_response(&state, webhook, shed),
+        Ok(Ok(response)) => response,
         Ok(Err(error)) => {
             tracing::error!(%error, webhook = webhook.as_str(), "a decision failed");
             plain_error(
@@ -236,8 +251,9 @@ async fn read_body(
     reservation: &mut Reservation,
     max: usize,
     deadline: Instant,
-) -> Result<Bytes, BodyError> {
+) -> Result<(Bytes, JsonCounts), BodyError> {
     let mut body: Vec<u8> = Vec::with_capacity(declared.unwrap_or(0));
+    let mut counter = JsonCounter::default();
     let until = tokio::time::Instant::from_std(deadline);
     loop {
         let chunk = match tokio::time::timeout_at(until, stream.next()).await {
@@ -252,15 +268,18 @@ async fn read_body(
         }
         let held = reservation.bytes() - limits::BASE_REQUEST_BYTES;
         if length > held {
-            reservation.grow(length - held).map_err(BodyError::Shed)?;
+            reservation
+                .grow_receiving(length - held)
+                .map_err(BodyError::Shed)?;
         }
+        counter.feed(&chunk);
         body.extend_from_slice(&chunk);
     }
-    Ok(Bytes::from(body))
+    Ok((Bytes::from(body), counter.counts()))
 }
 
-/// Read and drop the rest of a refused body (bounded), so the answer reaches the client.
-async fn drain(stream: &mut axum::body::BodyDataStream, deadline: Instant) {
+/// Read and drop the rest of a refused body, up to `MAX_DRAINED_BYTES` and the deadline.
+async fn drain(mut stream: axum::body::BodyDataStream, deadline: Instant) {
     let until = tokio::time::Instant::from_std(deadline);
     let mut drained = 0usize;
     while drained < MAX_DRAINED_BYTES {
@@ -271,22 +290,12 @@ async fn drain(stream: &mut axum::body::BodyDataStream, deadline: Instant) {
     }
 }
 
-/// The decision proper, on a blocking thread holding a slot: charge the parse to the budget,
-/// then parse, decide, record and serialise.
-fn decide(
-    state: &AppState,
-    webhook: Webhook,
-    body: &[u8],
-    mut reservation: Reservation,
-    arrived: Instant,
-) -> Result<Response, Shed> {
-    let needed = limits::estimate(body.len(), crate::admission::count_json_values(body));
-    if needed > reservation.bytes() {
-        reservation.grow(needed - reservation.bytes())?;
-    }
+/// The decision proper, on a blocking thread holding a slot and the request's budget: parse,
+/// decide, record and serialise.
+fn decide(state: &AppState, webhook: Webhook, body: &[u8], arrived: Instant) -> Response {
     let started = Instant::now();
     let engine = state.engine.load();
-    Ok(match webhook {
+    match webhook {
         Webhook::Validate => match respond::review(&engine, body) {
             Ok(reviewed) => {
                 let elapsed = started.elapsed();
@@ -316,7 +325,7 @@ fn decide(
                 Err(error) => bad_request(state, webhook, &error, body.len(), arrived),
             }
         }
-    })
+    }
 }
 
 fn log_limit(throttle: &Throttle, webhook: Webhook, reason: &'static str, what: &str) {
