@@ -25,9 +25,10 @@ use crate::metrics::Metrics;
 use crate::server::MAX_HEADER_BUFFER;
 use crate::tls::ReloadableTls;
 
-/// Concurrent streams one HTTP/2 connection may open (Go's client opens another connection
-/// beyond this, as the API server does).
-pub const MAX_CONCURRENT_STREAMS: u32 = 128;
+/// Concurrent streams one HTTP/2 connection may open. Go's client (the API server's) opens
+/// another connection beyond this; a hostile client needs many connections to hold many
+/// requests open.
+pub const MAX_CONCURRENT_STREAMS: u32 = 32;
 /// While draining, an HTTP/1.1 connection is closed after this long with nothing in flight: a
 /// request already sent is read well within it, so closing does not reset it.
 pub const DRAIN_QUIET: Duration = Duration::from_millis(500);

@@ -161,9 +161,13 @@ impl Shed {
     }
 }
 
-/// Share of the memory budget that bodies still being received may hold together: the rest is
-/// kept for requests that have arrived in full, so a flood of uploads cannot starve decisions.
+/// Share of the memory budget (1/n) that large bodies still being received may hold together:
+/// the rest is kept for requests that have arrived in full, so a flood of uploads cannot
+/// starve decisions.
 pub const RECEIVING_SHARE: usize = 4;
+/// The first bytes of every body are charged to the budget only, not to the receiving share:
+/// reviews are usually a few KiB, so uploads of large bodies cannot crowd them out.
+pub const SMALL_BODY_BYTES: usize = 64 * 1024;
 
 /// Shared admission state: the budget, the decision slots and the queue.
 #[derive(Debug)]
@@ -235,7 +239,7 @@ impl Gate {
         self.queued.load(Ordering::Relaxed)
     }
 
-    /// Charge a request's first `bytes` (still being received) to the budget, or refuse.
+    /// Charge `bytes` to the budget for a new request, or refuse.
     pub fn reserve(&self, bytes: usize) -> Result<Reservation, Shed> {
         let mut reservation = Reservation {
             total: self.reserved.clone(),
@@ -243,7 +247,7 @@ impl Gate {
             bytes: 0,
             receiving_bytes: 0,
         };
-        reservation.grow_receiving(bytes)?;
+        reservation.grow(bytes)?;
         Ok(reservation)
     }
 
@@ -281,8 +285,17 @@ pub struct Reservation {
 }
 
 impl Reservation {
+    /// The body has grown from `before` to `after` bytes: charge the difference (beyond
+    /// `SMALL_BODY_BYTES` also to the receiving share), or refuse (keeping what is held).
+    pub fn body_grew(&mut self, before: usize, after: usize) -> Result<(), Shed> {
+        let small = |n: usize| n.min(SMALL_BODY_BYTES);
+        let large = |n: usize| n.saturating_sub(SMALL_BODY_BYTES);
+        self.grow(small(after).saturating_sub(small(before)))?;
+        self.grow_receiving(large(after).saturating_sub(large(before)))
+    }
+
     /// Charge `more` bytes of a body still arriving, or refuse (keeping what is held).
-    pub fn grow_receiving(&mut self, more: usize) -> Result<(), Shed> {
+    fn grow_receiving(&mut self, more: usize) -> Result<(), Shed> {
         self.receiving.charge(more)?;
         if let Err(shed) = self.total.charge(more) {
             self.receiving.release(more);

@@ -40,6 +40,9 @@ pub const MAX_HEADER_BUFFER: usize = 64 * 1024;
 /// A body over the limit is still read (and dropped), up to this much, so that the client
 /// gets a readable 413 instead of a connection reset (HTTP/1.1) or a stream error (HTTP/2).
 pub const MAX_DRAINED_BYTES: usize = 64 * 1024 * 1024;
+/// After a body's deadline, how long its rest is still read (and dropped) so that the 408
+/// reaches the client.
+pub const SLOW_BODY_DRAIN: Duration = Duration::from_secs(1);
 /// Suggested wait before retrying a shed request (seconds).
 pub const RETRY_AFTER_SECONDS: u32 = 1;
 
@@ -164,9 +167,10 @@ async fn admit(state: AppState, webhook: Webhook, headers: &HeaderMap, body: Bod
     let reserved = if declared.is_some_and(|n| n > limits.max_body_bytes) {
         Err(BodyError::TooLarge)
     } else {
+        // Only what arrives is charged: a declared length costs nothing until it is sent.
         state
             .gate
-            .reserve(limits::BASE_REQUEST_BYTES + declared.unwrap_or(0))
+            .reserve(limits::BASE_REQUEST_BYTES)
             .map_err(BodyError::Shed)
     };
     let read = match reserved {
@@ -187,8 +191,15 @@ async fn admit(state: AppState, webhook: Webhook, headers: &HeaderMap, body: Bod
             // The rest of a refused body is read and dropped after the answer is sent, so the
             // client gets the answer instead of a reset (HTTP/1.1) or a stream error (HTTP/2),
             // and an HTTP/1.1 connection stays usable.
-            if matches!(error, BodyError::TooLarge | BodyError::Shed(_)) {
-                tokio::spawn(drain(stream, deadline));
+            match error {
+                BodyError::TooLarge | BodyError::Shed(_) => {
+                    tokio::spawn(drain(stream, deadline));
+                }
+                // Past the deadline already: a moment more, for a client that is merely slow.
+                BodyError::Slow => {
+                    tokio::spawn(drain(stream, Instant::now() + SLOW_BODY_DRAIN));
+                }
+                BodyError::Broken => {}
             }
             return body_error(&state, webhook, error);
         }
@@ -252,7 +263,8 @@ async fn read_body(
     max: usize,
     deadline: Instant,
 ) -> Result<(Bytes, JsonCounts), BodyError> {
-    let mut body: Vec<u8> = Vec::with_capacity(declared.unwrap_or(0));
+    // A declared length is a hint, not a promise: allocate for it only up to a small size.
+    let mut body: Vec<u8> = Vec::with_capacity(declared.unwrap_or(0).min(limits::SMALL_BODY_BYTES));
     let mut counter = JsonCounter::default();
     let until = tokio::time::Instant::from_std(deadline);
     loop {
@@ -266,12 +278,9 @@ async fn read_body(
         if length > max {
             return Err(BodyError::TooLarge);
         }
-        let held = reservation.bytes() - limits::BASE_REQUEST_BYTES;
-        if length > held {
-            reservation
-                .grow_receiving(length - held)
-                .map_err(BodyError::Shed)?;
-        }
+        reservation
+            .body_grew(body.len(), length)
+            .map_err(BodyError::Shed)?;
         counter.feed(&chunk);
         body.extend_from_slice(&chunk);
     }

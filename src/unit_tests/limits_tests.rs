@@ -25,6 +25,30 @@ fn reservations_are_refused_beyond_the_budget_and_given_back_on_drop() {
     gate.reserve(1000).unwrap();
 }
 
+#[test]
+fn only_large_bodies_draw_on_the_receiving_share_and_only_while_they_arrive() {
+    let gate = gate(4 << 20, 1, 1);
+    let share = (4 << 20) / RECEIVING_SHARE;
+    let mut large = gate.reserve(0).unwrap();
+    large.body_grew(0, SMALL_BODY_BYTES).unwrap();
+    large.body_grew(SMALL_BODY_BYTES, SMALL_BODY_BYTES + share).unwrap();
+    assert_eq!(gate.reserved(), SMALL_BODY_BYTES + share);
+    // The share is full: another large body is refused, a small one is not.
+    let mut second = gate.reserve(0).unwrap();
+    assert_eq!(
+        second.body_grew(0, SMALL_BODY_BYTES + 1),
+        Err(Shed::Memory)
+    );
+    let mut small = gate.reserve(0).unwrap();
+    small.body_grew(0, SMALL_BODY_BYTES).unwrap();
+    // Once received, the body counts against the budget only.
+    large.received();
+    let mut third = gate.reserve(0).unwrap();
+    third.body_grew(0, SMALL_BODY_BYTES + 1).unwrap();
+    drop((large, second, small, third));
+    assert_eq!(gate.reserved(), 0);
+}
+
 #[tokio::test]
 async fn a_full_queue_sheds_and_a_wait_ends_at_the_deadline() {
     let gate = gate(1000, 1, 1);
