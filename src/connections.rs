@@ -242,7 +242,10 @@ fn take_backlog(shared: &Arc<Shared>, listener: TcpListener, permits: &Arc<Semap
         }
     }
     if taken > 0 {
-        tracing::info!(connections = taken, "serving connections taken from the backlog");
+        tracing::info!(
+            connections = taken,
+            "serving connections taken from the backlog"
+        );
     }
 }
 
@@ -297,8 +300,7 @@ async fn connection(shared: &Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
     let _ = tcp.set_nodelay(true);
     let acceptor = tokio_rustls::TlsAcceptor::from(shared.tls.current());
     let stream =
-        match tokio::time::timeout(shared.limits.first_request_timeout, acceptor.accept(tcp))
-            .await
+        match tokio::time::timeout(shared.limits.first_request_timeout, acceptor.accept(tcp)).await
         {
             Ok(Ok(stream)) => stream,
             Ok(Err(error)) => {

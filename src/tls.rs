@@ -133,7 +133,9 @@ impl ServingCertificate {
     /// Build the server config, requiring client certificates from `client_ca` if given.
     pub fn load(&self, client_ca: Option<&Path>) -> Result<ServerConfig, TlsError> {
         let ca_pem = client_ca.map(read).transpose()?;
-        let ca_origin = client_ca.map(|p| p.display().to_string()).unwrap_or_default();
+        let ca_origin = client_ca
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
         let client_ca = ca_pem.as_deref().map(|pem| (pem, ca_origin.as_str()));
         match self {
             Self::Files { cert, key } => server_config_with_client_ca(

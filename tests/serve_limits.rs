@@ -62,20 +62,22 @@ impl Server {
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
-        let child = command.spawn().unwrap();
+        // Owned at once, so that a failed start still kills and reaps the process.
+        let mut server = Self {
+            child: command.spawn().unwrap(),
+            port,
+            ca_pem: String::new(),
+            _dir: dir,
+            log,
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(ca_pem) = std::fs::read_to_string(&ca)
                 && ca_pem.contains("END CERTIFICATE")
                 && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
             {
-                return Self {
-                    child,
-                    port,
-                    ca_pem,
-                    _dir: dir,
-                    log,
-                };
+                server.ca_pem = ca_pem;
+                return server;
             }
             assert!(Instant::now() < deadline, "the server never started");
             std::thread::sleep(Duration::from_millis(50));
@@ -131,7 +133,10 @@ impl Server {
         text.lines()
             .filter_map(|line| line.rsplit_once(' '))
             .filter(|(name, _)| {
-                *name == series || name.strip_prefix(series).is_some_and(|l| l.starts_with('{'))
+                *name == series
+                    || name
+                        .strip_prefix(series)
+                        .is_some_and(|l| l.starts_with('{'))
             })
             .map(|(_, value)| value.parse::<f64>().unwrap())
             .sum()
@@ -198,10 +203,7 @@ fn large_review(resources: usize, uid: &str) -> Vec<u8> {
         })
         .collect();
     let app = with(app, &[("/status/resources", json!(listed))]);
-    Review::update(&app, &app)
-        .by(PAYMENTS_DEV)
-        .uid(uid)
-        .body()
+    Review::update(&app, &app).by(PAYMENTS_DEV).uid(uid).body()
 }
 
 fn small_review(uid: &str) -> Vec<u8> {
@@ -245,11 +247,7 @@ async fn a_review_with_400k_groups_is_refused_without_a_memory_spike() {
     assert!(text.contains("exceeds a limit"), "{text}");
     let grown = server.peak_memory().saturating_sub(idle);
     // Before the limits: +720 MB for this one request. Measured now: +27 MB.
-    assert!(
-        grown < 100 << 20,
-        "peak memory grew by {} MB",
-        grown >> 20
-    );
+    assert!(grown < 100 << 20, "peak memory grew by {} MB", grown >> 20);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -281,7 +279,10 @@ async fn two_hundred_concurrent_large_reviews_stay_within_the_memory_budget() {
         statuses.keys().all(|s| [200, 408, 429, 503].contains(s)),
         "{statuses:?}"
     );
-    assert!(statuses.get(&200).is_some(), "nothing was decided: {statuses:?}");
+    assert!(
+        statuses.contains_key(&200),
+        "nothing was decided: {statuses:?}"
+    );
     let grown = server.peak_memory().saturating_sub(idle);
     // Before the limits: +680 MB. The budget (96 MiB) bounds what requests hold; buffers,
     // connections and the allocator account for the rest.
@@ -328,10 +329,7 @@ async fn probes_answer_while_heavy_decisions_run() {
 /// A request body that is never finished: 1 KiB sent, then nothing.
 fn half_sent_body() -> reqwest::Body {
     let first = futures::stream::once(async { Ok::<_, std::io::Error>(vec![b' '; 1024]) });
-    reqwest::Body::wrap_stream(futures::StreamExt::chain(
-        first,
-        futures::stream::pending(),
-    ))
+    reqwest::Body::wrap_stream(futures::StreamExt::chain(first, futures::stream::pending()))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -530,7 +528,10 @@ async fn sigterm_keeps_serving_for_the_delay_then_finishes_what_was_received() {
     assert_eq!(readyz.status(), 503);
     assert_eq!(post(&fresh, &url, small_review("late")).await.unwrap(), 200);
     for request in heavy {
-        assert_eq!(request.await.unwrap().expect("a queued request was lost"), 200);
+        assert_eq!(
+            request.await.unwrap().expect("a queued request was lost"),
+            200
+        );
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);

@@ -499,11 +499,7 @@ async fn too_many_groups_or_an_oversized_user_are_refused() {
             json!({"scopes": ["s".repeat(200_000)]}),
             "userInfo is",
         ),
-        (
-            "/request/uid",
-            json!("u".repeat(1000)),
-            "uid is 1000 bytes",
-        ),
+        ("/request/uid", json!("u".repeat(1000)), "uid is 1000 bytes"),
     ] {
         let mut review = prod_sync_by_developer().json();
         set(&mut review, pointer, value);
@@ -525,7 +521,10 @@ async fn v1beta1_reviews_are_answered_in_kind() {
     review["apiVersion"] = json!("admission.k8s.io/v2");
     let (status, body) = oneshot(post("/validate", serde_json::to_vec(&review).unwrap())).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(body["error"].as_str().unwrap().contains("v1beta1"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("v1beta1"),
+        "{body}"
+    );
 }
 
 #[tokio::test]

@@ -31,14 +31,13 @@ fn only_large_bodies_draw_on_the_receiving_share_and_only_while_they_arrive() {
     let share = (4 << 20) / RECEIVING_SHARE;
     let mut large = gate.reserve(0).unwrap();
     large.body_grew(0, SMALL_BODY_BYTES).unwrap();
-    large.body_grew(SMALL_BODY_BYTES, SMALL_BODY_BYTES + share).unwrap();
+    large
+        .body_grew(SMALL_BODY_BYTES, SMALL_BODY_BYTES + share)
+        .unwrap();
     assert_eq!(gate.reserved(), SMALL_BODY_BYTES + share);
     // The share is full: another large body is refused, a small one is not.
     let mut second = gate.reserve(0).unwrap();
-    assert_eq!(
-        second.body_grew(0, SMALL_BODY_BYTES + 1),
-        Err(Shed::Memory)
-    );
+    assert_eq!(second.body_grew(0, SMALL_BODY_BYTES + 1), Err(Shed::Memory));
     let mut small = gate.reserve(0).unwrap();
     small.body_grew(0, SMALL_BODY_BYTES).unwrap();
     // Once received, the body counts against the budget only.
