@@ -214,16 +214,22 @@ fn dynamic_object(value: Value) -> Result<Option<DynamicObject>, EnvelopeError> 
             )));
         }
     };
-    let types = match (map.get("apiVersion"), map.get("kind")) {
-        (Some(Value::String(api_version)), Some(Value::String(kind))) => {
-            let types = TypeMeta {
-                api_version: api_version.clone(),
-                kind: kind.clone(),
-            };
-            map.remove("apiVersion");
-            map.remove("kind");
-            Some(types)
-        }
+    // Like serde's flattened `Option<TypeMeta>`: `apiVersion`, then `kind`, are taken out of the
+    // data until one is not a string; the type is known only if both are strings.
+    let api_version = match map.remove("apiVersion") {
+        Some(Value::String(text)) => Some(Ok(text)),
+        Some(_) => Some(Err(())),
+        None => None,
+    };
+    let kind = match api_version {
+        Some(Err(())) => None,
+        _ => match map.remove("kind") {
+            Some(Value::String(text)) => Some(text),
+            Some(_) | None => None,
+        },
+    };
+    let types = match (api_version, kind) {
+        (Some(Ok(api_version)), Some(kind)) => Some(TypeMeta { api_version, kind }),
         _ => None,
     };
     let metadata = match map.remove("metadata") {
