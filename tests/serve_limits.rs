@@ -14,6 +14,10 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::{Value, json};
 
+/// Tests that load the machine or bound a latency run one at a time, so they neither disturb
+/// each other nor measure each other.
+static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn binary() -> PathBuf {
     std::env::var_os("GUARDRAILS_TEST_BIN")
         .map(PathBuf::from)
@@ -228,6 +232,7 @@ async fn post(client: &reqwest::Client, url: &str, body: Vec<u8>) -> reqwest::Re
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_review_with_400k_groups_is_refused_without_a_memory_spike() {
+    let _heavy = HEAVY.lock().await;
     let server = Server::start(&[]);
     let idle = server.peak_memory();
     let mut review = Review::update(&app_to("payments-dev"), &app_to("payments-dev")).json();
@@ -252,6 +257,7 @@ async fn a_review_with_400k_groups_is_refused_without_a_memory_spike() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_hundred_concurrent_large_reviews_stay_within_the_memory_budget() {
+    let _heavy = HEAVY.lock().await;
     let server = Server::start(&[("GUARDRAILS_MEMORY_BUDGET", "96Mi")]);
     let idle = server.peak_memory();
     let body = large_review(2500, "large");
@@ -297,6 +303,7 @@ async fn two_hundred_concurrent_large_reviews_stay_within_the_memory_budget() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn probes_answer_while_heavy_decisions_run() {
+    let _heavy = HEAVY.lock().await;
     let server = Server::start(&[("GUARDRAILS_REQUEST_TIMEOUT", "60s")]);
     let body = large_review(10_000, "heavy");
     let client = server.client(false);
@@ -334,6 +341,7 @@ fn half_sent_body() -> reqwest::Body {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn slow_bodies_do_not_delay_a_normal_request() {
+    let _heavy = HEAVY.lock().await;
     let server = Server::start(&[("GUARDRAILS_REQUEST_TIMEOUT", "30s")]);
     let url = server.url("/validate");
     // Connections first (TLS handshakes cost CPU on a loaded machine), then the requests.
@@ -384,6 +392,7 @@ async fn slow_bodies_do_not_delay_a_normal_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn idle_connections_cannot_lock_clients_out() {
+    let _heavy = HEAVY.lock().await;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     // 128 file descriptors; the server keeps 64 for itself and caps connections at 64.
     let server = Server::start_with(&[], Some(128));
@@ -481,6 +490,7 @@ fn tls_connector(ca_pem: &str) -> tokio_rustls::TlsConnector {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_keeps_serving_for_the_delay_then_finishes_what_was_received() {
+    let _heavy = HEAVY.lock().await;
     let mut server = Server::start(&[
         ("GUARDRAILS_SHUTDOWN_DELAY", "2s"),
         ("GUARDRAILS_REQUEST_TIMEOUT", "30s"),
