@@ -93,7 +93,7 @@ pub struct LimitArgs {
     /// Estimated bytes all requests in flight may hold; beyond it they are shed with HTTP 429.
     #[arg(long, value_name = "BYTES", value_parser = parse_bytes, default_value = "128Mi", env = "GUARDRAILS_MEMORY_BUDGET")]
     pub memory_budget: usize,
-    /// Open connections (lowered to stay below RLIMIT_NOFILE); at the cap idle ones are closed.
+    /// Open TLS connections (lowered to RLIMIT_NOFILE - 128); at the cap idle ones are closed.
     #[arg(long, value_name = "N", default_value_t = crate::limits::DEFAULT_MAX_CONNECTIONS, env = "GUARDRAILS_MAX_CONNECTIONS")]
     pub max_connections: usize,
     /// Close a connection with no request in flight for this long.

@@ -93,7 +93,8 @@ impl Drop for OpenConnection {
 /// What every connection task shares.
 struct Shared {
     builder: auto::Builder<TokioExecutor>,
-    tls: ReloadableTls,
+    /// None: plain HTTP (the probe port).
+    tls: Option<ReloadableTls>,
     app: Router,
     limits: Limits,
     metrics: Arc<Metrics>,
@@ -133,6 +134,28 @@ fn builder() -> auto::Builder<TokioExecutor> {
 pub async fn serve_tls(
     listener: TcpListener,
     tls: ReloadableTls,
+    app: Router,
+    limits: Limits,
+    metrics: Arc<Metrics>,
+    handle: ServerHandle,
+) -> std::io::Result<()> {
+    serve(listener, Some(tls), app, limits, metrics, handle).await
+}
+
+/// `serve_tls` without TLS: the probe port, bounded the same way.
+pub async fn serve_plain(
+    listener: TcpListener,
+    app: Router,
+    limits: Limits,
+    metrics: Arc<Metrics>,
+    handle: ServerHandle,
+) -> std::io::Result<()> {
+    serve(listener, None, app, limits, metrics, handle).await
+}
+
+async fn serve(
+    listener: TcpListener,
+    tls: Option<ReloadableTls>,
     app: Router,
     limits: Limits,
     metrics: Arc<Metrics>,
@@ -271,6 +294,8 @@ struct Activity {
     in_flight: AtomicUsize,
     idle_since_ms: AtomicU64,
     served: AtomicBool,
+    /// Signalled when the connection becomes idle, so its idle timer starts then.
+    became_idle: tokio::sync::Notify,
 }
 
 /// Marks a request in flight until dropped.
@@ -285,6 +310,7 @@ impl Drop for InFlight {
             self.activity
                 .idle_since_ms
                 .store(self.shared.now_ms(), Ordering::Release);
+            self.activity.became_idle.notify_one();
         }
     }
 }
@@ -298,7 +324,10 @@ enum Phase {
 
 async fn connection(shared: &Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
     let _ = tcp.set_nodelay(true);
-    let acceptor = tokio_rustls::TlsAcceptor::from(shared.tls.current());
+    let Some(tls) = &shared.tls else {
+        return serve_connection(shared, TokioIo::new(tcp), false, peer).await;
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls.current());
     let stream =
         match tokio::time::timeout(shared.limits.first_request_timeout, acceptor.accept(tcp)).await
         {
@@ -316,10 +345,19 @@ async fn connection(shared: &Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
             }
         };
     let http2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+    serve_connection(shared, TokioIo::new(stream), http2, peer).await;
+}
+
+/// HTTP on one connection, closed when idle, under pressure or on stop (see `Phase`).
+async fn serve_connection<I>(shared: &Arc<Shared>, io: I, http2: bool, peer: SocketAddr)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
     let activity = Arc::new(Activity {
         in_flight: AtomicUsize::new(0),
         idle_since_ms: AtomicU64::new(shared.now_ms()),
         served: AtomicBool::new(false),
+        became_idle: tokio::sync::Notify::new(),
     });
     let service = {
         let (activity, shared) = (activity.clone(), shared.clone());
@@ -338,9 +376,7 @@ async fn connection(shared: &Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
             }
         })
     };
-    let conn = shared
-        .builder
-        .serve_connection(TokioIo::new(stream), service);
+    let conn = shared.builder.serve_connection(io, service);
     tokio::pin!(conn);
     let mut stop = shared.handle.stop.subscribe();
     let mut pressure = shared.pressure.subscribe();
@@ -406,6 +442,7 @@ async fn connection(shared: &Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
                 return;
             }
             () = tokio::time::sleep(wake) => {}
+            () = activity.became_idle.notified() => {}
             changed = pressure.changed(), if phase == Phase::Serving => {
                 if changed.is_ok() && activity.in_flight.load(Ordering::Acquire) == 0 {
                     close!("pressure");

@@ -50,9 +50,11 @@ pub const DEFAULT_MAX_QUEUE: usize = 64;
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(4);
 pub const DEFAULT_MEMORY_BUDGET: usize = 128 * 1024 * 1024;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
-/// File descriptors kept free below RLIMIT_NOFILE for policy files, watchers, the audit log
-/// and the probe port.
-pub const RESERVED_FDS: usize = 64;
+/// Connections the plain-HTTP probe port accepts (kubelet and scrapers need a few).
+pub const PROBE_MAX_CONNECTIONS: usize = 32;
+/// File descriptors kept free below RLIMIT_NOFILE: the probe port's connections, policy
+/// files, watchers, the audit log and the listeners.
+pub const RESERVED_FDS: usize = PROBE_MAX_CONNECTIONS + 96;
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_SHUTDOWN_DELAY: Duration = Duration::from_secs(5);

@@ -280,7 +280,7 @@ impl LimitMetrics {
         );
         registry.register(
             "connections_open",
-            "Open TLS connections",
+            "Open connections (webhook and probe ports)",
             metrics.connections_open.clone(),
         );
         registry.register(

@@ -562,13 +562,17 @@ pub async fn drain_on_signal(state: AppState, handle: ServerHandle, delay: Durat
     handle.stop();
 }
 
-/// Serve the probe routes over plain HTTP on `listener` until `handle` stops.
+/// Serve the probe routes over plain HTTP on `listener` until `handle` stops, with the same
+/// timeouts as the TLS port and at most `limits::PROBE_MAX_CONNECTIONS` connections.
 pub async fn serve_probes(
     listener: tokio::net::TcpListener,
     state: AppState,
     handle: ServerHandle,
 ) -> std::io::Result<()> {
-    axum::serve(listener, probe_router(state))
-        .with_graceful_shutdown(async move { handle.stopped().await })
-        .await
+    let limits = Limits {
+        max_connections: limits::PROBE_MAX_CONNECTIONS,
+        ..state.gate.limits.clone()
+    };
+    let metrics = state.metrics.clone();
+    crate::connections::serve_plain(listener, probe_router(state), limits, metrics, handle).await
 }

@@ -394,12 +394,12 @@ async fn slow_bodies_do_not_delay_a_normal_request() {
 async fn idle_connections_cannot_lock_clients_out() {
     let _heavy = HEAVY.lock().await;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    // 128 file descriptors; the server keeps 64 for itself and caps connections at 64.
-    let server = Server::start_with(&[], Some(128));
+    // 256 file descriptors; the server keeps 128 for itself and caps connections at 128.
+    let server = Server::start_with(&[], Some(256));
     let connector = tls_connector(&server.ca_pem);
-    // 150 keep-alive connections, each used once and left idle.
+    // 300 keep-alive connections, each used once and left idle: more than there are fds.
     let mut idle = Vec::new();
-    for _ in 0..150 {
+    for _ in 0..300 {
         let connected = tokio::time::timeout(Duration::from_secs(2), async {
             let tcp = tokio::net::TcpStream::connect(("127.0.0.1", server.port)).await?;
             let mut tls = connector
@@ -445,7 +445,28 @@ async fn idle_connections_cannot_lock_clients_out() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_are_closed_after_the_idle_timeout() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let server = Server::start(&[("GUARDRAILS_IDLE_TIMEOUT", "1s")]);
+    let probe_port = free_port();
+    let probe_listen = format!("127.0.0.1:{probe_port}");
+    let server = Server::start(&[
+        ("GUARDRAILS_IDLE_TIMEOUT", "1s"),
+        ("GUARDRAILS_PROBE_LISTEN", &probe_listen),
+    ]);
+    // The plain-HTTP probe port too.
+    let mut plain = tokio::net::TcpStream::connect(("127.0.0.1", probe_port))
+        .await
+        .unwrap();
+    plain
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut reply = vec![0u8; 1024];
+    let n = plain.read(&mut reply).await.unwrap();
+    assert!(reply[..n].starts_with(b"HTTP/1.1 200"));
+    let closed = tokio::time::timeout(Duration::from_secs(5), plain.read(&mut reply)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "an idle probe connection stayed open"
+    );
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
         .await
         .unwrap();
@@ -462,8 +483,8 @@ async fn idle_connections_are_closed_after_the_idle_timeout() {
     let mut reply = vec![0u8; 1024];
     let n = tls.read(&mut reply).await.unwrap();
     assert!(reply[..n].starts_with(b"HTTP/1.1 200"));
-    // Then nothing: the server closes the connection (EOF) well before 10 s.
-    let closed = tokio::time::timeout(Duration::from_secs(10), tls.read(&mut reply)).await;
+    // Then nothing: the server closes the connection (EOF) within a few seconds.
+    let closed = tokio::time::timeout(Duration::from_secs(5), tls.read(&mut reply)).await;
     assert!(
         matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
         "an idle connection stayed open"

@@ -78,6 +78,7 @@ fn connections_stay_below_the_fd_limit_and_the_budget_admits_the_largest_request
     };
     let notes = limits.normalise(Some(1024));
     assert_eq!(limits.max_connections, 1024 - RESERVED_FDS);
+    assert!(limits.max_connections >= 512);
     assert_eq!(limits.memory_budget, limits.largest_request());
     assert_eq!(notes.len(), 2, "{notes:?}");
     let mut unchanged = Limits::default();
