@@ -17,11 +17,12 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Decisions (parse, decide, answer) running at once, each on a blocking thread.
     pub decision_workers: usize,
-    /// Requests read in full and waiting for a decision slot; beyond it, shed.
+    /// Requests read in full and waiting for memory or a decision slot; beyond it, shed.
     pub max_queue: usize,
     /// From a request's arrival to its answer: reading the body, waiting and deciding.
     pub request_timeout: Duration,
-    /// Estimated bytes held by requests in flight (see `estimate`); beyond it, shed.
+    /// Estimated bytes held by requests in flight (see `estimate`); a request that does not
+    /// fit waits in the queue for others to finish, until its deadline.
     pub memory_budget: usize,
     /// Open connections; at the cap, idle ones are closed and new ones wait in the backlog.
     pub max_connections: usize,
@@ -114,17 +115,30 @@ impl Limits {
                 self.max_connections = most;
             }
         }
-        let largest = self.largest_request();
-        if self.memory_budget < largest {
+        let least = self.least_memory_budget();
+        if self.memory_budget < least {
             notes.push(format!(
-                "memory budget raised from {} to {largest} bytes: the largest single request (a {}-byte body) must fit",
+                "memory budget raised from {} to {least} bytes: the largest single request (a {}-byte body) must fit beside the bodies waiting",
                 self.memory_budget, self.max_body_bytes
             ));
-            self.memory_budget = largest;
+            self.memory_budget = least;
         }
         self.decision_workers = self.decision_workers.max(1);
         self.max_connections = self.max_connections.max(1);
         notes
+    }
+
+    /// The smallest budget that always admits the largest request: bodies still arriving or
+    /// waiting hold at most 1/RECEIVING_SHARE of it (plus their first bytes), the rest must fit
+    /// the largest estimate.
+    pub fn least_memory_budget(&self) -> usize {
+        let waiting = self
+            .max_queue
+            .saturating_mul(SMALL_BODY_BYTES + BASE_REQUEST_BYTES);
+        self.largest_request()
+            .saturating_add(waiting)
+            .saturating_mul(RECEIVING_SHARE)
+            / (RECEIVING_SHARE - 1)
     }
 
     /// The estimate for the largest request the limits allow.
@@ -147,7 +161,7 @@ impl Limits {
 pub enum Shed {
     /// The queue for decision slots was full.
     Queue,
-    /// The memory budget could not hold the request.
+    /// The memory budget could not hold the request (before its deadline).
     Memory,
     /// The deadline passed while the request waited for a slot.
     Deadline,
@@ -186,6 +200,8 @@ pub struct Gate {
 struct Counter {
     used: AtomicUsize,
     limit: usize,
+    /// Woken whenever bytes are given back, for requests waiting for room.
+    released: tokio::sync::Notify,
 }
 
 impl Counter {
@@ -193,6 +209,7 @@ impl Counter {
         Arc::new(Self {
             used: AtomicUsize::new(0),
             limit,
+            released: tokio::sync::Notify::new(),
         })
     }
 
@@ -216,7 +233,10 @@ impl Counter {
     }
 
     fn release(&self, bytes: usize) {
-        self.used.fetch_sub(bytes, Ordering::AcqRel);
+        if bytes > 0 {
+            self.used.fetch_sub(bytes, Ordering::AcqRel);
+            self.released.notify_waiters();
+        }
     }
 }
 
@@ -253,26 +273,67 @@ impl Gate {
         Ok(reservation)
     }
 
+    /// Grow `reservation` by `more` bytes, waiting in the queue until `deadline` for other
+    /// requests to give memory back if the budget is full.
+    pub async fn grow_or_wait(
+        &self,
+        reservation: &mut Reservation,
+        more: usize,
+        deadline: Instant,
+    ) -> Result<(), Shed> {
+        if reservation.grow(more).is_ok() {
+            return Ok(());
+        }
+        let _queued = self.enqueue()?;
+        let until = tokio::time::Instant::from_std(deadline);
+        loop {
+            // Registered before trying, so a release between the try and the wait is not missed.
+            let released = self.reserved.released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            if reservation.grow(more).is_ok() {
+                return Ok(());
+            }
+            if tokio::time::timeout_at(until, released).await.is_err() {
+                return Err(Shed::Memory);
+            }
+        }
+    }
+
     /// A decision slot, waiting in the queue until `deadline` if none is free.
     pub async fn slot(&self, deadline: Instant) -> Result<OwnedSemaphorePermit, Shed> {
         if let Ok(permit) = self.slots.clone().try_acquire_owned() {
             return Ok(permit);
         }
-        if self.queued.fetch_add(1, Ordering::AcqRel) >= self.limits.max_queue {
-            self.queued.fetch_sub(1, Ordering::AcqRel);
-            return Err(Shed::Queue);
-        }
+        let _queued = self.enqueue()?;
         let waited = tokio::time::timeout_at(
             tokio::time::Instant::from_std(deadline),
             self.slots.clone().acquire_owned(),
         )
         .await;
-        self.queued.fetch_sub(1, Ordering::AcqRel);
         match waited {
             Ok(Ok(permit)) => Ok(permit),
             // The semaphore is never closed; treat it like a timeout all the same.
             Ok(Err(_)) | Err(_) => Err(Shed::Deadline),
         }
+    }
+
+    /// A place in the queue, or `Shed::Queue` if it is full.
+    fn enqueue(&self) -> Result<Queued<'_>, Shed> {
+        if self.queued.fetch_add(1, Ordering::AcqRel) >= self.limits.max_queue {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            return Err(Shed::Queue);
+        }
+        Ok(Queued(&self.queued))
+    }
+}
+
+/// A place in the queue, given back when dropped.
+struct Queued<'a>(&'a AtomicUsize);
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -204,18 +204,24 @@ async fn admit(state: AppState, webhook: Webhook, headers: &HeaderMap, body: Bod
             return body_error(&state, webhook, error);
         }
     };
-    reservation.received();
     if let Err(error) = crate::admission::check_counts(&counts) {
         return bad_request(&state, webhook, &error, body.len(), arrived);
     }
     // Charge what the decision will hold before waiting for a slot, so that a queue of large
-    // bodies can never leave a running decision short of budget.
+    // bodies can never leave a running decision short of budget. Until then the body stays in
+    // the receiving share: bodies waiting for memory cannot take the room they wait for.
     let needed = limits::estimate(body.len(), counts);
-    if needed > reservation.bytes()
-        && let Err(shed) = reservation.grow(needed - reservation.bytes())
-    {
-        return shed_response(&state, webhook, shed);
+    if needed > reservation.bytes() {
+        let more = needed - reservation.bytes();
+        if let Err(shed) = state
+            .gate
+            .grow_or_wait(&mut reservation, more, deadline)
+            .await
+        {
+            return shed_response(&state, webhook, shed);
+        }
     }
+    reservation.received();
 
     let permit = match state.gate.slot(deadline).await {
         Ok(permit) => permit,
@@ -390,8 +396,9 @@ fn shed_response(state: &AppState, webhook: Webhook, shed: Shed) -> Response {
             limits.decision_workers, limits.max_queue
         ),
         Shed::Memory => format!(
-            "Guardrails is overloaded: its memory budget of {} bytes is in use; retry",
-            limits.memory_budget
+            "Guardrails is overloaded: its memory budget of {} bytes stayed in use for {} ms; retry",
+            limits.memory_budget,
+            limits.request_timeout.as_millis()
         ),
         Shed::Deadline => format!(
             "Guardrails is overloaded: no decision slot within {} ms; retry",

@@ -79,7 +79,8 @@ fn connections_stay_below_the_fd_limit_and_the_budget_admits_the_largest_request
     let notes = limits.normalise(Some(1024));
     assert_eq!(limits.max_connections, 1024 - RESERVED_FDS);
     assert!(limits.max_connections >= 512);
-    assert_eq!(limits.memory_budget, limits.largest_request());
+    assert_eq!(limits.memory_budget, limits.least_memory_budget());
+    assert!(limits.least_memory_budget() > limits.largest_request());
     assert_eq!(notes.len(), 2, "{notes:?}");
     let mut unchanged = Limits::default();
     assert!(unchanged.normalise(None).is_empty());
@@ -93,4 +94,26 @@ fn throttle_logs_once_per_interval_and_counts_the_rest() {
     assert_eq!(throttle.ready(), None);
     assert_eq!(throttle.ready(), None);
     assert_eq!(throttle.suppressed.load(Ordering::Relaxed), 2);
+}
+
+#[tokio::test]
+async fn a_request_waits_for_memory_until_another_gives_it_back_or_its_deadline() {
+    let gate = gate(1000, 1, 4);
+    let held = gate.reserve(800).unwrap();
+    let mut waiting = gate.reserve(100).unwrap();
+    let soon = Instant::now() + Duration::from_millis(50);
+    assert_eq!(
+        gate.grow_or_wait(&mut waiting, 500, soon).await,
+        Err(Shed::Memory)
+    );
+    assert_eq!(gate.queued(), 0);
+    let far = Instant::now() + Duration::from_secs(30);
+    let release = async {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(gate.queued(), 1);
+        drop(held);
+    };
+    let (grown, ()) = tokio::join!(gate.grow_or_wait(&mut waiting, 500, far), release);
+    assert_eq!(grown, Ok(()));
+    assert_eq!(waiting.bytes(), 600);
 }
