@@ -209,6 +209,10 @@ pub fn decide(engine: &Engine, request: &Request) -> Result<Outcome, DecideError
             }
         }
     }
+    // Cedar reports the policies that decided in hash order: sort, so identical requests get
+    // identical reasons, audit records and warnings.
+    matches.sort_by(|a, b| (&a.policy, a.action.as_str()).cmp(&(&b.policy, b.action.as_str())));
+    errors.sort();
     let allowed = !matches.iter().any(|m| m.effective == Mode::Enforce);
     Ok(Outcome {
         allowed,

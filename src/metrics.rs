@@ -70,6 +70,7 @@ pub struct Metrics {
     tls_reloads: Family<ResultLabels, Counter>,
     pub namespace_cache_synced: Gauge,
     namespace_cache_errors: Counter,
+    pub limits: LimitMetrics,
 }
 
 fn latency_histogram() -> Histogram {
@@ -143,7 +144,9 @@ impl Metrics {
             namespace_cache_errors.clone(),
         );
         registry.register_collector(Box::new(LogLinesDropped));
+        let limits = LimitMetrics::register(&mut registry);
         Self {
+            limits,
             registry,
             requests,
             policy_matches,
@@ -312,5 +315,89 @@ impl Collector for LogLinesDropped {
             counter.metric_type(),
         )?;
         counter.encode(metric)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Limits and shedding (server side): every label comes from a fixed set of `&'static str`.
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+/// Counters and gauges for the server's limits: what was shed or refused, and how full it is.
+#[derive(Debug, Default)]
+pub struct LimitMetrics {
+    /// Requests shed (HTTP 429/503): `queue`, `memory`, `deadline`.
+    pub shed: Family<ReasonLabels, Counter>,
+    /// Requests refused for their size or shape: `body-size` (413), `slow-body` (408),
+    /// `limit` (JSON values, groups, userInfo, uid: 400).
+    pub refused: Family<ReasonLabels, Counter>,
+    /// Connections closed by the server: `idle`, `first-request`, `pressure` (at the cap),
+    /// `handshake` (TLS failed or timed out), `drain`.
+    pub connections_closed: Family<ReasonLabels, Counter>,
+    /// Times the connection cap was reached (accepting pauses until one closes).
+    pub connection_limit_reached: Counter,
+    pub connections_open: Gauge,
+    /// Bytes reserved from the memory budget by requests in flight.
+    pub memory_reserved_bytes: Gauge,
+    /// Requests waiting for a decision slot.
+    pub decisions_queued: Gauge,
+}
+
+impl LimitMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let metrics = Self::default();
+        registry.register(
+            "shed_requests",
+            "Requests shed by the limits (answered 429 or 503), by reason",
+            metrics.shed.clone(),
+        );
+        registry.register(
+            "refused_requests",
+            "Requests refused for their size or shape (413, 408 or 400), by reason",
+            metrics.refused.clone(),
+        );
+        registry.register(
+            "connections_closed",
+            "Connections closed by the server, by reason",
+            metrics.connections_closed.clone(),
+        );
+        registry.register(
+            "connection_limit_reached",
+            "Times the connection cap was reached",
+            metrics.connection_limit_reached.clone(),
+        );
+        registry.register(
+            "connections_open",
+            "Open connections (webhook and probe ports)",
+            metrics.connections_open.clone(),
+        );
+        registry.register(
+            "memory_reserved_bytes",
+            "Bytes of the memory budget reserved by requests in flight",
+            metrics.memory_reserved_bytes.clone(),
+        );
+        registry.register(
+            "decisions_queued",
+            "Requests waiting for a decision slot",
+            metrics.decisions_queued.clone(),
+        );
+        metrics
+    }
+
+    pub fn record_shed(&self, reason: &'static str) {
+        self.shed.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    pub fn record_refused(&self, reason: &'static str) {
+        self.refused.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    pub fn record_connection_closed(&self, reason: &'static str) {
+        self.connections_closed
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
     }
 }
