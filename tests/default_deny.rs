@@ -123,5 +123,5 @@ fn a_bad_reload_interval_is_refused() {
         .args(["serve", "--dev", "--reload-interval", "5x"])
         .assert()
         .failure()
-        .stderr(predicates::str::contains("unknown unit"));
+        .stderr(predicates::str::contains("\"5x\" is not a duration"));
 }
