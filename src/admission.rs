@@ -1,12 +1,43 @@
 //! The AdmissionReview envelope: parse a body once into kube's typed request, and answer in kind.
+//!
+//! Parsing is bounded: the body size is checked by the server before it gets here, and this
+//! module bounds the JSON shape (how many values, how deep, how large `userInfo` is) so that no
+//! single request can make the process allocate much more than the body itself.
 
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
 use kube::core::{DynamicObject, TypeMeta};
+use serde_json::Value;
 
-/// Request bodies above this are refused before parsing (the API server caps objects at ~3 MiB).
+/// Default largest request body (`serve --max-body-bytes`). The API server caps a stored object
+/// at ~1.5 MiB (etcd) and a request at 3 MiB; a review carries the object and the old object.
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
-const ACCEPTED_API_VERSIONS: &[&str] = &["admission.k8s.io/v1", "admission.k8s.io/v1beta1"];
+/// Most JSON values (containers, array elements and object members) in one body. A dense
+/// 3 MiB review of real objects (an Application listing 10,000 resources, old and new) holds
+/// ~180k.
+pub const MAX_JSON_VALUES: usize = 300_000;
+
+/// Most JSON objects in one body; the same 3 MiB review holds ~40k. Each costs ~600 bytes once
+/// parsed, far more than its text, so objects are bounded on their own.
+pub const MAX_JSON_OBJECTS: usize = 60_000;
+
+/// Deepest JSON nesting: serde_json's own recursion limit, which rejects deeper bodies.
+pub const MAX_JSON_DEPTH: usize = 128;
+
+/// Most groups in `userInfo.groups`: each becomes a Cedar parent entity of the principal.
+pub const MAX_GROUPS: usize = 1024;
+
+/// Largest `userInfo` (username, uid, groups and extra, counted in bytes of text).
+pub const MAX_USER_INFO_BYTES: usize = 128 * 1024;
+
+/// Longest request uid (the API server sends a 36-character UUID); it is echoed in the answer.
+pub const MAX_UID_BYTES: usize = 256;
+
+/// Rejected input is quoted at most this long in error messages and logs.
+pub const MAX_QUOTED_CHARS: usize = 200;
+
+/// Both versions the API server can send; the answer is always in the request's version.
+pub const ACCEPTED_API_VERSIONS: &[&str] = &["admission.k8s.io/v1", "admission.k8s.io/v1beta1"];
 
 pub type Request = AdmissionRequest<DynamicObject>;
 
@@ -15,7 +46,7 @@ pub enum EnvelopeError {
     #[error("request body is not a valid AdmissionReview: {0}")]
     Malformed(String),
     #[error(
-        "unsupported AdmissionReview apiVersion {0:?}: expected admission.k8s.io/v1 (set admissionReviewVersions: [v1])"
+        "unsupported AdmissionReview apiVersion {0:?}: expected admission.k8s.io/v1 or admission.k8s.io/v1beta1"
     )]
     UnsupportedVersion(String),
     #[error("expected kind AdmissionReview, got {0:?}")]
@@ -24,25 +55,249 @@ pub enum EnvelopeError {
     MissingRequest,
     #[error("AdmissionReview request has an empty uid")]
     MissingUid,
+    /// The body is well-formed but larger or more complex than a review the API server sends.
+    #[error("AdmissionReview exceeds a limit: {0}")]
+    TooComplex(String),
+}
+
+impl EnvelopeError {
+    /// A short, stable name for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Malformed(_) => "malformed",
+            Self::UnsupportedVersion(_) => "version",
+            Self::WrongKind(_) => "kind",
+            Self::MissingRequest => "no-request",
+            Self::MissingUid => "no-uid",
+            Self::TooComplex(_) => "limit",
+        }
+    }
+}
+
+/// `text` cut to `limit` characters, with an ellipsis and the original length when cut, so a
+/// rejected value is never echoed back at length.
+pub fn quote_limited(text: &str, limit: usize) -> String {
+    match text.char_indices().nth(limit) {
+        None => text.to_string(),
+        Some((end, _)) => format!("{}… ({} bytes)", &text[..end], text.len()),
+    }
+}
+
+/// What a body holds, counted without parsing it (strings skipped, escapes included): what
+/// the limits bound and the memory estimate is made of. Linear, no allocation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JsonCounts {
+    /// Containers, array elements and object members (one per `{`, `[` and `,`, plus one).
+    pub values: usize,
+    pub objects: usize,
+    /// Object members (one per `:`).
+    pub members: usize,
+}
+
+/// Counts a body as it arrives, chunk by chunk.
+#[derive(Debug, Clone, Default)]
+pub struct JsonCounter {
+    counts: JsonCounts,
+    in_string: bool,
+    escaped: bool,
+}
+
+impl JsonCounter {
+    pub fn feed(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            if self.in_string {
+                if self.escaped {
+                    self.escaped = false;
+                } else if byte == b'\\' {
+                    self.escaped = true;
+                } else if byte == b'"' {
+                    self.in_string = false;
+                }
+            } else {
+                match byte {
+                    b'"' => self.in_string = true,
+                    b',' | b'[' => self.counts.values += 1,
+                    b'{' => {
+                        self.counts.values += 1;
+                        self.counts.objects += 1;
+                    }
+                    b':' => self.counts.members += 1,
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    pub fn counts(&self) -> JsonCounts {
+        JsonCounts {
+            values: self.counts.values + 1,
+            ..self.counts
+        }
+    }
+}
+
+pub fn count_json(body: &[u8]) -> JsonCounts {
+    let mut counter = JsonCounter::default();
+    counter.feed(body);
+    counter.counts()
+}
+
+/// Refuse a body holding more than the limits allow.
+pub fn check_counts(counts: &JsonCounts) -> Result<(), EnvelopeError> {
+    if counts.values > MAX_JSON_VALUES {
+        return Err(EnvelopeError::TooComplex(format!(
+            "{} JSON values, at most {MAX_JSON_VALUES} are accepted",
+            counts.values
+        )));
+    }
+    if counts.objects > MAX_JSON_OBJECTS {
+        return Err(EnvelopeError::TooComplex(format!(
+            "{} JSON objects, at most {MAX_JSON_OBJECTS} are accepted",
+            counts.objects
+        )));
+    }
+    Ok(())
 }
 
 /// Parse an HTTP body into the typed request, keeping the review's apiVersion for the answer.
 pub fn parse_review(body: &[u8]) -> Result<Request, EnvelopeError> {
-    let review: AdmissionReview<DynamicObject> = serde_json::from_slice(body)
-        .map_err(|error| EnvelopeError::Malformed(error.to_string()))?;
+    check_counts(&count_json(body))?;
+    parse_checked(body)
+}
+
+/// `parse_review` for a body whose counts the caller has already checked.
+pub fn parse_checked(body: &[u8]) -> Result<Request, EnvelopeError> {
+    let mut value: Value =
+        serde_json::from_slice(body).map_err(|error| EnvelopeError::Malformed(describe(&error)))?;
+    // The objects are converted by hand: kube's `DynamicObject` deserialises through serde's
+    // flatten buffer, a second copy of the whole object while it is parsed.
+    let (object, old_object) = match value.get_mut("request").and_then(Value::as_object_mut) {
+        Some(request) => (request.remove("object"), request.remove("oldObject")),
+        None => (None, None),
+    };
+    let review: AdmissionReview<DynamicObject> = serde_json::from_value(value)
+        .map_err(|error| EnvelopeError::Malformed(describe(&error)))?;
     if review.types.kind != "AdmissionReview" {
-        return Err(EnvelopeError::WrongKind(review.types.kind));
+        return Err(EnvelopeError::WrongKind(quote_limited(
+            &review.types.kind,
+            MAX_QUOTED_CHARS,
+        )));
     }
     if !ACCEPTED_API_VERSIONS.contains(&review.types.api_version.as_str()) {
-        return Err(EnvelopeError::UnsupportedVersion(review.types.api_version));
+        return Err(EnvelopeError::UnsupportedVersion(quote_limited(
+            &review.types.api_version,
+            MAX_QUOTED_CHARS,
+        )));
     }
-    let request: Request = review
+    let mut request: Request = review
         .try_into()
         .map_err(|_| EnvelopeError::MissingRequest)?;
     if request.uid.is_empty() {
         return Err(EnvelopeError::MissingUid);
     }
+    check_shape(&request)?;
+    request.object = object.map(dynamic_object).transpose()?.flatten();
+    request.old_object = old_object.map(dynamic_object).transpose()?.flatten();
     Ok(request)
+}
+
+/// A Kubernetes object as `DynamicObject` would deserialise it: `apiVersion` and `kind` as its
+/// type, `metadata`, and every other key as data; `null` is no object.
+fn dynamic_object(value: Value) -> Result<Option<DynamicObject>, EnvelopeError> {
+    let mut map = match value {
+        Value::Null => return Ok(None),
+        Value::Object(map) => map,
+        other => {
+            return Err(EnvelopeError::Malformed(format!(
+                "invalid type: {}, expected a Kubernetes object",
+                kind_of(&other)
+            )));
+        }
+    };
+    // Like serde's flattened `Option<TypeMeta>`: `apiVersion`, then `kind`, are taken out of the
+    // data until one is not a string; the type is known only if both are strings.
+    let api_version = match map.remove("apiVersion") {
+        Some(Value::String(text)) => Some(Ok(text)),
+        Some(_) => Some(Err(())),
+        None => None,
+    };
+    let kind = match api_version {
+        Some(Err(())) => None,
+        _ => match map.remove("kind") {
+            Some(Value::String(text)) => Some(text),
+            Some(_) | None => None,
+        },
+    };
+    let types = match (api_version, kind) {
+        (Some(Ok(api_version)), Some(kind)) => Some(TypeMeta { api_version, kind }),
+        _ => None,
+    };
+    let metadata = match map.remove("metadata") {
+        Some(metadata) => serde_json::from_value(metadata)
+            .map_err(|error| EnvelopeError::Malformed(describe(&error)))?,
+        None => Default::default(),
+    };
+    Ok(Some(DynamicObject {
+        types,
+        metadata,
+        data: Value::Object(map),
+    }))
+}
+
+fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "sequence",
+        Value::Object(_) => "map",
+    }
+}
+
+/// serde_json quotes an offending value in full: cut it, and keep where it was.
+fn describe(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    let position = format!(" at line {} column {}", error.line(), error.column());
+    match text.strip_suffix(&position) {
+        Some(message) => format!("{}{position}", quote_limited(message, MAX_QUOTED_CHARS)),
+        None => quote_limited(&text, MAX_QUOTED_CHARS),
+    }
+}
+
+/// Bounds on the parts of a request that are copied into Cedar entities, logs and answers.
+fn check_shape(request: &Request) -> Result<(), EnvelopeError> {
+    let too_complex = |what: String| Err(EnvelopeError::TooComplex(what));
+    if request.uid.len() > MAX_UID_BYTES {
+        return too_complex(format!(
+            "uid is {} bytes, at most {MAX_UID_BYTES} are accepted",
+            request.uid.len()
+        ));
+    }
+    let user = &request.user_info;
+    let groups = user.groups.as_deref().unwrap_or_default();
+    if groups.len() > MAX_GROUPS {
+        return too_complex(format!(
+            "userInfo.groups has {} entries, at most {MAX_GROUPS} are accepted",
+            groups.len()
+        ));
+    }
+    let extra: usize = user.extra.as_ref().map_or(0, |extra| {
+        extra
+            .iter()
+            .map(|(key, values)| key.len() + values.iter().map(String::len).sum::<usize>())
+            .sum()
+    });
+    let bytes = user.username.as_deref().map_or(0, str::len)
+        + user.uid.as_deref().map_or(0, str::len)
+        + groups.iter().map(String::len).sum::<usize>()
+        + extra;
+    if bytes > MAX_USER_INFO_BYTES {
+        return too_complex(format!(
+            "userInfo is {bytes} bytes, at most {MAX_USER_INFO_BYTES} are accepted"
+        ));
+    }
+    Ok(())
 }
 
 /// Wrap a response in a review of the request's own apiVersion.

@@ -1,11 +1,28 @@
 //! The audit record: one JSON line per decided request, on stdout (logs go to stderr) or a file,
 //! so the stream can be collected, searched and, with the request recorded, replayed.
+//!
+//! Writing never blocks a decision: each record is serialised on the request path and handed to
+//! a bounded buffer that one writer thread drains. A full buffer or a failed write loses the
+//! record, and every loss is counted (metrics, `/readyz`, a rate-limited log line); with
+//! `--audit-log-on-loss=fail` the request is answered with an error instead of its decision.
+//! Lines are whole: a record goes out in one `write` of the complete line, and after a partial
+//! write (a full disk) the next record starts on a new line. The file is reopened on SIGHUP and
+//! when it was renamed or deleted (rotation).
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::path::Path;
-use std::sync::Mutex;
-use std::time::Duration;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kube::core::admission::AdmissionResponse;
+use kube::core::response::StatusSummary;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -111,64 +128,453 @@ impl<'a> AuditRecord<'a> {
     }
 }
 
-enum Destination {
-    Discard,
-    Stdout,
-    File(Mutex<File>),
+/// Memory the buffer may hold before records are lost (or, with `fail`, requests refused).
+pub const DEFAULT_BUFFER_BYTES: usize = 8 * 1024 * 1024;
+/// At most this many records wait, whatever their size.
+const MAX_BUFFERED_RECORDS: usize = 16 * 1024;
+/// How often the writer checks whether the file was renamed or deleted, and retries a destination
+/// whose last write failed.
+const ROTATION_CHECK: Duration = Duration::from_secs(1);
+/// The writer wakes at least this often to act on SIGHUP and rotation while no record comes.
+const IDLE_WAKE: Duration = Duration::from_millis(250);
+/// Losses are logged at most this often; every one is counted.
+const LOSS_LOG_INTERVAL: Duration = Duration::from_secs(10);
+/// How long dropping the log (shutdown) waits for buffered records to be written.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What happens to a request whose audit record cannot be kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LossPolicy {
+    /// Answer with the decision anyway; the lost record is counted.
+    #[default]
+    Drop,
+    /// Answer with a denial (code 503) while records cannot be kept: nothing is admitted unrecorded.
+    Fail,
+}
+
+impl LossPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LossPolicy::Drop => "drop",
+            LossPolicy::Fail => "fail",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AuditOptions {
+    /// Copy each request into its record (for `replay`).
+    pub include_requests: bool,
+    pub max_request_bytes: usize,
+    pub on_loss: LossPolicy,
+    /// Bytes of records the buffer may hold.
+    pub buffer_bytes: usize,
+}
+
+impl Default for AuditOptions {
+    fn default() -> Self {
+        Self {
+            include_requests: false,
+            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+            on_loss: LossPolicy::Drop,
+            buffer_bytes: DEFAULT_BUFFER_BYTES,
+        }
+    }
+}
+
+/// Why a record was lost: the `reason` label of `guardrails_audit_records_dropped_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LossReason {
+    /// The buffer was full: the destination does not keep up or is stalled.
+    BufferFull,
+    /// The destination refused the write (full disk, closed pipe, …).
+    WriteError,
+}
+
+impl LossReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LossReason::BufferFull => "buffer_full",
+            LossReason::WriteError => "write_error",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LossLabels {
+    pub reason: &'static str,
+}
+
+/// The audit log's counters; prometheus types are shared handles, so `/metrics` registers clones.
+#[derive(Clone, Debug, Default)]
+pub struct AuditCounters {
+    pub written: Counter,
+    pub dropped: Family<LossLabels, Counter>,
+    pub reopens: Counter,
+    /// Records accepted and not yet written or lost (the one being written counts).
+    pub buffered_records: Gauge,
+    pub buffered_bytes: Gauge,
+}
+
+impl AuditCounters {
+    fn new() -> Self {
+        let counters = Self::default();
+        // Both series exist from the start, so an alert on `increase()` sees the first loss.
+        for reason in [LossReason::BufferFull, LossReason::WriteError] {
+            drop(counters.dropped.get_or_create(&LossLabels {
+                reason: reason.as_str(),
+            }));
+        }
+        counters
+    }
+
+    pub fn dropped(&self, reason: LossReason) -> u64 {
+        self.dropped
+            .get_or_create(&LossLabels {
+                reason: reason.as_str(),
+            })
+            .get()
+    }
+}
+
+/// Where the writer thread puts lines: a file, stdout, or a test double.
+pub trait AuditSink: Send + 'static {
+    /// One write; may write part of `buf`, like `write(2)`.
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize>;
+    /// Open the destination anew (SIGHUP, rotation, after a failed write).
+    fn reopen(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+    /// Whether the destination's name now points at another file or at none (rotation).
+    fn moved(&self) -> bool {
+        false
+    }
+}
+
+fn open_append(path: &Path) -> io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
+struct FileSink {
+    path: PathBuf,
+    file: File,
+}
+
+impl AuditSink for FileSink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file.write(buf)
+    }
+
+    fn reopen(&mut self) -> io::Result<()> {
+        self.file = open_append(&self.path)?;
+        Ok(())
+    }
+
+    #[cfg(unix)]
+    fn moved(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        match (std::fs::metadata(&self.path), self.file.metadata()) {
+            (Err(error), _) => error.kind() == io::ErrorKind::NotFound,
+            (Ok(named), Ok(open)) => (named.dev(), named.ino()) != (open.dev(), open.ino()),
+            (Ok(_), Err(_)) => false,
+        }
+    }
+}
+
+/// Stdout through a duplicate of fd 1: unbuffered (one write per line) and outside the process-wide
+/// stdout lock, so a stalled reader blocks only the writer thread.
+struct StdoutSink(Box<dyn Write + Send>);
+
+impl StdoutSink {
+    fn new() -> Self {
+        #[cfg(unix)]
+        {
+            use std::os::fd::AsFd;
+            if let Ok(fd) = io::stdout().as_fd().try_clone_to_owned() {
+                return Self(Box::new(File::from(fd)));
+            }
+        }
+        Self(Box::new(io::stdout()))
+    }
+}
+
+impl AuditSink for StdoutSink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let written = self.0.write(buf)?;
+        self.0.flush()?;
+        Ok(written)
+    }
+}
+
+/// State shared by the request path, the writer thread and `/readyz`.
+struct Shared {
+    counters: AuditCounters,
+    /// The last write failed and none has succeeded since.
+    write_failing: AtomicBool,
+    /// The last record offered found the buffer full.
+    saturated: AtomicBool,
+    reopen_requested: AtomicBool,
+    /// A flush already waited its time for a stalled destination: dropping waits no more.
+    abandoned: AtomicBool,
+    last_error: Mutex<Option<(String, String)>>,
+    last_loss_log: Mutex<Option<Instant>>,
+    losses_unlogged: AtomicU64,
+}
+
+impl Shared {
+    fn new() -> Self {
+        Self {
+            counters: AuditCounters::new(),
+            write_failing: AtomicBool::new(false),
+            saturated: AtomicBool::new(false),
+            reopen_requested: AtomicBool::new(false),
+            abandoned: AtomicBool::new(false),
+            last_error: Mutex::new(None),
+            last_loss_log: Mutex::new(None),
+            losses_unlogged: AtomicU64::new(0),
+        }
+    }
+
+    fn set_error(&self, message: String) {
+        let entry = Some((jiff::Timestamp::now().to_string(), message));
+        match self.last_error.lock() {
+            Ok(mut last) => *last = entry,
+            Err(poisoned) => *poisoned.into_inner() = entry,
+        }
+    }
+
+    fn lost(&self, reason: LossReason, error: Option<&io::Error>) {
+        self.counters
+            .dropped
+            .get_or_create(&LossLabels {
+                reason: reason.as_str(),
+            })
+            .inc();
+        let message = match error {
+            Some(error) => format!("{}: {error}", reason.as_str()),
+            None => reason.as_str().to_string(),
+        };
+        self.set_error(message.clone());
+        let unlogged = self.losses_unlogged.fetch_add(1, Ordering::Relaxed) + 1;
+        // Never wait for the lock: a loss on the request path must stay cheap.
+        let Ok(mut last) = self.last_loss_log.try_lock() else {
+            return;
+        };
+        if last.is_some_and(|at| at.elapsed() < LOSS_LOG_INTERVAL) {
+            return;
+        }
+        *last = Some(Instant::now());
+        self.losses_unlogged.fetch_sub(unlogged, Ordering::Relaxed);
+        tracing::warn!(
+            lost = unlogged,
+            reason = reason.as_str(),
+            last_error = %message,
+            buffer_full_total = self.counters.dropped(LossReason::BufferFull),
+            write_error_total = self.counters.dropped(LossReason::WriteError),
+            "audit records lost"
+        );
+    }
+}
+
+struct Writer {
+    sender: Option<SyncSender<Vec<u8>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 /// Where audit lines go, and whether they carry the request for `replay`.
 pub struct AuditLog {
-    destination: Destination,
-    include_requests: bool,
-    max_request_bytes: usize,
+    /// `None` when disabled, or when the writer thread could not start (every record then
+    /// counts as lost).
+    writer: Option<Writer>,
+    enabled: bool,
+    destination: String,
+    options: AuditOptions,
+    shared: Arc<Shared>,
+}
+
+/// The audit log's state, for `/readyz`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditStatus {
+    pub destination: String,
+    pub on_loss: LossPolicy,
+    /// No loss pending: the last write succeeded and the last record found room.
+    pub healthy: bool,
+    pub written: u64,
+    pub dropped_buffer_full: u64,
+    pub dropped_write_error: u64,
+    pub buffered_records: i64,
+    pub buffered_bytes: i64,
+    pub last_error: Option<String>,
+    pub last_error_time: Option<String>,
 }
 
 impl AuditLog {
     pub fn stdout(include_requests: bool, max_request_bytes: usize) -> Self {
-        Self {
-            destination: Destination::Stdout,
+        Self::to_stdout(AuditOptions {
             include_requests,
             max_request_bytes,
-        }
+            ..AuditOptions::default()
+        })
+    }
+
+    pub fn to_stdout(options: AuditOptions) -> Self {
+        Self::with_sink("stdout", Box::new(StdoutSink::new()), options)
     }
 
     /// Record nothing (embedding and tests).
     pub fn disabled() -> Self {
         Self {
-            destination: Destination::Discard,
-            include_requests: false,
-            max_request_bytes: 0,
+            writer: None,
+            enabled: false,
+            destination: "none".into(),
+            options: AuditOptions::default(),
+            shared: Arc::new(Shared::new()),
         }
     }
 
     /// Append to `path` (created if missing).
-    pub fn file(
-        path: &Path,
-        include_requests: bool,
-        max_request_bytes: usize,
-    ) -> std::io::Result<Self> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(Self {
-            destination: Destination::File(Mutex::new(file)),
-            include_requests,
-            max_request_bytes,
-        })
+    pub fn file(path: &Path, include_requests: bool, max_request_bytes: usize) -> io::Result<Self> {
+        Self::to_file(
+            path,
+            AuditOptions {
+                include_requests,
+                max_request_bytes,
+                ..AuditOptions::default()
+            },
+        )
     }
 
-    /// Record one decided request; `body` is the request as received.
-    pub fn record(&self, reviewed: &Reviewed, body: &[u8], latency: Duration) {
-        if matches!(self.destination, Destination::Discard) {
+    /// Append to `path` (created if missing); reopened on SIGHUP and when rotated away.
+    pub fn to_file(path: &Path, options: AuditOptions) -> io::Result<Self> {
+        let sink = FileSink {
+            path: path.to_path_buf(),
+            file: open_append(path)?,
+        };
+        Ok(Self::with_sink(
+            &format!("file:{}", path.display()),
+            Box::new(sink),
+            options,
+        ))
+    }
+
+    /// Write through `sink` on a thread of its own.
+    pub fn with_sink(destination: &str, sink: Box<dyn AuditSink>, options: AuditOptions) -> Self {
+        let shared = Arc::new(Shared::new());
+        let (sender, receiver) = std::sync::mpsc::sync_channel(MAX_BUFFERED_RECORDS);
+        let thread_shared = shared.clone();
+        let writer = match std::thread::Builder::new()
+            .name("guardrails-audit".into())
+            .spawn(move || run_writer(sink, receiver, &thread_shared))
+        {
+            Ok(thread) => Some(Writer {
+                sender: Some(sender),
+                thread: Some(thread),
+            }),
+            Err(error) => {
+                tracing::error!(%error, "cannot start the audit writer: every record will be counted as lost");
+                shared.set_error(format!("cannot start the audit writer: {error}"));
+                None
+            }
+        };
+        Self {
+            writer,
+            enabled: true,
+            destination: destination.to_string(),
+            options,
+            shared,
+        }
+    }
+
+    pub fn counters(&self) -> &AuditCounters {
+        &self.shared.counters
+    }
+
+    pub fn on_loss(&self) -> LossPolicy {
+        self.options.on_loss
+    }
+
+    /// Reopen the destination (SIGHUP): the writer does it before its next write, or within
+    /// a fraction of a second when idle.
+    pub fn reopen(&self) {
+        self.shared.reopen_requested.store(true, Ordering::Release);
+    }
+
+    pub fn status(&self) -> AuditStatus {
+        let counters = &self.shared.counters;
+        let last = match self.shared.last_error.lock() {
+            Ok(last) => last.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        let (last_error_time, last_error) = last.unzip();
+        AuditStatus {
+            destination: self.destination.clone(),
+            on_loss: self.options.on_loss,
+            healthy: !self.enabled || (self.writer.is_some() && !self.failing()),
+            written: counters.written.get(),
+            dropped_buffer_full: counters.dropped(LossReason::BufferFull),
+            dropped_write_error: counters.dropped(LossReason::WriteError),
+            buffered_records: counters.buffered_records.get(),
+            buffered_bytes: counters.buffered_bytes.get(),
+            last_error,
+            last_error_time,
+        }
+    }
+
+    fn failing(&self) -> bool {
+        self.shared.write_failing.load(Ordering::Acquire)
+            || self.shared.saturated.load(Ordering::Acquire)
+    }
+
+    /// Wait until every buffered record is written or lost, at most `timeout`; whether it was.
+    /// After a flush that timed out, dropping the log does not wait again.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while self.shared.counters.buffered_records.get() > 0 {
+            if Instant::now() >= deadline {
+                self.shared.abandoned.store(true, Ordering::Release);
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        true
+    }
+
+    /// Record one decided request; `body` is the request as received. Never blocks: a record
+    /// that cannot be buffered is counted as lost, and with `LossPolicy::Fail` the answer in
+    /// `reviewed` becomes a denial (the record then says so).
+    pub fn record(&self, reviewed: &mut Reviewed, body: &[u8], latency: Duration) {
+        if !self.enabled {
             return;
         }
+        let fail = self.options.on_loss == LossPolicy::Fail;
+        // A destination that is failing now will most likely lose this record too.
+        let refused = fail && self.shared.write_failing.load(Ordering::Acquire);
+        if refused {
+            refuse(reviewed);
+        }
+        let kept = match self.line(reviewed, body, latency) {
+            Some(line) => self.offer(line),
+            None => {
+                self.shared.lost(LossReason::WriteError, None);
+                false
+            }
+        };
+        if !kept && fail && !refused {
+            refuse(reviewed);
+        }
+    }
+
+    fn line(&self, reviewed: &Reviewed, body: &[u8], latency: Duration) -> Option<Vec<u8>> {
         let mut record = AuditRecord::new(reviewed, latency);
         let raw;
-        if self.include_requests {
-            if body.len() > self.max_request_bytes {
+        if self.options.include_requests {
+            if body.len() > self.options.max_request_bytes {
                 record.request_omitted = Some(format!(
                     "request of {} bytes exceeds the {} byte limit",
                     body.len(),
-                    self.max_request_bytes
+                    self.options.max_request_bytes
                 ));
             } else {
                 raw = std::str::from_utf8(body)
@@ -180,24 +586,200 @@ impl AuditLog {
                 }
             }
         }
-        let mut line = match serde_json::to_vec(&record) {
-            Ok(line) => line,
+        match serde_json::to_vec(&record) {
+            Ok(mut line) => {
+                line.push(b'\n');
+                Some(line)
+            }
             Err(error) => {
                 tracing::error!(%error, "cannot serialise audit record");
-                return;
+                None
             }
+        }
+    }
+
+    /// Hand a line to the writer; false (and counted) when it cannot be kept.
+    fn offer(&self, line: Vec<u8>) -> bool {
+        let counters = &self.shared.counters;
+        let Some(sender) = self.writer.as_ref().and_then(|w| w.sender.as_ref()) else {
+            self.shared.lost(LossReason::WriteError, None);
+            return false;
         };
-        line.push(b'\n');
-        let written = match &self.destination {
-            Destination::Discard => Ok(()),
-            Destination::Stdout => std::io::stdout().lock().write_all(&line),
-            Destination::File(file) => match file.lock() {
-                Ok(mut file) => file.write_all(&line),
-                Err(_) => Err(std::io::Error::other("audit log lock poisoned")),
-            },
-        };
-        if let Err(error) = written {
-            tracing::error!(%error, "cannot write audit record");
+        let len = i64::try_from(line.len()).unwrap_or(i64::MAX);
+        let budget = i64::try_from(self.options.buffer_bytes).unwrap_or(i64::MAX);
+        let before = counters.buffered_bytes.inc_by(len);
+        // A record larger than the whole budget still goes when nothing else waits.
+        if before > 0 && before.saturating_add(len) > budget {
+            counters.buffered_bytes.dec_by(len);
+            self.shared.saturated.store(true, Ordering::Release);
+            self.shared.lost(LossReason::BufferFull, None);
+            return false;
+        }
+        counters.buffered_records.inc();
+        match sender.try_send(line) {
+            Ok(()) => {
+                self.shared.saturated.store(false, Ordering::Release);
+                true
+            }
+            Err(refused) => {
+                counters.buffered_records.dec();
+                counters.buffered_bytes.dec_by(len);
+                match refused {
+                    TrySendError::Full(_) => {
+                        self.shared.saturated.store(true, Ordering::Release);
+                        self.shared.lost(LossReason::BufferFull, None);
+                    }
+                    TrySendError::Disconnected(_) => {
+                        self.shared.lost(LossReason::WriteError, None);
+                    }
+                }
+                false
+            }
         }
     }
 }
+
+impl Drop for AuditLog {
+    /// Let the writer finish what is buffered, for at most `DRAIN_TIMEOUT` (a stalled destination
+    /// must not hold up shutdown); what is left then is reported.
+    fn drop(&mut self) {
+        let Some(writer) = &mut self.writer else {
+            return;
+        };
+        writer.sender = None;
+        let Some(thread) = writer.thread.take() else {
+            return;
+        };
+        let deadline = Instant::now() + DRAIN_TIMEOUT;
+        while !thread.is_finished() {
+            if self.shared.abandoned.load(Ordering::Acquire) {
+                return;
+            }
+            if Instant::now() >= deadline {
+                tracing::warn!(
+                    buffered = self.shared.counters.buffered_records.get(),
+                    "audit records still buffered at shutdown are lost"
+                );
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let _ = thread.join();
+    }
+}
+
+/// The answer under `LossPolicy::Fail` when the record cannot be kept: no change is admitted
+/// unrecorded, whatever the webhook's failurePolicy.
+fn refuse(reviewed: &mut Reviewed) {
+    let mut response = AdmissionResponse::from(&reviewed.request).deny(
+        "Guardrails cannot write its audit log (audit-log-on-loss: fail), so it refuses changes until it can; see /readyz",
+    );
+    response.result.code = 503;
+    response.result.status = Some(StatusSummary::Failure);
+    response.result.reason = "ServiceUnavailable".into();
+    response
+        .audit_annotations
+        .insert("decision".into(), "error".into());
+    response
+        .audit_annotations
+        .insert("audit".into(), "unavailable".into());
+    reviewed.review = crate::admission::into_review(response);
+}
+
+/// Write `buf` completely; on failure, how much of it was written.
+fn write_fully(sink: &mut dyn AuditSink, buf: &[u8]) -> Result<(), (usize, io::Error)> {
+    let mut done = 0;
+    while done < buf.len() {
+        match sink.write(&buf[done..]) {
+            Ok(0) => return Err((done, io::ErrorKind::WriteZero.into())),
+            Ok(written) => done += written,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => return Err((done, error)),
+        }
+    }
+    Ok(())
+}
+
+/// The writer thread's side: whole lines, and a new line after any fragment.
+struct LineWriter {
+    sink: Box<dyn AuditSink>,
+    /// A fragment of a line was written: the next record must start on a new line.
+    fragment: bool,
+}
+
+impl LineWriter {
+    fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
+        if self.fragment {
+            write_fully(self.sink.as_mut(), b"\n").map_err(|(_, error)| error)?;
+            self.fragment = false;
+        }
+        write_fully(self.sink.as_mut(), line).map_err(|(written, error)| {
+            self.fragment = written > 0;
+            error
+        })
+    }
+
+    fn reopen(&mut self, shared: &Shared, why: &'static str) {
+        let moved = self.sink.moved();
+        match self.sink.reopen() {
+            Ok(()) => {
+                shared.counters.reopens.inc();
+                // A new file starts clean; the fragment stays in the old one.
+                if moved {
+                    self.fragment = false;
+                }
+                tracing::info!(why, "audit log reopened");
+            }
+            Err(error) => {
+                tracing::error!(%error, why, "cannot reopen the audit log; writing on to the open one");
+                shared.set_error(format!("cannot reopen: {error}"));
+            }
+        }
+    }
+}
+
+fn run_writer(sink: Box<dyn AuditSink>, receiver: Receiver<Vec<u8>>, shared: &Shared) {
+    let mut writer = LineWriter {
+        sink,
+        fragment: false,
+    };
+    let mut last_check = Instant::now();
+    loop {
+        let received = receiver.recv_timeout(IDLE_WAKE);
+        if shared.reopen_requested.swap(false, Ordering::AcqRel) {
+            writer.reopen(shared, "SIGHUP");
+            last_check = Instant::now();
+        } else if last_check.elapsed() >= ROTATION_CHECK {
+            last_check = Instant::now();
+            if writer.sink.moved() {
+                writer.reopen(shared, "renamed or deleted");
+            } else if shared.write_failing.load(Ordering::Acquire) {
+                writer.reopen(shared, "after a failed write");
+            }
+        }
+        let line = match received {
+            Ok(line) => line,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        match writer.write_line(&line) {
+            Ok(()) => {
+                shared.counters.written.inc();
+                shared.write_failing.store(false, Ordering::Release);
+            }
+            Err(error) => {
+                shared.write_failing.store(true, Ordering::Release);
+                shared.lost(LossReason::WriteError, Some(&error));
+            }
+        }
+        shared.counters.buffered_records.dec();
+        shared
+            .counters
+            .buffered_bytes
+            .dec_by(i64::try_from(line.len()).unwrap_or(i64::MAX));
+    }
+}
+
+#[cfg(test)]
+#[path = "unit_tests/audit_tests.rs"]
+mod tests;

@@ -4,13 +4,12 @@ use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
-use axum_server::Handle;
-use axum_server::tls_rustls::RustlsConfig;
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::audit::AuditLog;
+use crate::audit::{AuditLog, AuditOptions, LossPolicy};
 
 /// Write to stdout, returning the error instead of panicking (a closed pipe ends the command).
 macro_rules! outln {
@@ -75,6 +74,104 @@ fn parse_mode(value: &str) -> Result<Mode, String> {
     value.parse()
 }
 
+/// `serve`'s limits (README: "Limits and shedding").
+#[derive(Debug, Clone, clap::Args)]
+pub struct LimitArgs {
+    /// Largest request body; larger ones get HTTP 413.
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes, default_value = "4Mi", env = "GUARDRAILS_MAX_BODY_BYTES")]
+    pub max_body_bytes: usize,
+    /// Decisions running at once on their own threads [default: the number of CPUs, at least 2].
+    #[arg(long, value_name = "N", env = "GUARDRAILS_DECISION_WORKERS")]
+    pub decision_workers: Option<usize>,
+    /// Requests waiting for a decision slot; more are shed with HTTP 429.
+    #[arg(long, value_name = "N", default_value_t = crate::limits::DEFAULT_MAX_QUEUE, env = "GUARDRAILS_MAX_QUEUE")]
+    pub max_queue: usize,
+    /// Deadline per request from its arrival: reading, waiting and deciding. Keep it below the
+    /// webhook's timeoutSeconds.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "4s", env = "GUARDRAILS_REQUEST_TIMEOUT")]
+    pub request_timeout: Duration,
+    /// Estimated bytes all requests in flight may hold; beyond it they are shed with HTTP 429.
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes, default_value = "128Mi", env = "GUARDRAILS_MEMORY_BUDGET")]
+    pub memory_budget: usize,
+    /// Open TLS connections (lowered to RLIMIT_NOFILE - 128); at the cap idle ones are closed.
+    #[arg(long, value_name = "N", default_value_t = crate::limits::DEFAULT_MAX_CONNECTIONS, env = "GUARDRAILS_MAX_CONNECTIONS")]
+    pub max_connections: usize,
+    /// Close a connection with no request in flight for this long.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "60s", env = "GUARDRAILS_IDLE_TIMEOUT")]
+    pub idle_timeout: Duration,
+    /// Time a new connection has for its TLS handshake and first request.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s", env = "GUARDRAILS_FIRST_REQUEST_TIMEOUT")]
+    pub first_request_timeout: Duration,
+    /// On SIGTERM, keep serving this long with /readyz failing before closing the listener.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "5s", env = "GUARDRAILS_SHUTDOWN_DELAY")]
+    pub shutdown_delay: Duration,
+    /// Then, time to finish the requests already received before exiting.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s", env = "GUARDRAILS_SHUTDOWN_GRACE")]
+    pub shutdown_grace: Duration,
+}
+
+impl LimitArgs {
+    pub fn limits(&self) -> crate::limits::Limits {
+        crate::limits::Limits {
+            max_body_bytes: self.max_body_bytes,
+            decision_workers: self
+                .decision_workers
+                .unwrap_or_else(crate::limits::default_decision_workers),
+            max_queue: self.max_queue,
+            request_timeout: self.request_timeout,
+            memory_budget: self.memory_budget,
+            max_connections: self.max_connections,
+            idle_timeout: self.idle_timeout,
+            first_request_timeout: self.first_request_timeout,
+            shutdown_delay: self.shutdown_delay,
+            shutdown_grace: self.shutdown_grace,
+        }
+    }
+}
+
+/// `250ms`, `4s`, `2m`, or a bare number of seconds.
+fn parse_duration(value: &str) -> Result<Duration, String> {
+    let value = value.trim();
+    let (number, scale) = if let Some(n) = value.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = value.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = value.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (value, 1.0)
+    };
+    let seconds: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("{value:?} is not a duration (e.g. 500ms, 4s, 2m)"))?;
+    Duration::try_from_secs_f64(seconds * scale)
+        .map_err(|_| format!("{value:?} is not a duration (e.g. 500ms, 4s, 2m)"))
+}
+
+/// `4194304`, `512Ki`, `4Mi`, `1Gi` (or `k`, `M`, `G` for powers of 1000).
+fn parse_bytes(value: &str) -> Result<usize, String> {
+    let value = value.trim();
+    let units: [(&str, usize); 6] = [
+        ("Ki", 1 << 10),
+        ("Mi", 1 << 20),
+        ("Gi", 1 << 30),
+        ("k", 1_000),
+        ("M", 1_000_000),
+        ("G", 1_000_000_000),
+    ];
+    let (number, scale) = units
+        .iter()
+        .find_map(|(suffix, scale)| value.strip_suffix(suffix).map(|n| (n, *scale)))
+        .unwrap_or((value, 1));
+    number
+        .trim()
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .ok_or_else(|| format!("{value:?} is not a size in bytes (e.g. 4194304, 512Ki, 4Mi)"))
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the admission webhook over TLS.
@@ -122,12 +219,33 @@ pub enum Command {
         /// Largest request copied into the audit log.
         #[arg(long, value_name = "BYTES", default_value_t = crate::audit::DEFAULT_MAX_REQUEST_BYTES)]
         audit_log_max_request_bytes: usize,
+        /// When an audit record cannot be kept (buffer full, write failed): `drop` answers with
+        /// the decision and counts the loss; `fail` answers with a denial (code 503) instead.
+        #[arg(long, value_enum, default_value_t = LossPolicy::Drop, env = "GUARDRAILS_AUDIT_LOG_ON_LOSS")]
+        audit_log_on_loss: LossPolicy,
+        /// Memory for audit records waiting to be written; beyond it records are lost (counted).
+        #[arg(long, value_name = "BYTES", default_value_t = crate::audit::DEFAULT_BUFFER_BYTES, env = "GUARDRAILS_AUDIT_LOG_BUFFER_BYTES")]
+        audit_log_buffer_bytes: usize,
         /// Do not watch --policies, --config and the TLS files for changes.
         #[arg(long)]
         no_reload: bool,
+        /// Also compare --policies and --config on disk with what is loaded this often, and reload
+        /// on a difference, even when no file event arrived (`30s`, `500ms`, `2m`; `0` turns it off).
+        #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration, env = "GUARDRAILS_RELOAD_INTERVAL")]
+        reload_interval: std::time::Duration,
+        /// Start with, and reload, a policy set in which some action has no permit for anyone
+        /// (denied to everyone); refused otherwise. The config's `allowDefaultDeny: true` does the same.
+        #[arg(long, env = "GUARDRAILS_ALLOW_DEFAULT_DENY")]
+        allow_default_deny: bool,
         /// Where --dev writes the CA certificate (PEM) for `curl --cacert`.
         #[arg(long, value_name = "FILE", default_value_os_t = std::env::temp_dir().join("guardrails-dev-ca.pem"))]
         dev_ca_out: PathBuf,
+        /// Require a client certificate signed by a CA in this file (PEM), e.g. the API
+        /// server's webhook client certificate (mutual TLS). Reloaded when it changes.
+        #[arg(long, value_name = "FILE", env = "GUARDRAILS_CLIENT_CA")]
+        client_ca: Option<PathBuf>,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// Decide one request offline: an AdmissionReview (prints the response `serve` would send), or
     /// manifests as a kubectl-style dry run. Exit 0 whatever the decision.
@@ -232,6 +350,10 @@ pub enum Command {
         /// Treat warnings as errors.
         #[arg(long)]
         deny_warnings: bool,
+        /// Accept a policy set in which some action has no permit for anyone (a warning instead
+        /// of an error). The config's `allowDefaultDeny: true` does the same.
+        #[arg(long)]
+        allow_default_deny: bool,
     },
     /// Format policies with Cedar's formatter (in place), or with --check list the files that
     /// would change and exit non-zero.
@@ -244,31 +366,47 @@ pub enum Command {
     },
 }
 
-pub fn init_logging(format: LogFormat) {
+/// Log lines waiting for stderr; beyond this they are dropped (and counted), never waited for.
+pub const LOG_BUFFER_LINES: usize = 4096;
+
+/// Log to stderr through a writer thread: a stalled stderr drops lines
+/// (`guardrails_log_lines_dropped_total`) instead of blocking requests. Keep the guard until
+/// exit: dropping it flushes what is buffered (waiting at most about a second).
+pub fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(LOG_BUFFER_LINES)
+        .thread_name("guardrails-log")
+        .finish(std::io::stderr());
+    crate::metrics::count_dropped_log_lines(writer.error_counter());
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder.init(),
     }
+    guard
 }
 
 impl PolicyArgs {
+    /// The sources as given. Default deny is accepted here: `eval` and `replay` are what-ifs;
+    /// `serve` decides for itself.
     fn source(&self) -> EngineSource {
         EngineSource {
             policies: self.policies.clone(),
             config: self.config.clone(),
             mode: self.mode,
+            allow_default_deny: true,
         }
     }
 }
 
 /// Load policies and config as the flags say (embedded defaults otherwise).
 pub fn load_engine(args: &PolicyArgs) -> anyhow::Result<Engine> {
-    args.source().load()
+    Ok(args.source().load()?)
 }
 
 struct ServeOptions {
@@ -276,10 +414,16 @@ struct ServeOptions {
     tls_files: Option<(PathBuf, PathBuf)>,
     dev: bool,
     dev_ca_out: PathBuf,
+    client_ca: Option<PathBuf>,
+    limits: crate::limits::Limits,
     audit_log: Option<PathBuf>,
     audit_log_requests: bool,
     audit_log_max_request_bytes: usize,
+    audit_log_on_loss: LossPolicy,
+    audit_log_buffer_bytes: usize,
     reload: bool,
+    reload_interval: std::time::Duration,
+    allow_default_deny: bool,
     probe_listen: Option<SocketAddr>,
     watch_namespaces: bool,
 }
@@ -296,9 +440,15 @@ pub fn run(cli: Cli) -> ExitCode {
             audit_log,
             audit_log_requests,
             audit_log_max_request_bytes,
+            audit_log_on_loss,
+            audit_log_buffer_bytes,
             no_reload,
+            reload_interval,
+            allow_default_deny,
             probe_listen,
             watch_namespaces,
+            client_ca,
+            limits,
         } => {
             // A development certificate is for this machine only: do not expose it by default.
             let default_host = if dev { [127, 0, 0, 1] } else { [0, 0, 0, 0] };
@@ -307,10 +457,16 @@ pub fn run(cli: Cli) -> ExitCode {
                 tls_files: tls_cert.zip(tls_key),
                 dev,
                 dev_ca_out,
+                client_ca,
+                limits: limits.limits(),
                 audit_log,
                 audit_log_requests,
                 audit_log_max_request_bytes,
+                audit_log_on_loss,
+                audit_log_buffer_bytes,
                 reload: !no_reload,
+                reload_interval,
+                allow_default_deny,
                 probe_listen,
                 watch_namespaces,
             };
@@ -354,7 +510,8 @@ pub fn run(cli: Cli) -> ExitCode {
             dir,
             config,
             deny_warnings,
-        } => check(&dir, config.as_deref(), deny_warnings),
+            allow_default_deny,
+        } => check(&dir, config.as_deref(), deny_warnings, allow_default_deny),
         Command::Fmt { dir, check } => format_policies(&dir, check),
         Command::Certs {
             service,
@@ -398,15 +555,82 @@ pub fn run(cli: Cli) -> ExitCode {
 }
 
 fn serve(args: &PolicyArgs, options: ServeOptions) -> anyhow::Result<()> {
-    let source = args.source();
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    // Catch SIGHUP first thing: its default action would kill the process.
+    #[cfg(unix)]
+    let mut hangup = {
+        let _entered = runtime.enter();
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("cannot listen for SIGHUP")?
+    };
+    let source = EngineSource {
+        allow_default_deny: options.allow_default_deny,
+        ..args.source()
+    };
     let engine = source.load()?;
     let listen = options.listen;
-    let tls_config = match (&options.tls_files, options.dev) {
-        (Some((cert, key)), _) => tls::load_server_config(cert, key)?,
+    let (certificate, dev_ca) = match (&options.tls_files, options.dev) {
+        (Some((cert, key)), _) => (
+            tls::ServingCertificate::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            },
+            None,
+        ),
         (None, true) => {
             let pair = tls::generate_dev()?;
+            let ca = pair.ca_pem.clone();
+            (tls::ServingCertificate::Memory(pair), Some(ca))
+        }
+        (None, false) => bail!(
+            "TLS is required: pass --tls-cert and --tls-key, or --dev for a local self-signed certificate"
+        ),
+    };
+    let tls_config = certificate.load(options.client_ca.as_deref())?;
+    let mut limits = options.limits.clone();
+    for note in limits.normalise(crate::limits::open_file_limit()) {
+        tracing::warn!("{note}");
+    }
+    let audit_options = AuditOptions {
+        include_requests: options.audit_log_requests,
+        max_request_bytes: options.audit_log_max_request_bytes,
+        on_loss: options.audit_log_on_loss,
+        buffer_bytes: options.audit_log_buffer_bytes,
+    };
+    let audit = match &options.audit_log {
+        Some(path) => AuditLog::to_file(path, audit_options)
+            .with_context(|| format!("cannot open the audit log {}", path.display()))?,
+        None => AuditLog::to_stdout(audit_options),
+    };
+    let state = server::AppState::with_audit(engine, audit).with_limits(limits.clone());
+    let audit = state.audit.clone();
+    let result = runtime.block_on(async move {
+        #[cfg(unix)]
+        {
+            let audit = state.audit.clone();
+            tokio::spawn(async move {
+                while hangup.recv().await.is_some() {
+                    tracing::info!("SIGHUP: reopening the audit log");
+                    audit.reopen();
+                }
+            });
+        }
+        // Bind before anything is written: a second instance on a busy port must fail without
+        // touching the running one's files (the --dev CA).
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let probe_listener = match options.probe_listen {
+            Some(address) => Some(
+                tokio::net::TcpListener::bind(address)
+                    .await
+                    .with_context(|| format!("cannot listen on {address} for probes"))?,
+            ),
+            None => None,
+        };
+        if let Some(ca_pem) = &dev_ca {
             let ca_out = &options.dev_ca_out;
-            std::fs::write(ca_out, &pair.ca_pem)
+            std::fs::write(ca_out, ca_pem)
                 .with_context(|| format!("cannot write the dev CA to {}", ca_out.display()))?;
             // A closed stdout (e.g. a supervisor that stopped reading) must not stop the server.
             let _ = writeln!(
@@ -416,43 +640,38 @@ fn serve(args: &PolicyArgs, options: ServeOptions) -> anyhow::Result<()> {
                 ca_out.display(),
                 listen.port()
             );
-            tls::server_config(pair.cert_pem.as_bytes(), pair.key_pem.as_bytes(), "dev")?
         }
-        (None, false) => bail!(
-            "TLS is required: pass --tls-cert and --tls-key, or --dev for a local self-signed certificate"
-        ),
-    };
-    let audit = match &options.audit_log {
-        Some(path) => AuditLog::file(
-            path,
-            options.audit_log_requests,
-            options.audit_log_max_request_bytes,
-        )
-        .with_context(|| format!("cannot open the audit log {}", path.display()))?,
-        None => AuditLog::stdout(
-            options.audit_log_requests,
-            options.audit_log_max_request_bytes,
-        ),
-    };
-    tracing::info!(
-        %listen,
-        policies = engine.policies.policy_count(),
-        policy_source = %engine.policies.source,
-        mode = %engine.mode,
-        "starting guardrails"
-    );
-    for warning in &engine.policies.warnings {
-        tracing::warn!(%warning, "policy warning");
-    }
-    let state = server::AppState::with_audit(engine, audit);
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime.block_on(async move {
+        let engine = state.engine.load();
+        tracing::info!(
+            %listen,
+            policies = engine.policies.policy_count(),
+            policy_source = %engine.policies.source,
+            policy_hash = %engine.policies.hash,
+            config_hash = %engine.config.hash,
+            mode = %engine.mode,
+            mutual_tls = options.client_ca.is_some(),
+            max_body_bytes = limits.max_body_bytes,
+            decision_workers = limits.decision_workers,
+            max_queue = limits.max_queue,
+            request_timeout_ms = limits.request_timeout.as_millis(),
+            memory_budget = limits.memory_budget,
+            max_connections = limits.max_connections,
+            "starting guardrails"
+        );
+        for warning in &engine.policies.warnings {
+            tracing::warn!(%warning, "policy warning");
+        }
+        drop(engine);
         let _watcher = if options.reload {
             crate::reload::watch(
                 source,
                 state.engine.clone(),
                 state.reload.clone(),
                 state.metrics.clone(),
+                crate::reload::ReloadOptions {
+                    file_events: true,
+                    interval: Some(options.reload_interval).filter(|i| !i.is_zero()),
+                },
             )
             .context("cannot watch the policy directory and config")?
         } else {
@@ -472,37 +691,54 @@ fn serve(args: &PolicyArgs, options: ServeOptions) -> anyhow::Result<()> {
                 state.metrics.clone(),
             ));
         }
-        if let Some(address) = options.probe_listen {
-            let listener = tokio::net::TcpListener::bind(address)
-                .await
-                .with_context(|| format!("cannot listen on {address} for probes"))?;
-            tracing::info!(%address, "serving probes and metrics over plain HTTP");
-            let probes = server::probe_router(state.clone());
+        let handle = server::ServerHandle::new();
+        if let Some(listener) = probe_listener {
+            tracing::info!(address = ?listener.local_addr().ok(), "serving probes and metrics over plain HTTP");
+            let (state, handle) = (state.clone(), handle.clone());
             tokio::spawn(async move {
-                if let Err(error) = axum::serve(listener, probes).await {
+                if let Err(error) = server::serve_probes(listener, state, handle).await {
                     tracing::error!(%error, "probe listener stopped");
                 }
             });
         }
-        let rustls_config = RustlsConfig::from_config(std::sync::Arc::new(tls_config));
-        let _certificate_watcher = match &options.tls_files {
-            Some((cert, key)) if options.reload => Some(
-                tls::watch_certificate(
-                    cert.clone(),
-                    key.clone(),
-                    rustls_config.clone(),
-                    state.metrics.clone(),
-                )
-                .context("cannot watch the TLS certificate")?,
-            ),
-            _ => None,
+        let tls = tls::ReloadableTls::new(tls_config);
+        let _certificate_watcher = if options.reload {
+            tls::watch_certificate(
+                certificate,
+                options.client_ca.clone(),
+                tls.clone(),
+                state.metrics.clone(),
+            )
+            .context("cannot watch the TLS certificate")?
+        } else {
+            None
         };
-        let handle = Handle::new();
-        tokio::spawn(server::shutdown_on_signal(handle.clone()));
-        server::serve_tls(listen, rustls_config, server::router(state), handle)
-            .await
-            .with_context(|| format!("cannot serve on {listen}"))
-    })
+        tokio::spawn(server::drain_on_signal(
+            state.clone(),
+            handle.clone(),
+            limits.shutdown_delay,
+        ));
+        server::serve_tls(
+            listener,
+            tls,
+            server::router(state.clone()),
+            limits,
+            state.metrics.clone(),
+            handle,
+        )
+        .await
+        .with_context(|| format!("cannot serve on {listen}"))
+    });
+    // Decisions still running past their deadline must not hold the exit for long.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    // Write out what is buffered; a stalled destination must not hold up the exit for long.
+    if !audit.flush(crate::audit::DRAIN_TIMEOUT) {
+        tracing::warn!(
+            buffered = audit.counters().buffered_records.get(),
+            "audit records still buffered at exit are lost"
+        );
+    }
+    result
 }
 
 /// Accept a full AdmissionReview, or a bare `request` stanza (as many projects' test data is).
@@ -574,7 +810,12 @@ fn eval(args: &PolicyArgs, body: &[u8], output: OutputFormat) -> anyhow::Result<
     Ok(())
 }
 
-fn check(dir: &Path, config: Option<&Path>, deny_warnings: bool) -> anyhow::Result<()> {
+fn check(
+    dir: &Path,
+    config: Option<&Path>,
+    deny_warnings: bool,
+    allow_default_deny: bool,
+) -> anyhow::Result<()> {
     let store = PolicyStore::load_dir(dir)?;
     let config = match config {
         Some(path) => Config::load(path)?,
@@ -582,8 +823,18 @@ fn check(dir: &Path, config: Option<&Path>, deny_warnings: bool) -> anyhow::Resu
     };
     let mut warnings: Vec<String> = store.warnings.iter().map(ToString::to_string).collect();
     warnings.extend(crate::policy::unknown_names(&store, &config));
+    let default_deny_allowed = allow_default_deny || config.file.allow_default_deny;
+    if !store.default_denied.is_empty() && default_deny_allowed {
+        warnings.push(format!(
+            "no permit policy can match {}: denied to everyone (allowed by allowDefaultDeny)",
+            store.default_denied.join(", ")
+        ));
+    }
     for warning in &warnings {
         outln!("warning: {warning}");
+    }
+    if !store.default_denied.is_empty() && !default_deny_allowed {
+        return Err(crate::policy::PolicyError::DefaultDeny(store.default_denied.clone()).into());
     }
     outln!(
         "{}: {} policies valid against {}, {} warning(s)",
@@ -592,6 +843,7 @@ fn check(dir: &Path, config: Option<&Path>, deny_warnings: bool) -> anyhow::Resu
         crate::policy::SCHEMA_FILE,
         warnings.len()
     );
+    outln!("policies {}, config {}", store.hash, config.hash);
     if deny_warnings && !warnings.is_empty() {
         bail!("{} warning(s) and --deny-warnings", warnings.len());
     }

@@ -144,6 +144,10 @@ pub struct ConfigFile {
     pub mutation: MutationConfig,
     #[serde(default)]
     pub argocd: ArgoCdConfig,
+    /// Accept a policy set in which some action has no permit for anyone (see
+    /// README.md#guardrails-check); without it such a set is refused at start-up and on reload.
+    #[serde(default)]
+    pub allow_default_deny: bool,
 }
 
 /// What `/mutate` may change besides keeping `initiatedBy` honest.
@@ -159,6 +163,8 @@ pub struct MutationConfig {
 #[derive(Debug, Clone, Default)]
 pub struct Config {
     pub file: ConfigFile,
+    /// `sha256:…` of the YAML text this came from (empty when built from a `ConfigFile`).
+    pub hash: String,
     group_teams: HashMap<String, Vec<String>>,
     user_teams: HashMap<String, Vec<String>>,
     delegators: HashSet<String>,
@@ -172,7 +178,9 @@ impl Config {
                 origin: origin.to_string(),
                 message: error.to_string(),
             })?;
-        Self::from_file(file, origin)
+        let mut config = Self::from_file(file, origin)?;
+        config.hash = crate::policy::text_hash(text);
+        Ok(config)
     }
 
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -243,6 +251,7 @@ impl Config {
             }
         }
         Ok(Self {
+            hash: String::new(),
             delegators: file.delegators.iter().cloned().collect(),
             automation: file.automation.iter().cloned().collect(),
             group_teams,

@@ -25,6 +25,8 @@ pub struct Engine {
     /// Namespace labels observed in the cluster (empty unless the namespace watch runs); shared
     /// with the watcher and carried over on reload.
     pub live_namespaces: LiveNamespaces,
+    /// When this engine was built: the time of the last successful load, for `/readyz`.
+    pub loaded_at: jiff::Timestamp,
     authorizer: Authorizer,
 }
 
@@ -35,6 +37,7 @@ impl Engine {
             policies,
             config,
             live_namespaces: crate::cluster::empty(),
+            loaded_at: jiff::Timestamp::now(),
             authorizer: Authorizer::new(),
         }
     }
@@ -206,6 +209,10 @@ pub fn decide(engine: &Engine, request: &Request) -> Result<Outcome, DecideError
             }
         }
     }
+    // Cedar reports the policies that decided in hash order: sort, so identical requests get
+    // identical reasons, audit records and warnings.
+    matches.sort_by(|a, b| (&a.policy, a.action.as_str()).cmp(&(&b.policy, b.action.as_str())));
+    errors.sort();
     let allowed = !matches.iter().any(|m| m.effective == Mode::Enforce);
     Ok(Outcome {
         allowed,

@@ -5,6 +5,7 @@ use guardrails::cli::{self, Cli};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    cli::init_logging(cli.log_format);
+    // Held to the end: dropping it flushes the buffered log lines.
+    let _logging = cli::init_logging(cli.log_format);
     cli::run(cli)
 }

@@ -1,20 +1,44 @@
 //! Prometheus metrics (`GET /metrics`, OpenMetrics text).
+//!
+//! Every label value comes from a closed set (known kinds, actions, decisions, modes, loaded
+//! policy ids), never from the request: a client must not be able to grow `/metrics`.
 
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
+use std::sync::OnceLock;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::audit::AuditLog;
+use crate::recognize::Kind;
 use crate::respond::Reviewed;
+
+/// Label value for anything outside a closed set.
+pub const OTHER: &str = "other";
+
+/// The decisions `respond` and `audit` annotate; anything else is counted as `other`.
+const DECISIONS: [&str; 6] = [
+    "allow",
+    "allow-warn",
+    "allow-audit",
+    "deny",
+    "unsupported",
+    "error",
+];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    pub kind: String,
-    pub action: String,
-    pub decision: String,
-    pub mode: String,
+    /// `Application`, `Deployment`, `Rollout` (by resource, so `deployments/scale` counts as
+    /// `Deployment`) or `other`.
+    pub kind: &'static str,
+    /// A recognised action, or empty when none was recognised.
+    pub action: &'static str,
+    pub decision: &'static str,
+    pub mode: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -46,6 +70,7 @@ pub struct Metrics {
     tls_reloads: Family<ResultLabels, Counter>,
     pub namespace_cache_synced: Gauge,
     namespace_cache_errors: Counter,
+    pub limits: LimitMetrics,
 }
 
 fn latency_histogram() -> Histogram {
@@ -118,7 +143,10 @@ impl Metrics {
             "Errors watching namespaces (the last cache keeps serving)",
             namespace_cache_errors.clone(),
         );
+        registry.register_collector(Box::new(LogLinesDropped));
+        let limits = LimitMetrics::register(&mut registry);
         Self {
+            limits,
             registry,
             requests,
             policy_matches,
@@ -142,19 +170,25 @@ impl Metrics {
         let decision = response
             .and_then(|r| r.audit_annotations.get("decision"))
             .map_or("error", String::as_str);
-        let kind = reviewed.request.kind.kind.as_str();
+        let decision = DECISIONS
+            .into_iter()
+            .find(|known| *known == decision)
+            .unwrap_or(OTHER);
+        let request = &reviewed.request;
+        let kind = Kind::from_resource(&request.resource.group, &request.resource.resource)
+            .map_or(OTHER, Kind::as_str);
         let Some(outcome) = &reviewed.outcome else {
             self.requests
                 .get_or_create(&RequestLabels {
-                    kind: kind.to_string(),
-                    action: String::new(),
-                    decision: decision.to_string(),
-                    mode: String::new(),
+                    kind,
+                    action: "",
+                    decision,
+                    mode: "",
                 })
                 .inc();
             return;
         };
-        let actions: Vec<&str> = outcome
+        let actions: Vec<&'static str> = outcome
             .recognition
             .as_ref()
             .map(|r| r.actions.iter().map(|a| a.as_str()).collect())
@@ -166,10 +200,10 @@ impl Metrics {
         } {
             self.requests
                 .get_or_create(&RequestLabels {
-                    kind: kind.to_string(),
-                    action: action.to_string(),
-                    decision: decision.to_string(),
-                    mode: outcome.mode.to_string(),
+                    kind,
+                    action,
+                    decision,
+                    mode: outcome.mode.as_str(),
                 })
                 .inc();
         }
@@ -217,9 +251,153 @@ impl Metrics {
         self.namespace_cache_errors.inc();
     }
 
+    /// These metrics plus the audit log's counters.
+    pub fn with_audit(audit: &AuditLog) -> Self {
+        let mut metrics = Self::new();
+        let counters = audit.counters();
+        let registry = &mut metrics.registry;
+        registry.register(
+            "audit_records_written",
+            "Audit records written to the destination",
+            counters.written.clone(),
+        );
+        registry.register(
+            "audit_records_dropped",
+            "Audit records lost: buffer_full (destination slow or stalled) or write_error",
+            counters.dropped.clone(),
+        );
+        registry.register(
+            "audit_reopens",
+            "Audit log reopened (SIGHUP, rotation, after a failed write)",
+            counters.reopens.clone(),
+        );
+        registry.register(
+            "audit_buffered_records",
+            "Audit records waiting to be written",
+            counters.buffered_records.clone(),
+        );
+        registry.register(
+            "audit_buffered_bytes",
+            "Bytes of audit records waiting to be written",
+            counters.buffered_bytes.clone(),
+        );
+        metrics
+    }
+
     pub fn encode(&self) -> Result<String, std::fmt::Error> {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
         Ok(text)
+    }
+}
+
+/// Lines the non-blocking log writer dropped, set once by `cli::init_logging`.
+static LOG_LINES_DROPPED: OnceLock<tracing_appender::non_blocking::ErrorCounter> = OnceLock::new();
+
+/// Report `counter` as `guardrails_log_lines_dropped_total`.
+pub fn count_dropped_log_lines(counter: tracing_appender::non_blocking::ErrorCounter) {
+    let _ = LOG_LINES_DROPPED.set(counter);
+}
+
+#[derive(Debug)]
+struct LogLinesDropped;
+
+impl Collector for LogLinesDropped {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let dropped = LOG_LINES_DROPPED
+            .get()
+            .map_or(0, |counter| counter.dropped_lines() as u64);
+        let counter = ConstCounter::new(dropped);
+        let metric = encoder.encode_descriptor(
+            "log_lines_dropped",
+            "Log lines dropped because stderr did not keep up",
+            None,
+            counter.metric_type(),
+        )?;
+        counter.encode(metric)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Limits and shedding (server side): every label comes from a fixed set of `&'static str`.
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+/// Counters and gauges for the server's limits: what was shed or refused, and how full it is.
+#[derive(Debug, Default)]
+pub struct LimitMetrics {
+    /// Requests shed (HTTP 429/503): `queue`, `memory`, `deadline`.
+    pub shed: Family<ReasonLabels, Counter>,
+    /// Requests refused for their size or shape: `body-size` (413), `slow-body` (408),
+    /// `limit` (JSON values, groups, userInfo, uid: 400).
+    pub refused: Family<ReasonLabels, Counter>,
+    /// Connections closed by the server: `idle`, `first-request`, `pressure` (at the cap),
+    /// `handshake` (TLS failed or timed out), `drain`.
+    pub connections_closed: Family<ReasonLabels, Counter>,
+    /// Times the connection cap was reached (accepting pauses until one closes).
+    pub connection_limit_reached: Counter,
+    pub connections_open: Gauge,
+    /// Bytes reserved from the memory budget by requests in flight.
+    pub memory_reserved_bytes: Gauge,
+    /// Requests waiting for a decision slot.
+    pub decisions_queued: Gauge,
+}
+
+impl LimitMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let metrics = Self::default();
+        registry.register(
+            "shed_requests",
+            "Requests shed by the limits (answered 429 or 503), by reason",
+            metrics.shed.clone(),
+        );
+        registry.register(
+            "refused_requests",
+            "Requests refused for their size or shape (413, 408 or 400), by reason",
+            metrics.refused.clone(),
+        );
+        registry.register(
+            "connections_closed",
+            "Connections closed by the server, by reason",
+            metrics.connections_closed.clone(),
+        );
+        registry.register(
+            "connection_limit_reached",
+            "Times the connection cap was reached",
+            metrics.connection_limit_reached.clone(),
+        );
+        registry.register(
+            "connections_open",
+            "Open connections (webhook and probe ports)",
+            metrics.connections_open.clone(),
+        );
+        registry.register(
+            "memory_reserved_bytes",
+            "Bytes of the memory budget reserved by requests in flight",
+            metrics.memory_reserved_bytes.clone(),
+        );
+        registry.register(
+            "decisions_queued",
+            "Requests waiting for a decision slot",
+            metrics.decisions_queued.clone(),
+        );
+        metrics
+    }
+
+    pub fn record_shed(&self, reason: &'static str) {
+        self.shed.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    pub fn record_refused(&self, reason: &'static str) {
+        self.refused.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    pub fn record_connection_closed(&self, reason: &'static str) {
+        self.connections_closed
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
     }
 }

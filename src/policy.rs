@@ -6,7 +6,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use cedar_policy::{Effect, Entity, PolicyId, PolicySet, Schema, ValidationMode, Validator};
+use cedar_policy::{
+    ActionConstraint, Effect, Entity, EntityTypeName, EntityUid, Policy, PolicyId, PolicySet,
+    PrincipalConstraint, ResourceConstraint, Schema, ValidationMode, ValidationWarning, Validator,
+};
 use miette::Diagnostic;
 
 use crate::mode::Mode;
@@ -59,6 +62,17 @@ pub enum PolicyError {
     },
     #[error("{}", render_diagnostics(.0))]
     Invalid(Vec<PolicyDiagnostic>),
+    /// Some action can be denied to everyone because no permit policy can match it (Cedar denies
+    /// whatever no permit allows): usually a removed `default.cedar`.
+    #[error(
+        "no permit policy can match {} (Cedar denies what no permit allows, so these are denied to \
+         everyone, Argo CD's own writes included): {}. Restore a permit such as the shipped \
+         default.cedar `permit (principal, action, resource);`, or, if denying by default is \
+         deliberate, pass --allow-default-deny or set `allowDefaultDeny: true` in the config",
+        if .0.len() == 1 { "this action" } else { "these actions" },
+        .0.join(", ")
+    )]
+    DefaultDeny(Vec<String>),
 }
 
 fn render_diagnostics(diagnostics: &[PolicyDiagnostic]) -> String {
@@ -95,6 +109,13 @@ pub struct PolicyStore {
     pub source: String,
     /// Problems that do not stop loading (see `guardrails check --deny-warnings`).
     pub warnings: Vec<PolicyDiagnostic>,
+    /// `sha256:…` over the file names and contents this store was built from (see `sources_hash`):
+    /// what `/readyz` and `check` report, and what the reloader compares with the disk.
+    pub hash: String,
+    /// Actions (or action, principal type and resource type combinations) that no permit policy
+    /// can match, so Cedar denies them to everyone (see `uncovered_actions`). Empty for a set with
+    /// the shipped `default.cedar`.
+    pub default_denied: Vec<String>,
 }
 
 impl fmt::Debug for PolicyStore {
@@ -125,24 +146,7 @@ impl PolicyStore {
 
     /// Load every `*.cedar` file (not recursively: `tests/` is for policy tests) and the schema.
     pub fn load_dir(dir: &Path) -> Result<Self, PolicyError> {
-        let read_error = |source| PolicyError::Read {
-            path: dir.to_path_buf(),
-            source,
-        };
-        let mut files = BTreeMap::new();
-        for entry in std::fs::read_dir(dir).map_err(read_error)? {
-            let path = entry.map_err(read_error)?.path();
-            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-                continue;
-            };
-            if path.is_file() && (name.ends_with(".cedar") || name == SCHEMA_FILE) {
-                let text = std::fs::read_to_string(&path).map_err(|source| PolicyError::Read {
-                    path: path.clone(),
-                    source,
-                })?;
-                files.insert(name.to_string(), text);
-            }
-        }
+        let files = read_sources(dir)?;
         Self::from_sources(
             files.iter().map(|(n, t)| (n.as_str(), t.as_str())),
             &dir.display().to_string(),
@@ -217,6 +221,11 @@ impl PolicyStore {
         let mut policies = PolicySet::new();
         let mut meta = HashMap::new();
         let mut seen_ids: HashMap<String, (String, usize)> = HashMap::new();
+        // Policies Cedar proves can never apply (by their final id): not a permit for anyone.
+        let mut never_apply = std::collections::HashSet::new();
+        let hash = sources_hash(
+            std::iter::once((SCHEMA_FILE, schema_text)).chain(policy_files.iter().copied()),
+        );
         for (file, text) in policy_files {
             let parsed = match PolicySet::from_str(text) {
                 Ok(parsed) => parsed,
@@ -230,7 +239,15 @@ impl PolicyStore {
                 let id = display_id(&parsed, error.policy_id(), file);
                 diagnostics.push(diagnostic_at(file, text, error, Some(id)));
             }
+            let mut impossible = std::collections::HashSet::new();
             for warning in result.validation_warnings() {
+                if matches!(
+                    warning,
+                    ValidationWarning::ImpossiblePolicy(_)
+                        | ValidationWarning::InvalidActionApplication(_)
+                ) {
+                    impossible.insert(warning.policy_id().clone());
+                }
                 let id = display_id(&parsed, warning.policy_id(), file);
                 warnings.push(diagnostic_at(file, text, warning, Some(id)));
             }
@@ -289,6 +306,9 @@ impl PolicyStore {
                 }
                 seen_ids.insert(id.clone(), (file.to_string(), line));
                 let policy_id = PolicyId::new(&id);
+                if impossible.contains(policy.id()) {
+                    never_apply.insert(policy_id.clone());
+                }
                 if let Err(error) = policies.add(policy.new_id(policy_id.clone())) {
                     diagnostics.push(PolicyDiagnostic {
                         file: file.to_string(),
@@ -315,6 +335,11 @@ impl PolicyStore {
         if !diagnostics.is_empty() {
             return Err(PolicyError::Invalid(diagnostics));
         }
+        let permits: Vec<&Policy> = policies
+            .policies()
+            .filter(|p| p.effect() == Effect::Permit && !never_apply.contains(p.id()))
+            .collect();
+        let default_denied = uncovered_actions(&schema, &permits);
         Ok(Self {
             schema,
             policies,
@@ -322,8 +347,158 @@ impl PolicyStore {
             action_entities,
             source: origin.to_string(),
             warnings,
+            hash,
+            default_denied,
         })
     }
+}
+
+/// The files `load_dir` reads from `dir`, by name: the schema and every `*.cedar` file (symlinks
+/// followed, as in a mounted ConfigMap; subdirectories and dangling links skipped).
+pub fn read_sources(dir: &Path) -> Result<BTreeMap<String, String>, PolicyError> {
+    let read_error = |source| PolicyError::Read {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut files = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).map_err(read_error)? {
+        let path = entry.map_err(read_error)?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if path.is_file() && (name.ends_with(".cedar") || name == SCHEMA_FILE) {
+            let text = std::fs::read_to_string(&path).map_err(|source| PolicyError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            files.insert(name.to_string(), text);
+        }
+    }
+    Ok(files)
+}
+
+/// `sha256:<hex>` over (name, contents) pairs in name order, so the same files hash the same
+/// whether they come from a directory or the binary.
+pub fn sources_hash<'a>(sources: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    let mut sorted: Vec<(&str, &str)> = sources.into_iter().collect();
+    sorted.sort_unstable();
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    for (name, text) in sorted {
+        // Lengths keep ("ab", "c") and ("a", "bc") apart.
+        context.update(&(name.len() as u64).to_le_bytes());
+        context.update(name.as_bytes());
+        context.update(&(text.len() as u64).to_le_bytes());
+        context.update(text.as_bytes());
+    }
+    hex_digest(context.finish())
+}
+
+/// `sha256:<hex>` of one text (the config file).
+pub fn text_hash(text: &str) -> String {
+    hex_digest(ring::digest::digest(&ring::digest::SHA256, text.as_bytes()))
+}
+
+fn hex_digest(digest: ring::digest::Digest) -> String {
+    let mut out = String::with_capacity(7 + 64);
+    out.push_str("sha256:");
+    for byte in digest.as_ref() {
+        out.push_str(&format!("{byte:02x}"));
+    }
+    out
+}
+
+/// The request kinds (principal type, action, resource type, from the schema's `appliesTo`) that
+/// no permit policy can match, grouped by action: `sync`, or `scale (ServiceAccount on Rollout)`
+/// when only some kinds of one action are left out.
+///
+/// What counts as "can match": the policy is a `permit`, Cedar's validator does not prove it can
+/// never apply, its action scope includes the action (`action`, `==`, or `in` the action or one
+/// of its groups), and its principal and resource scopes admit the type (`is`/`==` name a type;
+/// `in` admits any type that can be a member). `when`/`unless` conditions are not analysed: a
+/// conditional permit counts, since it says who may.
+fn uncovered_actions(schema: &Schema, permits: &[&Policy]) -> Vec<String> {
+    let actions = match schema.action_entities() {
+        Ok(actions) => actions,
+        Err(_) => return Vec::new(),
+    };
+    // Action id -> itself and every group it is in.
+    let groups_of = |action: &EntityUid| -> Vec<EntityUid> {
+        let mut all = vec![action.clone()];
+        if let Some(ancestors) = actions.ancestors(action) {
+            all.extend(ancestors.cloned());
+        }
+        all
+    };
+    let type_admits = |required: Option<&EntityTypeName>,
+                       member_of: Option<&EntityUid>,
+                       actual: &EntityTypeName|
+     -> bool {
+        if required.is_some_and(|t| t != actual) {
+            return false;
+        }
+        match member_of {
+            None => true,
+            Some(parent) => {
+                parent.type_name() == actual
+                    || schema
+                        .ancestors(actual)
+                        .is_some_and(|mut a| a.any(|t| t == parent.type_name()))
+            }
+        }
+    };
+    let principal_admits =
+        |policy: &Policy, actual: &EntityTypeName| match policy.principal_constraint() {
+            PrincipalConstraint::Any => true,
+            PrincipalConstraint::In(parent) => type_admits(None, Some(&parent), actual),
+            PrincipalConstraint::Eq(entity) => entity.type_name() == actual,
+            PrincipalConstraint::Is(t) => &t == actual,
+            PrincipalConstraint::IsIn(t, parent) => type_admits(Some(&t), Some(&parent), actual),
+        };
+    let resource_admits =
+        |policy: &Policy, actual: &EntityTypeName| match policy.resource_constraint() {
+            ResourceConstraint::Any => true,
+            ResourceConstraint::In(parent) => type_admits(None, Some(&parent), actual),
+            ResourceConstraint::Eq(entity) => entity.type_name() == actual,
+            ResourceConstraint::Is(t) => &t == actual,
+            ResourceConstraint::IsIn(t, parent) => type_admits(Some(&t), Some(&parent), actual),
+        };
+    let action_admits =
+        |policy: &Policy, action_and_groups: &[EntityUid]| match policy.action_constraint() {
+            ActionConstraint::Any => true,
+            ActionConstraint::Eq(action) => action_and_groups.first() == Some(&action),
+            ActionConstraint::In(list) => list.iter().any(|a| action_and_groups.contains(a)),
+        };
+
+    let mut missing: BTreeMap<String, (usize, Vec<String>)> = BTreeMap::new();
+    for env in schema.request_envs() {
+        let action = env.action();
+        let name = action.id().unescaped().to_string();
+        let entry = missing.entry(name).or_default();
+        entry.0 += 1;
+        let chain = groups_of(action);
+        let covered = permits.iter().any(|policy| {
+            action_admits(policy, &chain)
+                && principal_admits(policy, env.principal())
+                && resource_admits(policy, env.resource())
+        });
+        if !covered {
+            entry
+                .1
+                .push(format!("{} on {}", env.principal(), env.resource()));
+        }
+    }
+    missing
+        .into_iter()
+        .filter(|(_, (_, left_out))| !left_out.is_empty())
+        .map(|(action, (kinds, mut left_out))| {
+            if left_out.len() == kinds {
+                action
+            } else {
+                left_out.sort();
+                format!("{action} ({})", left_out.join(", "))
+            }
+        })
+        .collect()
 }
 
 /// `Team::"x"` and `Environment::"x"` literals in policies that the config never defines: usually

@@ -258,6 +258,10 @@ pub fn recognize(request: &Request, config: &Config) -> Recognized {
     match request.operation {
         Operation::Create => {
             recognition.actions.push(Action::Create);
+            // An Application created with auto-sync deploys at once: auto-sync appears.
+            if kind == Kind::Application && recognition.auto_sync.enabled {
+                recognition.actions.push(Action::EnableAutoSync);
+            }
             if kind == Kind::Application
                 && let Some(operation) = pointer(new, "/operation")
             {

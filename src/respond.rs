@@ -14,6 +14,9 @@ use crate::mode::Mode;
 /// Kubernetes truncates warnings over 256 characters and discourages many of them.
 pub const MAX_WARNING_CHARS: usize = 256;
 pub const MAX_WARNINGS: usize = 10;
+/// Names and usernames from the request are echoed in messages and audit annotations at most
+/// this long (a Kubernetes name has at most 253): a hostile request must not come back whole.
+pub const MAX_ECHOED_CHARS: usize = 253;
 
 /// A decided request: the review to send back and what was decided (for logs and metrics).
 #[derive(Debug)]
@@ -59,11 +62,16 @@ fn truncate(text: String, limit: usize) -> String {
     cut
 }
 
+fn echo(text: &str) -> String {
+    truncate(text.to_string(), MAX_ECHOED_CHARS)
+}
+
 fn describe_target(request: &Request) -> String {
-    let kind = outcome_kind(request);
+    let kind = echo(outcome_kind(request));
+    let name = echo(&request.name);
     match request.namespace.as_deref() {
-        Some(ns) if !ns.is_empty() => format!("{kind} {ns}/{}", request.name),
-        _ => format!("{kind} {}", request.name),
+        Some(ns) if !ns.is_empty() => format!("{kind} {}/{name}", echo(ns)),
+        _ => format!("{kind} {name}"),
     }
 }
 
@@ -89,11 +97,13 @@ pub fn respond(request: &Request, outcome: &Outcome) -> AdmissionResponse {
         .iter()
         .flat_map(|r| r.actions.iter().map(|a| a.as_str()))
         .collect();
-    let principal = outcome
-        .identity
-        .as_ref()
-        .map(|i| i.username.as_str())
-        .unwrap_or("");
+    let principal = echo(
+        outcome
+            .identity
+            .as_ref()
+            .map(|i| i.username.as_str())
+            .unwrap_or(""),
+    );
 
     if !outcome.allowed {
         let mut denied: Vec<String> = Vec::new();
@@ -176,10 +186,10 @@ pub fn respond(request: &Request, outcome: &Outcome) -> AdmissionResponse {
     };
     annotations.insert("decision".into(), decision.into());
     annotations.insert("actions".into(), actions.join(","));
-    annotations.insert("principal".into(), principal.into());
+    annotations.insert("principal".into(), principal);
     annotations.insert("mode".into(), outcome.mode.as_str().into());
     if let Some(delegator) = outcome.identity.as_ref().and_then(|i| i.delegator.as_ref()) {
-        annotations.insert("delegator".into(), delegator.clone());
+        annotations.insert("delegator".into(), echo(delegator));
     }
     if !outcome.matches.is_empty() {
         // `id=mode` pairs, sorted and deduplicated (one policy may match several actions).

@@ -1,47 +1,70 @@
-//! The HTTPS server: thin axum handlers around `respond::review`, TLS by rustls, bounded inputs.
+//! The HTTPS server: thin axum handlers around `respond::review`, with bounded inputs and
+//! admission control (see `limits`). Decisions run on a bounded pool of blocking threads, so the
+//! async workers only move bytes and answer probes.
+//!
+//! Shedding answers HTTP 429 with `Retry-After: 1` (queue full, memory budget, deadline while
+//! waiting) or 503 (a decision that overran the deadline): the API server's client retries a
+//! 429 within the webhook's timeout, and otherwise treats the call as failed, so the
+//! webhook's `failurePolicy` decides, as the operator chose. An AdmissionReview answer would
+//! override that choice: `allowed: false` refuses even with `Ignore`, `allowed: true` lets an
+//! unexamined write through even with `Fail`.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{StatusCode, header};
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum_server::Handle;
-use axum_server::tls_rustls::RustlsConfig;
+use futures::StreamExt;
 use serde_json::json;
-use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::admission::MAX_BODY_BYTES;
+use crate::admission::{JsonCounter, JsonCounts};
 use crate::audit::{AuditLog, DEFAULT_MAX_REQUEST_BYTES};
 use crate::decide::Engine;
+use crate::limits::{self, Gate, Limits, Reservation, Shed, Throttle};
 use crate::metrics::Metrics;
 use crate::reload::ReloadStatus;
 use crate::respond;
 
-/// In-flight requests beyond this wait; the API server's own timeout bounds the wait.
-pub const MAX_CONCURRENT_REQUESTS: usize = 1024;
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// Time a connection has to send its first request (slowloris guard).
-pub const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+pub use crate::connections::{ServerHandle, serve_tls};
+
+/// Probes and metrics answer within this, whatever else is going on.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_HEADER_BUFFER: usize = 64 * 1024;
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// A body over the limit is still read (and dropped), up to this much, so that the client
+/// gets a readable 413 instead of a connection reset (HTTP/1.1) or a stream error (HTTP/2).
+pub const MAX_DRAINED_BYTES: usize = 64 * 1024 * 1024;
+/// After a body's deadline, how long its rest is still read (and dropped) so that the 408
+/// reaches the client.
+pub const SLOW_BODY_DRAIN: Duration = Duration::from_secs(1);
+/// Suggested wait before retrying a shed request (seconds).
+pub const RETRY_AFTER_SECONDS: u32 = 1;
 
 /// Shared by every handler: the current engine (swapped whole on reload), readiness, the audit
-/// log and the reload status.
+/// log, the reload status and the limits.
 #[derive(Clone)]
 pub struct AppState {
     pub engine: Arc<ArcSwap<Engine>>,
     pub ready: Arc<AtomicBool>,
+    /// Set on SIGTERM: `/readyz` fails so endpoints drop this pod while it still serves.
+    pub draining: Arc<AtomicBool>,
     pub audit: Arc<AuditLog>,
     pub reload: Arc<Mutex<ReloadStatus>>,
     pub metrics: Arc<Metrics>,
+    pub gate: Arc<Gate>,
+    throttles: Arc<Throttles>,
+}
+
+/// One log throttle per kind of limit, so each still shows up when another floods.
+struct Throttles {
+    shed: Throttle,
+    refused: Throttle,
 }
 
 impl AppState {
@@ -53,10 +76,22 @@ impl AppState {
         Self {
             engine: Arc::new(ArcSwap::from_pointee(engine)),
             ready: Arc::new(AtomicBool::new(true)),
+            draining: Arc::new(AtomicBool::new(false)),
+            metrics: Arc::new(Metrics::with_audit(&audit)),
             audit: Arc::new(audit),
             reload: Arc::new(Mutex::new(ReloadStatus::default())),
-            metrics: Arc::new(Metrics::new()),
+            gate: Arc::new(Gate::new(Limits::default())),
+            throttles: Arc::new(Throttles {
+                shed: Throttle::new(Duration::from_secs(5)),
+                refused: Throttle::new(Duration::from_secs(5)),
+            }),
         }
+    }
+
+    /// The same state with other limits.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.gate = Arc::new(Gate::new(limits));
+        self
     }
 }
 
@@ -64,76 +99,338 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/validate", post(validate))
         .route("/mutate", post(mutate))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(GlobalConcurrencyLimitLayer::new(MAX_CONCURRENT_REQUESTS))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
-        ))
+        .merge(probe_routes())
         .with_state(state)
 }
 
 /// Probes and metrics only, for an optional plain-HTTP listener (kubelet probes, scrapers).
 pub fn probe_router(state: AppState) -> Router {
+    probe_routes().with_state(state)
+}
+
+/// Probes never wait for decisions (those run on their own threads), so they need no
+/// concurrency limit; the timeout is a backstop.
+fn probe_routes() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .layer(GlobalConcurrencyLimitLayer::new(64))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
+            PROBE_TIMEOUT,
         ))
-        .with_state(state)
 }
 
-async fn validate(State(state): State<AppState>, body: Bytes) -> Response {
-    let started = Instant::now();
-    let engine = state.engine.load();
-    match respond::review(&engine, &body) {
-        Ok(reviewed) => {
-            let elapsed = started.elapsed();
-            state.audit.record(&reviewed, &body, elapsed);
-            state
-                .metrics
-                .record_review(&reviewed, elapsed.as_secs_f64());
-            json_response(&reviewed.review)
-        }
-        Err(error) => {
-            state.metrics.record_rejected("validate");
-            bad_request(&error, body.len())
+#[derive(Debug, Clone, Copy)]
+enum Webhook {
+    Validate,
+    Mutate,
+}
+
+impl Webhook {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Validate => "validate",
+            Self::Mutate => "mutate",
         }
     }
 }
 
-async fn mutate(State(state): State<AppState>, body: Bytes) -> Response {
-    let started = Instant::now();
-    let engine = state.engine.load();
-    match crate::mutate::review(&engine.config, &engine.live_namespaces.load(), &body) {
-        Ok((review, operations)) => {
-            state
-                .metrics
-                .record_mutation(started.elapsed().as_secs_f64(), operations > 0);
-            if operations > 0 {
-                tracing::info!(
-                    uid = review["response"]["uid"].as_str().unwrap_or(""),
-                    operations,
-                    "patched"
-                );
+async fn validate(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    admit(state, Webhook::Validate, &headers, body).await
+}
+
+async fn mutate(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    admit(state, Webhook::Mutate, &headers, body).await
+}
+
+/// Why a body was not read in full.
+enum BodyError {
+    TooLarge,
+    Slow,
+    Shed(Shed),
+    Broken,
+}
+
+/// Admission control around one webhook request: budget, body, slot, decision, each bounded
+/// by one deadline that starts when the request arrives.
+async fn admit(state: AppState, webhook: Webhook, headers: &HeaderMap, body: Body) -> Response {
+    let arrived = Instant::now();
+    let limits = &state.gate.limits;
+    let deadline = arrived + limits.request_timeout;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let mut stream = body.into_data_stream();
+
+    let reserved = if declared.is_some_and(|n| n > limits.max_body_bytes) {
+        Err(BodyError::TooLarge)
+    } else {
+        // Only what arrives is charged: a declared length costs nothing until it is sent.
+        state
+            .gate
+            .reserve(limits::BASE_REQUEST_BYTES)
+            .map_err(BodyError::Shed)
+    };
+    let read = match reserved {
+        Ok(mut reservation) => read_body(
+            &mut stream,
+            declared,
+            &mut reservation,
+            limits.max_body_bytes,
+            deadline,
+        )
+        .await
+        .map(|(body, counts)| (body, counts, reservation)),
+        Err(error) => Err(error),
+    };
+    let (body, counts, mut reservation) = match read {
+        Ok(read) => read,
+        Err(error) => {
+            // The rest of a refused body is read and dropped after the answer is sent, so the
+            // client gets the answer instead of a reset (HTTP/1.1) or a stream error (HTTP/2),
+            // and an HTTP/1.1 connection stays usable.
+            match error {
+                BodyError::TooLarge | BodyError::Shed(_) => {
+                    tokio::spawn(drain(stream, deadline));
+                }
+                // Past the deadline already: a moment more, for a client that is merely slow.
+                BodyError::Slow => {
+                    tokio::spawn(drain(stream, Instant::now() + SLOW_BODY_DRAIN));
+                }
+                BodyError::Broken => {}
             }
-            json_response(&review)
+            return body_error(&state, webhook, error);
         }
-        Err(error) => {
-            state.metrics.record_rejected("mutate");
-            bad_request(&error, body.len())
+    };
+    if let Err(error) = crate::admission::check_counts(&counts) {
+        return bad_request(&state, webhook, &error, body.len(), arrived);
+    }
+    // Charge what the decision will hold before waiting for a slot, so that a queue of large
+    // bodies can never leave a running decision short of budget. Until then the body stays in
+    // the receiving share: bodies waiting for memory cannot take the room they wait for.
+    let needed = limits::estimate(body.len(), counts);
+    if needed > reservation.bytes() {
+        let more = needed - reservation.bytes();
+        if let Err(shed) = state
+            .gate
+            .grow_or_wait(&mut reservation, more, deadline)
+            .await
+        {
+            return shed_response(&state, webhook, shed);
         }
     }
+    reservation.received();
+
+    let permit = match state.gate.slot(deadline).await {
+        Ok(permit) => permit,
+        Err(shed) => return shed_response(&state, webhook, shed),
+    };
+    let task_state = state.clone();
+    let task = tokio::task::spawn_blocking(move || {
+        let _held = (permit, reservation);
+        decide(&task_state, webhook, &body, arrived)
+    });
+    match tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), task).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(error)) => {
+            tracing::error!(%error, webhook = webhook.as_str(), "a decision failed");
+            plain_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Guardrails failed while deciding this request".into(),
+            )
+        }
+        // The decision keeps its slot and budget until it ends; the client is answered now.
+        Err(_) => {
+            state.metrics.limits.record_shed(Shed::Deadline.as_str());
+            log_limit(
+                &state.throttles.shed,
+                webhook,
+                "deadline",
+                "a decision overran the request deadline",
+            );
+            plain_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "Guardrails could not decide within {} ms",
+                    limits.request_timeout.as_millis()
+                ),
+            )
+        }
+    }
+}
+
+/// Read the body, charging what arrives beyond the declared length to the budget.
+async fn read_body(
+    stream: &mut axum::body::BodyDataStream,
+    declared: Option<usize>,
+    reservation: &mut Reservation,
+    max: usize,
+    deadline: Instant,
+) -> Result<(Bytes, JsonCounts), BodyError> {
+    // A declared length is a hint, not a promise: allocate for it only up to a small size.
+    let mut body: Vec<u8> = Vec::with_capacity(declared.unwrap_or(0).min(limits::SMALL_BODY_BYTES));
+    let mut counter = JsonCounter::default();
+    let until = tokio::time::Instant::from_std(deadline);
+    loop {
+        let chunk = match tokio::time::timeout_at(until, stream.next()).await {
+            Err(_) => return Err(BodyError::Slow),
+            Ok(None) => break,
+            Ok(Some(Err(_))) => return Err(BodyError::Broken),
+            Ok(Some(Ok(chunk))) => chunk,
+        };
+        let length = body.len() + chunk.len();
+        if length > max {
+            return Err(BodyError::TooLarge);
+        }
+        reservation
+            .body_grew(body.len(), length)
+            .map_err(BodyError::Shed)?;
+        counter.feed(&chunk);
+        body.extend_from_slice(&chunk);
+    }
+    Ok((Bytes::from(body), counter.counts()))
+}
+
+/// Read and drop the rest of a refused body, up to `MAX_DRAINED_BYTES` and the deadline.
+async fn drain(mut stream: axum::body::BodyDataStream, deadline: Instant) {
+    let until = tokio::time::Instant::from_std(deadline);
+    let mut drained = 0usize;
+    while drained < MAX_DRAINED_BYTES {
+        match tokio::time::timeout_at(until, stream.next()).await {
+            Ok(Some(Ok(chunk))) => drained += chunk.len(),
+            _ => return,
+        }
+    }
+}
+
+/// The decision proper, on a blocking thread holding a slot and the request's budget: parse,
+/// decide, record and serialise.
+fn decide(state: &AppState, webhook: Webhook, body: &[u8], arrived: Instant) -> Response {
+    let started = Instant::now();
+    let engine = state.engine.load();
+    match webhook {
+        Webhook::Validate => match respond::review(&engine, body) {
+            Ok(mut reviewed) => {
+                let elapsed = started.elapsed();
+                // Never blocks; with audit-log-on-loss=fail it may turn the answer into an error.
+                state.audit.record(&mut reviewed, body, elapsed);
+                state
+                    .metrics
+                    .record_review(&reviewed, elapsed.as_secs_f64());
+                json_response(&reviewed.review)
+            }
+            Err(error) => bad_request(state, webhook, &error, body.len(), arrived),
+        },
+        Webhook::Mutate => {
+            match crate::mutate::review(&engine.config, &engine.live_namespaces.load(), body) {
+                Ok((review, operations)) => {
+                    state
+                        .metrics
+                        .record_mutation(started.elapsed().as_secs_f64(), operations > 0);
+                    if operations > 0 {
+                        tracing::info!(
+                            uid = review["response"]["uid"].as_str().unwrap_or(""),
+                            operations,
+                            "patched"
+                        );
+                    }
+                    json_response(&review)
+                }
+                Err(error) => bad_request(state, webhook, &error, body.len(), arrived),
+            }
+        }
+    }
+}
+
+fn log_limit(throttle: &Throttle, webhook: Webhook, reason: &'static str, what: &str) {
+    if let Some(suppressed) = throttle.ready() {
+        tracing::warn!(
+            webhook = webhook.as_str(),
+            reason,
+            suppressed,
+            "{what} (similar events since the last such line: {suppressed})"
+        );
+    }
+}
+
+fn body_error(state: &AppState, webhook: Webhook, error: BodyError) -> Response {
+    let limits = &state.gate.limits;
+    let (status, reason, message) = match error {
+        BodyError::Shed(shed) => return shed_response(state, webhook, shed),
+        BodyError::TooLarge => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body-size",
+            format!(
+                "request body is larger than {} bytes",
+                limits.max_body_bytes
+            ),
+        ),
+        BodyError::Slow => (
+            StatusCode::REQUEST_TIMEOUT,
+            "slow-body",
+            format!(
+                "request body was not received within {} ms",
+                limits.request_timeout.as_millis()
+            ),
+        ),
+        BodyError::Broken => (
+            StatusCode::BAD_REQUEST,
+            "broken-body",
+            "the request body could not be read".to_string(),
+        ),
+    };
+    state.metrics.limits.record_refused(reason);
+    log_limit(&state.throttles.refused, webhook, reason, &message);
+    plain_error(status, message)
+}
+
+/// A shed request: 429 with Retry-After (the API server may retry within its timeout), and
+/// the reason, counted and logged.
+fn shed_response(state: &AppState, webhook: Webhook, shed: Shed) -> Response {
+    state.metrics.limits.record_shed(shed.as_str());
+    let limits = &state.gate.limits;
+    let message = match shed {
+        Shed::Queue => format!(
+            "Guardrails is overloaded: {} decisions running and {} waiting; retry",
+            limits.decision_workers, limits.max_queue
+        ),
+        Shed::Memory => format!(
+            "Guardrails is overloaded: its memory budget of {} bytes stayed in use for {} ms; retry",
+            limits.memory_budget,
+            limits.request_timeout.as_millis()
+        ),
+        Shed::Deadline => format!(
+            "Guardrails is overloaded: no decision slot within {} ms; retry",
+            limits.request_timeout.as_millis()
+        ),
+    };
+    log_limit(&state.throttles.shed, webhook, shed.as_str(), &message);
+    let mut response = plain_error(StatusCode::TOO_MANY_REQUESTS, message);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+    response
+}
+
+fn plain_error(status: StatusCode, message: String) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        json!({ "error": message }).to_string(),
+    )
+        .into_response()
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
+    let limits = &state.metrics.limits;
+    limits
+        .memory_reserved_bytes
+        .set(i64::try_from(state.gate.reserved()).unwrap_or(i64::MAX));
+    limits
+        .decisions_queued
+        .set(i64::try_from(state.gate.queued()).unwrap_or(i64::MAX));
     match state.metrics.encode() {
         Ok(text) => (
             [(
@@ -161,14 +458,30 @@ fn json_response(review: &impl serde::Serialize) -> Response {
     }
 }
 
-fn bad_request(error: &crate::admission::EnvelopeError, bytes: usize) -> Response {
-    tracing::warn!(%error, bytes, "rejected request body");
-    (
-        StatusCode::BAD_REQUEST,
-        [(header::CONTENT_TYPE, "application/json")],
-        json!({"error": error.to_string()}).to_string(),
-    )
-        .into_response()
+fn bad_request(
+    state: &AppState,
+    webhook: Webhook,
+    error: &crate::admission::EnvelopeError,
+    bytes: usize,
+    arrived: Instant,
+) -> Response {
+    state.metrics.record_rejected(webhook.as_str());
+    if matches!(error, crate::admission::EnvelopeError::TooComplex(_)) {
+        state.metrics.limits.record_refused("limit");
+    }
+    // The error quotes the input at most `admission::MAX_QUOTED_CHARS` long.
+    if let Some(suppressed) = state.throttles.refused.ready() {
+        tracing::warn!(
+            %error,
+            bytes,
+            webhook = webhook.as_str(),
+            kind = error.kind(),
+            elapsed_ms = arrived.elapsed().as_millis(),
+            suppressed,
+            "rejected request body"
+        );
+    }
+    plain_error(StatusCode::BAD_REQUEST, error.to_string())
 }
 
 async fn healthz() -> &'static str {
@@ -177,19 +490,29 @@ async fn healthz() -> &'static str {
 
 async fn readyz(State(state): State<AppState>) -> Response {
     let engine = state.engine.load();
-    let ready = state.ready.load(Ordering::Acquire);
+    let draining = state.draining.load(Ordering::Acquire);
+    let ready = state.ready.load(Ordering::Acquire) && !draining;
     let reload = match state.reload.lock() {
         Ok(status) => status.clone(),
         Err(poisoned) => poisoned.into_inner().clone(),
     };
     // A failed reload does not make the pod unready: it keeps serving the last good policies,
-    // and says so here.
+    // and says so here. Nor does a failing audit log: every replica usually shares its cause
+    // (stdout collector, disk), and all of them unready would block every change.
     let body = json!({
         "ready": ready,
+        "draining": draining,
         "policies": engine.policies.policy_count(),
         "policySource": engine.policies.source,
         "mode": engine.mode,
+        // What is being served, to compare with what was shipped (`guardrails check` prints the same).
+        "loaded": {
+            "policies": engine.policies.hash,
+            "config": engine.config.hash,
+            "at": engine.loaded_at.to_string(),
+        },
         "reload": reload,
+        "audit": state.audit.status(),
     });
     let status = if ready {
         StatusCode::OK
@@ -204,31 +527,8 @@ async fn readyz(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// Serve `router` over TLS on `listen` until `handle` is told to shut down.
-pub async fn serve_tls(
-    listen: SocketAddr,
-    config: RustlsConfig,
-    app: Router,
-    handle: Handle<SocketAddr>,
-) -> std::io::Result<()> {
-    let mut server = axum_server::bind_rustls(listen, config)
-        .handle(handle)
-        .first_request_timeout(FIRST_REQUEST_TIMEOUT);
-    server
-        .http_builder()
-        .http1()
-        .keep_alive(true)
-        .max_buf_size(MAX_HEADER_BUFFER);
-    server
-        .http_builder()
-        .http2()
-        .max_concurrent_streams(256)
-        .max_header_list_size(MAX_HEADER_BUFFER as u32);
-    server.serve(app.into_make_service()).await
-}
-
-/// Resolve on SIGTERM or Ctrl-C, then ask the server to drain within the grace period.
-pub async fn shutdown_on_signal(handle: Handle<SocketAddr>) {
+/// Wait for SIGTERM or Ctrl-C.
+async fn termination_signal() {
     let ctrl_c = async {
         if let Err(error) = tokio::signal::ctrl_c().await {
             tracing::error!(%error, "cannot listen for Ctrl-C");
@@ -253,6 +553,42 @@ pub async fn shutdown_on_signal(handle: Handle<SocketAddr>) {
         () = ctrl_c => {},
         () = terminate => {},
     }
-    tracing::info!(grace_seconds = SHUTDOWN_GRACE.as_secs(), "shutting down");
-    handle.graceful_shutdown(Some(SHUTDOWN_GRACE));
+}
+
+/// On SIGTERM or Ctrl-C: fail `/readyz` and keep serving for `delay` (endpoints and the API
+/// server's connections move away meanwhile), then stop accepting and finish what was received.
+/// A second signal skips the rest of the delay.
+pub async fn drain_on_signal(state: AppState, handle: ServerHandle, delay: Duration) {
+    termination_signal().await;
+    state.draining.store(true, Ordering::Release);
+    tracing::info!(
+        delay_ms = delay.as_millis(),
+        "shutting down: /readyz fails; still serving until the delay is over"
+    );
+    tokio::select! {
+        () = tokio::time::sleep(delay) => {},
+        () = termination_signal() => {
+            tracing::info!("second signal: skipping the rest of the delay");
+        },
+    }
+    tracing::info!(
+        connections = handle.connection_count(),
+        "no longer accepting connections; finishing the requests received"
+    );
+    handle.stop();
+}
+
+/// Serve the probe routes over plain HTTP on `listener` until `handle` stops, with the same
+/// timeouts as the TLS port and at most `limits::PROBE_MAX_CONNECTIONS` connections.
+pub async fn serve_probes(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    handle: ServerHandle,
+) -> std::io::Result<()> {
+    let limits = Limits {
+        max_connections: limits::PROBE_MAX_CONNECTIONS,
+        ..state.gate.limits.clone()
+    };
+    let metrics = state.metrics.clone();
+    crate::connections::serve_plain(listener, probe_router(state), limits, metrics, handle).await
 }

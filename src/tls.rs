@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
 use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
@@ -24,6 +25,8 @@ pub enum TlsError {
     Config(String),
     #[error("cannot generate a certificate: {0}")]
     Generate(String),
+    #[error("cannot use the client CA in {path}: {message}")]
+    ClientCa { path: String, message: String },
 }
 
 /// A certificate chain and key in PEM, with the CA that signed it (for clients to trust).
@@ -44,6 +47,17 @@ pub fn server_config(
     key_pem: &[u8],
     origin: &str,
 ) -> Result<ServerConfig, TlsError> {
+    server_config_with_client_ca(cert_pem, key_pem, None, origin)
+}
+
+/// Like `server_config`; with `client_ca` = (PEM, origin), every client must present a
+/// certificate signed by one of those CAs (mutual TLS), checked by webpki.
+pub fn server_config_with_client_ca(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    client_ca: Option<(&[u8], &str)>,
+    origin: &str,
+) -> Result<ServerConfig, TlsError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<_, _>>()
         .map_err(|_| TlsError::NoCertificate(origin.to_string()))?;
@@ -54,58 +68,149 @@ pub fn server_config(
         path: origin.to_string(),
         message: error.to_string(),
     })?;
-    let mut config = ServerConfig::builder_with_provider(provider())
+    let builder = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| TlsError::Config(e.to_string()))?
-        .with_no_client_auth()
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some((ca_pem, ca_origin)) => {
+            builder.with_client_cert_verifier(client_verifier(ca_pem, ca_origin)?)
+        }
+    };
+    let mut config = builder
         .with_single_cert(certs, key)
         .map_err(|e| TlsError::Config(e.to_string()))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }
 
-pub fn load_server_config(cert: &Path, key: &Path) -> Result<ServerConfig, TlsError> {
-    let read = |path: &Path| {
-        std::fs::read(path).map_err(|source| TlsError::Read {
-            path: path.display().to_string(),
-            source,
-        })
+/// A verifier that requires a client certificate chaining to a CA in `ca_pem`.
+fn client_verifier(
+    ca_pem: &[u8],
+    origin: &str,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
+    let error = |message: String| TlsError::ClientCa {
+        path: origin.to_string(),
+        message,
     };
-    let cert_pem = read(cert)?;
-    let key_pem = read(key)?;
-    server_config(
-        &cert_pem,
-        &key_pem,
-        &format!("{} / {}", cert.display(), key.display()),
-    )
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem) {
+        let cert = cert.map_err(|e| error(e.to_string()))?;
+        roots.add(cert).map_err(|e| error(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(error("no PEM certificate found".into()));
+    }
+    rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+        .build()
+        .map_err(|e| error(e.to_string()))
 }
 
-/// Reload the serving certificate when `cert` or `key` change; an unreadable or mismatched pair
-/// keeps the certificate already in use.
-pub fn watch_certificate(
-    cert: PathBuf,
-    key: PathBuf,
-    config: axum_server::tls_rustls::RustlsConfig,
-    metrics: Arc<crate::metrics::Metrics>,
-) -> anyhow::Result<notify::RecommendedWatcher> {
-    let mut dirs = vec![crate::reload::parent_dir(&cert)];
-    let key_dir = crate::reload::parent_dir(&key);
-    if !dirs.contains(&key_dir) {
-        dirs.push(key_dir);
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+pub fn load_server_config(cert: &Path, key: &Path) -> Result<ServerConfig, TlsError> {
+    ServingCertificate::Files {
+        cert: cert.to_path_buf(),
+        key: key.to_path_buf(),
     }
-    crate::reload::watch_dirs(&dirs, "TLS certificate", move || {
-        match load_server_config(&cert, &key) {
+    .load(None)
+}
+
+/// Where the serving certificate comes from: files (reloaded when they change) or memory
+/// (`--dev`).
+#[derive(Debug, Clone)]
+pub enum ServingCertificate {
+    Files { cert: PathBuf, key: PathBuf },
+    Memory(PemPair),
+}
+
+impl ServingCertificate {
+    /// Build the server config, requiring client certificates from `client_ca` if given.
+    pub fn load(&self, client_ca: Option<&Path>) -> Result<ServerConfig, TlsError> {
+        let ca_pem = client_ca.map(read).transpose()?;
+        let ca_origin = client_ca
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        let client_ca = ca_pem.as_deref().map(|pem| (pem, ca_origin.as_str()));
+        match self {
+            Self::Files { cert, key } => server_config_with_client_ca(
+                &read(cert)?,
+                &read(key)?,
+                client_ca,
+                &format!("{} / {}", cert.display(), key.display()),
+            ),
+            Self::Memory(pair) => server_config_with_client_ca(
+                pair.cert_pem.as_bytes(),
+                pair.key_pem.as_bytes(),
+                client_ca,
+                "dev",
+            ),
+        }
+    }
+
+    fn files(&self) -> Vec<&Path> {
+        match self {
+            Self::Files { cert, key } => vec![cert, key],
+            Self::Memory(_) => Vec::new(),
+        }
+    }
+}
+
+/// The server configuration in use; a reload swaps it, and the next handshake uses the new one.
+#[derive(Clone)]
+pub struct ReloadableTls(Arc<ArcSwap<ServerConfig>>);
+
+impl ReloadableTls {
+    pub fn new(config: ServerConfig) -> Self {
+        Self(Arc::new(ArcSwap::from_pointee(config)))
+    }
+
+    pub fn current(&self) -> Arc<ServerConfig> {
+        self.0.load_full()
+    }
+
+    pub fn replace(&self, config: ServerConfig) {
+        self.0.store(Arc::new(config));
+    }
+}
+
+/// Reload the serving certificate when its files (or the client CA) change; an unreadable or
+/// mismatched set keeps the configuration already in use.
+pub fn watch_certificate(
+    certificate: ServingCertificate,
+    client_ca: Option<PathBuf>,
+    config: ReloadableTls,
+    metrics: Arc<crate::metrics::Metrics>,
+) -> anyhow::Result<Option<notify::RecommendedWatcher>> {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    for file in certificate.files().into_iter().chain(client_ca.as_deref()) {
+        let dir = crate::reload::parent_dir(file);
+        if !dirs.contains(&dir) {
+            dirs.push(dir);
+        }
+    }
+    if dirs.is_empty() {
+        return Ok(None);
+    }
+    let watcher = crate::reload::watch_dirs(&dirs, "TLS certificate", move || {
+        match certificate.load(client_ca.as_deref()) {
             Ok(new_config) => {
-                config.reload_from_config(Arc::new(new_config));
+                config.replace(new_config);
                 metrics.record_tls_reload(true);
-                tracing::info!(cert = %cert.display(), "reloaded the TLS certificate");
+                tracing::info!("reloaded the TLS certificate");
             }
             Err(error) => {
                 metrics.record_tls_reload(false);
                 tracing::error!(%error, "TLS certificate reload failed; keeping the current certificate");
             }
         }
-    })
+    })?;
+    Ok(Some(watcher))
 }
 
 /// A throwaway CA and a serving certificate signed by it for `names` (DNS names or IPs).

@@ -446,6 +446,8 @@ fn sigterm_drains_and_exits_cleanly() {
             &format!("127.0.0.1:{port}"),
             "--dev-ca-out",
             ca.to_str().unwrap(),
+            "--shutdown-delay",
+            "500ms",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

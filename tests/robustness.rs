@@ -138,3 +138,45 @@ proptest! {
         let _ = respond::review(&ENGINE, &body);
     }
 }
+
+fn objects_and_members(value: &Value) -> (usize, usize) {
+    match value {
+        Value::Object(map) => map
+            .values()
+            .map(objects_and_members)
+            .fold((1, map.len()), |(objects, members), (o, m)| {
+                (objects + o, members + m)
+            }),
+        Value::Array(items) => items
+            .iter()
+            .map(objects_and_members)
+            .fold((0, 0), |(objects, members), (o, m)| {
+                (objects + o, members + m)
+            }),
+        _ => (0, 0),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// The counts the limits and the memory estimate use match the parsed tree, whatever the
+    /// strings hold and however the body is split into chunks.
+    #[test]
+    fn json_counts_match_the_parsed_tree(
+        value in arbitrary_json(),
+        noise in "[a-z,:{}\\[\\]\"\\\\]{0,12}",
+        chunk in 1usize..64,
+    ) {
+        let value = json!({"data": value, "noise": noise});
+        let body = serde_json::to_vec(&value).unwrap();
+        let counts = guardrails::admission::count_json(&body);
+        let (objects, members) = objects_and_members(&value);
+        prop_assert_eq!((counts.objects, counts.members), (objects, members));
+        let mut counter = guardrails::admission::JsonCounter::default();
+        for piece in body.chunks(chunk) {
+            counter.feed(piece);
+        }
+        prop_assert_eq!(counter.counts(), counts);
+    }
+}

@@ -8,11 +8,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum_server::Handle;
-use axum_server::tls_rustls::RustlsConfig;
 use common::engine;
 use guardrails::audit::AuditLog;
-use guardrails::server::{self, AppState};
+use guardrails::limits::Limits;
+use guardrails::server::{self, AppState, ServerHandle};
 use guardrails::tls::{self, PemPair};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -77,23 +76,28 @@ async fn rotated_certificates_are_served_and_broken_ones_ignored() {
     let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
 
     let state = AppState::with_audit(engine(), AuditLog::disabled());
-    let config = RustlsConfig::from_config(Arc::new(tls::load_server_config(&cert, &key).unwrap()));
+    let config = tls::ReloadableTls::new(tls::load_server_config(&cert, &key).unwrap());
     let _watcher = tls::watch_certificate(
-        cert.clone(),
-        key.clone(),
+        tls::ServingCertificate::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+        },
+        None,
         config.clone(),
         state.metrics.clone(),
     )
     .unwrap();
-    let handle = Handle::new();
-    let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let handle = ServerHandle::new();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
     tokio::spawn(server::serve_tls(
-        listen,
+        listener,
         config,
         server::router(state.clone()),
+        Limits::default(),
+        state.metrics.clone(),
         handle.clone(),
     ));
-    let addr = handle.listening().await.unwrap();
     assert_eq!(served_certificate(addr, &[&first]).await, leaf(&first));
 
     let second = tls::generate_dev().unwrap();
@@ -120,5 +124,5 @@ async fn rotated_certificates_are_served_and_broken_ones_ignored() {
         served_certificate(addr, &[&first, &second, &third]).await,
         leaf(&second)
     );
-    handle.shutdown();
+    handle.stop();
 }

@@ -37,3 +37,92 @@ fn rejects_garbage_and_wrong_envelopes() {
         Some(EnvelopeError::MissingUid)
     );
 }
+
+#[test]
+fn counts_skip_strings_and_escapes_and_add_up_across_chunks() {
+    let body = br#"{"a":[1,2,{"b":"x,y{z}[\":"}],"c":{}}"#;
+    let counts = count_json(body);
+    // {a:[1,2,{b}]} c:{} -> containers 4, elements/members after the first: 3 commas.
+    assert_eq!(
+        counts,
+        JsonCounts {
+            values: 8,
+            objects: 3,
+            members: 3
+        }
+    );
+    let mut counter = JsonCounter::default();
+    for chunk in body.chunks(3) {
+        counter.feed(chunk);
+    }
+    assert_eq!(counter.counts(), counts);
+}
+
+#[test]
+fn too_many_values_or_objects_are_refused_before_parsing() {
+    let values = format!("[{}0]", "0,".repeat(MAX_JSON_VALUES));
+    assert!(matches!(
+        parse_review(values.as_bytes()),
+        Err(EnvelopeError::TooComplex(message)) if message.contains("JSON values")
+    ));
+    let objects = format!("[{}{{}}]", "{},".repeat(MAX_JSON_OBJECTS));
+    assert!(matches!(
+        parse_review(objects.as_bytes()),
+        Err(EnvelopeError::TooComplex(message)) if message.contains("JSON objects")
+    ));
+}
+
+#[test]
+fn objects_are_built_as_kube_would_deserialise_them() {
+    for object in [
+        serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "x", "labels": {"a": "b"}}, "spec": {"replicas": 2}}),
+        serde_json::json!({"metadata": {"name": "no-type"}, "data": {"k": "v"}}),
+        serde_json::json!({"kind": "OnlyKind", "spec": {}}),
+        serde_json::json!({"apiVersion": 5, "kind": "WrongType"}),
+        serde_json::json!({}),
+    ] {
+        let ours = dynamic_object(object.clone()).unwrap().unwrap();
+        let kube: DynamicObject = serde_json::from_value(object.clone()).unwrap();
+        assert_eq!(
+            serde_json::to_value(&ours).unwrap(),
+            serde_json::to_value(&kube).unwrap(),
+            "{object}"
+        );
+        assert_eq!(ours.types, kube.types, "{object}");
+    }
+    assert_eq!(dynamic_object(Value::Null).unwrap(), None);
+    assert!(dynamic_object(serde_json::json!(5)).is_err());
+}
+
+#[test]
+fn long_rejected_values_are_quoted_short() {
+    let body = MINIMAL.replace(
+        r#""operation":"DELETE""#,
+        &format!(r#""operation":"{}""#, "X".repeat(100_000)),
+    );
+    let Err(EnvelopeError::Malformed(message)) = parse_review(body.as_bytes()) else {
+        panic!("expected a malformed review");
+    };
+    assert!(message.len() < 400, "{message}");
+    assert!(
+        message.contains("100004 bytes") || message.contains("bytes)"),
+        "{message}"
+    );
+    assert_eq!(quote_limited("short", 10), "short");
+    assert_eq!(quote_limited("ééééé", 2), "éé… (10 bytes)");
+}
+
+#[test]
+fn v1beta1_is_accepted_and_other_versions_are_not() {
+    let beta = MINIMAL.replace("admission.k8s.io/v1", "admission.k8s.io/v1beta1");
+    assert_eq!(
+        parse_review(beta.as_bytes()).unwrap().types.api_version,
+        "admission.k8s.io/v1beta1"
+    );
+    let v2 = MINIMAL.replace("admission.k8s.io/v1", "admission.k8s.io/v2");
+    assert!(matches!(
+        parse_review(v2.as_bytes()),
+        Err(EnvelopeError::UnsupportedVersion(_))
+    ));
+}

@@ -139,3 +139,131 @@ fn shipped_directory_matches_embedded_copy() {
         PolicyStore::embedded().unwrap().policy_count()
     );
 }
+
+/// The shipped files without `default.cedar`, plus `extra` as `extra.cedar`.
+fn without_default(extra: &str) -> PolicyStore {
+    let mut sources: Vec<(&str, &str)> = EMBEDDED_POLICIES
+        .iter()
+        .copied()
+        .filter(|(name, _)| *name != "default.cedar")
+        .collect();
+    sources.push(("extra.cedar", extra));
+    PolicyStore::from_sources(sources, "test").unwrap()
+}
+
+/// Every action requests are made for (the schema's actions with `appliesTo`).
+fn requested_actions(store: &PolicyStore) -> Vec<String> {
+    let mut actions: Vec<String> = store
+        .schema
+        .request_envs()
+        .map(|env| env.action().id().unescaped().to_string())
+        .collect();
+    actions.sort();
+    actions.dedup();
+    actions
+}
+
+#[test]
+fn the_shipped_set_permits_every_action() {
+    assert_eq!(
+        PolicyStore::embedded().unwrap().default_denied,
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn without_default_cedar_every_action_is_denied_to_everyone() {
+    let store = without_default("");
+    let actions = requested_actions(&store);
+    assert!(actions.contains(&"bookkeeping".to_string()), "{actions:?}");
+    assert_eq!(store.default_denied, actions);
+}
+
+#[test]
+fn a_permit_for_writes_only_leaves_controller_bookkeeping_denied() {
+    let store =
+        without_default("@id(\"w\")\npermit (principal, action in Action::\"write\", resource);\n");
+    assert_eq!(store.default_denied, ["bookkeeping"]);
+}
+
+#[test]
+fn a_permit_for_people_only_leaves_service_accounts_denied() {
+    let store = without_default("@id(\"u\")\npermit (principal is User, action, resource);\n");
+    assert!(
+        store.default_denied.contains(
+            &"bookkeeping (ServiceAccount on Application, ServiceAccount on Deployment, ServiceAccount on Rollout)"
+                .to_string()
+        ),
+        "{:?}",
+        store.default_denied
+    );
+    assert!(
+        store
+            .default_denied
+            .contains(&"sync (ServiceAccount on Application)".to_string()),
+        "{:?}",
+        store.default_denied
+    );
+    assert_eq!(store.default_denied.len(), requested_actions(&store).len());
+}
+
+#[test]
+fn resource_scopes_narrow_what_a_permit_covers() {
+    let store = without_default(
+        "@id(\"d\")\npermit (principal, action, resource is Deployment);\n@id(\"r\")\npermit (principal, action, resource == Rollout::\"x\");\n@id(\"a\")\npermit (principal, action, resource in Team::\"platform\");\n",
+    );
+    // `in Team` can hold any Application, Deployment or Rollout: everything is covered.
+    assert_eq!(store.default_denied, Vec::<String>::new());
+    let store =
+        without_default("@id(\"d\")\npermit (principal, action, resource is Deployment);\n");
+    assert!(store.default_denied.contains(&"sync".to_string()));
+    assert!(
+        store
+            .default_denied
+            .contains(&"scale (ServiceAccount on Rollout, User on Rollout)".to_string()),
+        "{:?}",
+        store.default_denied
+    );
+}
+
+#[test]
+fn conditional_permits_count_but_impossible_ones_do_not() {
+    let store = without_default(
+        "@id(\"auto\")\npermit (principal in Team::\"platform\", action, resource) when { principal.automation };\n",
+    );
+    assert_eq!(store.default_denied, Vec::<String>::new());
+    let store =
+        without_default("@id(\"never\")\npermit (principal, action, resource) when { false };\n");
+    assert_eq!(store.default_denied, requested_actions(&store));
+}
+
+#[test]
+fn the_hash_names_the_files_and_their_contents() {
+    let embedded = PolicyStore::embedded().unwrap();
+    let mut reversed: Vec<(&str, &str)> = EMBEDDED_POLICIES.to_vec();
+    reversed.reverse();
+    assert_eq!(
+        PolicyStore::from_sources(reversed, "x").unwrap().hash,
+        embedded.hash
+    );
+    assert!(embedded.hash.starts_with("sha256:") && embedded.hash.len() == 7 + 64);
+    let renamed: Vec<(&str, &str)> = EMBEDDED_POLICIES
+        .iter()
+        .map(|&(name, text)| {
+            (
+                if name == "drift.cedar" {
+                    "drift2.cedar"
+                } else {
+                    name
+                },
+                text,
+            )
+        })
+        .collect();
+    assert_ne!(
+        PolicyStore::from_sources(renamed, "x").unwrap().hash,
+        embedded.hash
+    );
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    assert_eq!(PolicyStore::load_dir(&dir).unwrap().hash, embedded.hash);
+}

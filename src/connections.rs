@@ -1,0 +1,458 @@
+//! The TLS listener: TCP accept with a connection cap below the fd limit, TLS handshake,
+//! HTTP/1.1 and HTTP/2 (ALPN), idle and first-request timeouts, and a drain on stop that
+//! serves what was already received.
+//!
+//! A connection is "idle" when it has no request in flight. At the connection cap, idle
+//! connections are closed (HTTP/2 with GOAWAY) and new ones wait in the kernel's backlog
+//! until one closes, so a flood of idle connections can neither lock clients out nor exhaust
+//! file descriptors.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tower::ServiceExt;
+
+use crate::limits::{Limits, Throttle};
+use crate::metrics::Metrics;
+use crate::server::MAX_HEADER_BUFFER;
+use crate::tls::ReloadableTls;
+
+/// Concurrent streams one HTTP/2 connection may open. Go's client (the API server's) opens
+/// another connection beyond this; a hostile client needs many connections to hold many
+/// requests open.
+pub const MAX_CONCURRENT_STREAMS: u32 = 32;
+/// While draining, an HTTP/1.1 connection is closed after this long with nothing in flight: a
+/// request already sent is read well within it, so closing does not reset it.
+pub const DRAIN_QUIET: Duration = Duration::from_millis(500);
+
+/// Tells a running server to stop, and reports its connections.
+#[derive(Clone, Debug)]
+pub struct ServerHandle {
+    stop: Arc<watch::Sender<bool>>,
+    open: Arc<watch::Sender<usize>>,
+}
+
+impl Default for ServerHandle {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ServerHandle {
+    pub fn new() -> Self {
+        Self {
+            stop: Arc::new(watch::channel(false).0),
+            open: Arc::new(watch::channel(0).0),
+        }
+    }
+
+    /// Stop accepting (after taking the connections already in the backlog) and close every
+    /// connection once what it has received is answered.
+    pub fn stop(&self) {
+        self.stop.send_replace(true);
+    }
+
+    /// Resolves once `stop` was called.
+    pub async fn stopped(&self) {
+        until_true(&mut self.stop.subscribe()).await;
+    }
+
+    pub fn connection_count(&self) -> usize {
+        *self.open.borrow()
+    }
+
+    fn opened(&self) -> OpenConnection {
+        self.open.send_modify(|n| *n += 1);
+        OpenConnection(self.open.clone())
+    }
+}
+
+/// Resolves once the flag is (or already was) true, or its sender is gone.
+async fn until_true(flag: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns is not `Send`: drop it here, not in a caller's future.
+    let _ = flag.wait_for(|set| *set).await;
+}
+
+/// Counts a connection as open until dropped.
+struct OpenConnection(Arc<watch::Sender<usize>>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+/// What every connection task shares.
+struct Shared {
+    builder: auto::Builder<TokioExecutor>,
+    /// None: plain HTTP (the probe port).
+    tls: Option<ReloadableTls>,
+    app: Router,
+    limits: Limits,
+    metrics: Arc<Metrics>,
+    handle: ServerHandle,
+    /// Bumped when the connection cap is reached: idle connections close.
+    pressure: watch::Sender<u64>,
+    epoch: Instant,
+    handshake_errors: Throttle,
+}
+
+impl Shared {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+fn builder() -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // Idle and slow-header connections are closed by `connection` (which knows whether a
+    // request is in flight), not by hyper's header timer, which also runs between requests.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(None)
+        .keep_alive(true)
+        .max_buf_size(MAX_HEADER_BUFFER);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .max_header_list_size(MAX_HEADER_BUFFER as u32);
+    builder
+}
+
+/// Serve `app` over TLS on `listener` until `handle` is stopped and every connection has
+/// finished (or `limits.shutdown_grace` has passed).
+pub async fn serve_tls(
+    listener: TcpListener,
+    tls: ReloadableTls,
+    app: Router,
+    limits: Limits,
+    metrics: Arc<Metrics>,
+    handle: ServerHandle,
+) -> std::io::Result<()> {
+    serve(listener, Some(tls), app, limits, metrics, handle).await
+}
+
+/// `serve_tls` without TLS: the probe port, bounded the same way.
+pub async fn serve_plain(
+    listener: TcpListener,
+    app: Router,
+    limits: Limits,
+    metrics: Arc<Metrics>,
+    handle: ServerHandle,
+) -> std::io::Result<()> {
+    serve(listener, None, app, limits, metrics, handle).await
+}
+
+async fn serve(
+    listener: TcpListener,
+    tls: Option<ReloadableTls>,
+    app: Router,
+    limits: Limits,
+    metrics: Arc<Metrics>,
+    handle: ServerHandle,
+) -> std::io::Result<()> {
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let shared = Arc::new(Shared {
+        builder: builder(),
+        tls,
+        app,
+        metrics,
+        handle: handle.clone(),
+        pressure: watch::channel(0).0,
+        epoch: Instant::now(),
+        handshake_errors: Throttle::new(Duration::from_secs(10)),
+        limits,
+    });
+    let cap_reached = Throttle::new(Duration::from_secs(5));
+    let accept_errors = Throttle::new(Duration::from_secs(5));
+    let mut stop = handle.stop.subscribe();
+    'accept: loop {
+        let permit = match permits.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                shared.metrics.limits.connection_limit_reached.inc();
+                if let Some(suppressed) = cap_reached.ready() {
+                    tracing::warn!(
+                        max_connections = shared.limits.max_connections,
+                        suppressed,
+                        "connection limit reached: closing idle connections; new connections wait"
+                    );
+                }
+                shared.pressure.send_modify(|generation| *generation += 1);
+                tokio::select! {
+                    permit = permits.clone().acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => break 'accept,
+                    },
+                    () = until_true(&mut stop) => break 'accept,
+                }
+            }
+        };
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, peer)) => spawn_connection(&shared, tcp, peer, Some(permit)),
+                Err(error) => {
+                    // EMFILE and friends: back off instead of spinning; the cap keeps this rare.
+                    if let Some(suppressed) = accept_errors.ready() {
+                        tracing::error!(%error, suppressed, "cannot accept a connection");
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            () = until_true(&mut stop) => break 'accept,
+        }
+    }
+    take_backlog(&shared, listener, &permits);
+    let mut open = handle.open.subscribe();
+    let all_closed = async move {
+        let _ = open.wait_for(|count| *count == 0).await;
+    };
+    let finished = tokio::time::timeout(shared.limits.shutdown_grace, all_closed).await;
+    match finished {
+        Ok(_) => tracing::info!("every connection finished"),
+        Err(_) => tracing::warn!(
+            connections = handle.connection_count(),
+            grace_ms = shared.limits.shutdown_grace.as_millis(),
+            "connections still open when the shutdown grace ran out"
+        ),
+    }
+    Ok(())
+}
+
+/// Connections the kernel completed before the listener closes were sent by clients that
+/// expect an answer: serve them too, then close the listener.
+fn take_backlog(shared: &Arc<Shared>, listener: TcpListener, permits: &Arc<Semaphore>) {
+    let listener = match listener.into_std() {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::error!(%error, "cannot take the listener's backlog");
+            return;
+        }
+    };
+    let mut taken = 0usize;
+    loop {
+        match listener.accept() {
+            Ok((tcp, peer)) => {
+                let tcp = match tcp
+                    .set_nonblocking(true)
+                    .and_then(|()| TcpStream::from_std(tcp))
+                {
+                    Ok(tcp) => tcp,
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot serve a connection from the backlog");
+                        continue;
+                    }
+                };
+                taken += 1;
+                // Over the cap or not: these are few, and already waiting.
+                spawn_connection(shared, tcp, peer, permits.clone().try_acquire_owned().ok());
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(error) => {
+                tracing::warn!(%error, "stopped taking the backlog");
+                break;
+            }
+        }
+    }
+    if taken > 0 {
+        tracing::info!(
+            connections = taken,
+            "serving connections taken from the backlog"
+        );
+    }
+}
+
+fn spawn_connection(
+    shared: &Arc<Shared>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    permit: Option<OwnedSemaphorePermit>,
+) {
+    let shared = shared.clone();
+    let open = shared.handle.opened();
+    shared.metrics.limits.connections_open.inc();
+    tokio::spawn(async move {
+        connection(&shared, tcp, peer).await;
+        shared.metrics.limits.connections_open.dec();
+        drop(open);
+        drop(permit);
+    });
+}
+
+/// Requests in flight on one connection, and since when it has had none.
+struct Activity {
+    in_flight: AtomicUsize,
+    idle_since_ms: AtomicU64,
+    served: AtomicBool,
+    /// Signalled when the connection becomes idle, so its idle timer starts then.
+    became_idle: tokio::sync::Notify,
+}
+
+/// Marks a request in flight until dropped.
+struct InFlight {
+    activity: Arc<Activity>,
+    shared: Arc<Shared>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if self.activity.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.activity
+                .idle_since_ms
+                .store(self.shared.now_ms(), Ordering::Release);
+            self.activity.became_idle.notify_one();
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Serving,
+    Draining,
+    Closing,
+}
+
+async fn connection(shared: &Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
+    let _ = tcp.set_nodelay(true);
+    let Some(tls) = &shared.tls else {
+        return serve_connection(shared, TokioIo::new(tcp), false, peer).await;
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls.current());
+    let stream =
+        match tokio::time::timeout(shared.limits.first_request_timeout, acceptor.accept(tcp)).await
+        {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(error)) => {
+                shared.metrics.limits.record_connection_closed("handshake");
+                if let Some(suppressed) = shared.handshake_errors.ready() {
+                    tracing::info!(%error, %peer, suppressed, "TLS handshake failed");
+                }
+                return;
+            }
+            Err(_) => {
+                shared.metrics.limits.record_connection_closed("handshake");
+                return;
+            }
+        };
+    let http2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+    serve_connection(shared, TokioIo::new(stream), http2, peer).await;
+}
+
+/// HTTP on one connection, closed when idle, under pressure or on stop (see `Phase`).
+async fn serve_connection<I>(shared: &Arc<Shared>, io: I, http2: bool, peer: SocketAddr)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let activity = Arc::new(Activity {
+        in_flight: AtomicUsize::new(0),
+        idle_since_ms: AtomicU64::new(shared.now_ms()),
+        served: AtomicBool::new(false),
+        became_idle: tokio::sync::Notify::new(),
+    });
+    let service = {
+        let (activity, shared) = (activity.clone(), shared.clone());
+        hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+            activity.in_flight.fetch_add(1, Ordering::AcqRel);
+            activity.served.store(true, Ordering::Release);
+            let guard = InFlight {
+                activity: activity.clone(),
+                shared: shared.clone(),
+            };
+            let app = shared.app.clone();
+            async move {
+                let response = app.oneshot(request).await;
+                drop(guard);
+                response
+            }
+        })
+    };
+    let conn = shared.builder.serve_connection(io, service);
+    tokio::pin!(conn);
+    let mut stop = shared.handle.stop.subscribe();
+    let mut pressure = shared.pressure.subscribe();
+    pressure.mark_unchanged();
+    let mut phase = if *stop.borrow() {
+        Phase::Draining
+    } else {
+        Phase::Serving
+    };
+    let mut closing_since: Option<Instant> = None;
+    // Start a graceful close once, counting why.
+    macro_rules! close {
+        ($reason:expr) => {
+            if phase != Phase::Closing {
+                conn.as_mut().graceful_shutdown();
+                shared.metrics.limits.record_connection_closed($reason);
+                phase = Phase::Closing;
+                closing_since = Some(Instant::now());
+            }
+        };
+    }
+    loop {
+        let idle = activity.in_flight.load(Ordering::Acquire) == 0;
+        let idle_for = Duration::from_millis(
+            shared
+                .now_ms()
+                .saturating_sub(activity.idle_since_ms.load(Ordering::Acquire)),
+        );
+        let served = activity.served.load(Ordering::Acquire);
+        let (timeout, reason) = if served {
+            (shared.limits.idle_timeout, "idle")
+        } else {
+            (shared.limits.first_request_timeout, "first-request")
+        };
+        match phase {
+            Phase::Serving if idle && idle_for >= timeout => close!(reason),
+            // A connection with a request in flight closes once it is answered (HTTP/1.1
+            // with `Connection: close`, HTTP/2 with GOAWAY naming the last stream served).
+            // HTTP/2 drains without races once its preface is read; an idle HTTP/1.1
+            // connection is given a moment, so a request already sent is read first.
+            Phase::Draining if !idle || idle_for >= DRAIN_QUIET || (http2 && served) => {
+                close!("drain")
+            }
+            // A peer that does not let a graceful close finish is cut off.
+            Phase::Closing
+                if closing_since.is_some_and(|t| t.elapsed() >= shared.limits.shutdown_grace) =>
+            {
+                return;
+            }
+            _ => {}
+        }
+        let wake = match phase {
+            Phase::Serving if idle => timeout.saturating_sub(idle_for),
+            Phase::Serving => timeout,
+            Phase::Draining => DRAIN_QUIET / 5,
+            Phase::Closing => shared.limits.shutdown_grace,
+        };
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(error) = result {
+                    tracing::debug!(%error, %peer, "connection ended with an error");
+                }
+                return;
+            }
+            () = tokio::time::sleep(wake) => {}
+            () = activity.became_idle.notified() => {}
+            changed = pressure.changed(), if phase == Phase::Serving => {
+                if changed.is_ok() && activity.in_flight.load(Ordering::Acquire) == 0 {
+                    close!("pressure");
+                }
+            }
+            () = until_true(&mut stop), if phase == Phase::Serving => {
+                phase = Phase::Draining;
+                // The quiet period counts from now, not from the last request.
+                activity.idle_since_ms.fetch_max(shared.now_ms(), Ordering::AcqRel);
+            }
+        }
+    }
+}
