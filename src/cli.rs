@@ -563,6 +563,11 @@ fn serve(args: &PolicyArgs, options: ServeOptions) -> anyhow::Result<()> {
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .context("cannot listen for SIGHUP")?
     };
+    // And SIGTERM: a pod deleted while starting must drain, not die mid-write.
+    let termination = {
+        let _entered = runtime.enter();
+        server::TerminationSignals::listen()
+    };
     let source = EngineSource {
         allow_default_deny: options.allow_default_deny,
         ..args.source()
@@ -714,6 +719,7 @@ fn serve(args: &PolicyArgs, options: ServeOptions) -> anyhow::Result<()> {
             None
         };
         tokio::spawn(server::drain_on_signal(
+            termination,
             state.clone(),
             handle.clone(),
             limits.shutdown_delay,

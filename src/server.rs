@@ -527,39 +527,65 @@ async fn readyz(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// Wait for SIGTERM or Ctrl-C.
-async fn termination_signal() {
-    let ctrl_c = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::error!(%error, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
+/// SIGTERM and Ctrl-C, listened for from the moment this is created: a signal that arrives while
+/// the server is still starting is kept, not lost and not fatal (the default action kills).
+pub struct TerminationSignals {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM");
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl TerminationSignals {
+    /// Register the handlers; call inside the runtime, first thing.
+    pub fn listen() -> Self {
+        #[cfg(unix)]
+        let terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => Some(signal),
+                Err(error) => {
+                    tracing::error!(%error, "cannot listen for SIGTERM");
+                    None
+                }
+            };
+        Self {
+            #[cfg(unix)]
+            terminate,
+        }
+    }
+
+    async fn next(&mut self) {
+        let ctrl_c = async {
+            if let Err(error) = tokio::signal::ctrl_c().await {
+                tracing::error!(%error, "cannot listen for Ctrl-C");
                 std::future::pending::<()>().await;
             }
+        };
+        #[cfg(unix)]
+        let terminate = async {
+            match self.terminate.as_mut() {
+                Some(signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let terminate = std::future::pending::<()>();
+        tokio::select! {
+            () = ctrl_c => {},
+            () = terminate => {},
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
     }
 }
 
-/// On SIGTERM or Ctrl-C: fail `/readyz` and keep serving for `delay` (endpoints and the API
-/// server's connections move away meanwhile), then stop accepting and finish what was received.
-/// A second signal skips the rest of the delay.
-pub async fn drain_on_signal(state: AppState, handle: ServerHandle, delay: Duration) {
-    termination_signal().await;
+/// On SIGTERM or Ctrl-C: fail `/readyz`, keep serving for `delay` (endpoints lag behind), then stop
+/// accepting and let the requests already received finish. A second signal skips the delay.
+pub async fn drain_on_signal(
+    mut signals: TerminationSignals,
+    state: AppState,
+    handle: ServerHandle,
+    delay: Duration,
+) {
+    signals.next().await;
     state.draining.store(true, Ordering::Release);
     tracing::info!(
         delay_ms = delay.as_millis(),
@@ -567,7 +593,7 @@ pub async fn drain_on_signal(state: AppState, handle: ServerHandle, delay: Durat
     );
     tokio::select! {
         () = tokio::time::sleep(delay) => {},
-        () = termination_signal() => {
+        () = signals.next() => {
             tracing::info!("second signal: skipping the rest of the delay");
         },
     }
