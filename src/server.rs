@@ -227,6 +227,11 @@ async fn admit(state: AppState, webhook: Webhook, headers: &HeaderMap, body: Bod
         Ok(permit) => permit,
         Err(shed) => return shed_response(&state, webhook, shed),
     };
+    // A decision started with almost no time left would be answered 503 and wasted: shed it
+    // now (429, retried) and leave the slot to a request that can still make it.
+    if deadline.saturating_duration_since(Instant::now()) < limits.request_timeout / 10 {
+        return shed_response(&state, webhook, Shed::Deadline);
+    }
     let task_state = state.clone();
     let task = tokio::task::spawn_blocking(move || {
         let _held = (permit, reservation);
