@@ -83,14 +83,14 @@ pub struct LimitArgs {
     /// Decisions running at once on their own threads [default: the number of CPUs, at least 2].
     #[arg(long, value_name = "N", env = "GUARDRAILS_DECISION_WORKERS")]
     pub decision_workers: Option<usize>,
-    /// Requests waiting for a decision slot; more are shed with HTTP 429.
+    /// Requests waiting for memory or a decision slot; more are shed with HTTP 429.
     #[arg(long, value_name = "N", default_value_t = crate::limits::DEFAULT_MAX_QUEUE, env = "GUARDRAILS_MAX_QUEUE")]
     pub max_queue: usize,
     /// Deadline per request from its arrival: reading, waiting and deciding. Keep it below the
     /// webhook's timeoutSeconds.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "4s", env = "GUARDRAILS_REQUEST_TIMEOUT")]
     pub request_timeout: Duration,
-    /// Estimated bytes all requests in flight may hold; beyond it they are shed with HTTP 429.
+    /// Estimated bytes all requests in flight may hold; beyond it they wait, then get HTTP 429.
     #[arg(long, value_name = "BYTES", value_parser = parse_bytes, default_value = "128Mi", env = "GUARDRAILS_MEMORY_BUDGET")]
     pub memory_budget: usize,
     /// Open TLS connections (lowered to RLIMIT_NOFILE - 128); at the cap idle ones are closed.
