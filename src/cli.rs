@@ -527,6 +527,7 @@ fn serve(args: &PolicyArgs, options: ServeOptions) -> anyhow::Result<()> {
     let state = server::AppState::with_audit(engine, audit).with_limits(limits.clone());
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let result = runtime.block_on(async move {
+        let signals = server::Signals::install();
         // Bind before anything is written: a second instance on a busy port must fail without
         // touching the running one's files (the --dev CA).
         let listener = tokio::net::TcpListener::bind(listen)
@@ -620,6 +621,7 @@ fn serve(args: &PolicyArgs, options: ServeOptions) -> anyhow::Result<()> {
             None
         };
         tokio::spawn(server::drain_on_signal(
+            signals,
             state.clone(),
             handle.clone(),
             limits.shutdown_delay,
