@@ -83,14 +83,14 @@ pub struct LimitArgs {
     /// Decisions running at once on their own threads [default: the number of CPUs, at least 2].
     #[arg(long, value_name = "N", env = "GUARDRAILS_DECISION_WORKERS")]
     pub decision_workers: Option<usize>,
-    /// Requests waiting for a decision slot; more are shed with HTTP 429.
+    /// Requests waiting for memory or a decision slot; more are shed with HTTP 429.
     #[arg(long, value_name = "N", default_value_t = crate::limits::DEFAULT_MAX_QUEUE, env = "GUARDRAILS_MAX_QUEUE")]
     pub max_queue: usize,
     /// Deadline per request from its arrival: reading, waiting and deciding. Keep it below the
     /// webhook's timeoutSeconds.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "4s", env = "GUARDRAILS_REQUEST_TIMEOUT")]
     pub request_timeout: Duration,
-    /// Estimated bytes all requests in flight may hold; beyond it they are shed with HTTP 429.
+    /// Estimated bytes all requests in flight may hold; beyond it they wait, then get HTTP 429.
     #[arg(long, value_name = "BYTES", value_parser = parse_bytes, default_value = "128Mi", env = "GUARDRAILS_MEMORY_BUDGET")]
     pub memory_budget: usize,
     /// Open TLS connections (lowered to RLIMIT_NOFILE - 128); at the cap idle ones are closed.
@@ -563,11 +563,6 @@ fn serve(args: &PolicyArgs, options: ServeOptions) -> anyhow::Result<()> {
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .context("cannot listen for SIGHUP")?
     };
-    // And SIGTERM: a pod deleted while starting must drain, not die mid-write.
-    let termination = {
-        let _entered = runtime.enter();
-        server::TerminationSignals::listen()
-    };
     let source = EngineSource {
         allow_default_deny: options.allow_default_deny,
         ..args.source()
@@ -610,6 +605,7 @@ fn serve(args: &PolicyArgs, options: ServeOptions) -> anyhow::Result<()> {
     let state = server::AppState::with_audit(engine, audit).with_limits(limits.clone());
     let audit = state.audit.clone();
     let result = runtime.block_on(async move {
+        let signals = server::Signals::install();
         #[cfg(unix)]
         {
             let audit = state.audit.clone();
@@ -719,7 +715,7 @@ fn serve(args: &PolicyArgs, options: ServeOptions) -> anyhow::Result<()> {
             None
         };
         tokio::spawn(server::drain_on_signal(
-            termination,
+            signals,
             state.clone(),
             handle.clone(),
             limits.shutdown_delay,

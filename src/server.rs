@@ -40,8 +40,8 @@ pub const MAX_HEADER_BUFFER: usize = 64 * 1024;
 /// A body over the limit is still read (and dropped), up to this much, so that the client
 /// gets a readable 413 instead of a connection reset (HTTP/1.1) or a stream error (HTTP/2).
 pub const MAX_DRAINED_BYTES: usize = 64 * 1024 * 1024;
-/// After a body's deadline, how long its rest is still read (and dropped) so that the 408
-/// reaches the client.
+/// The rest of a refused body is read (and dropped) at least this long, and until the
+/// request's deadline, so that the answer reaches the client.
 pub const SLOW_BODY_DRAIN: Duration = Duration::from_secs(1);
 /// Suggested wait before retrying a shed request (seconds).
 pub const RETRY_AFTER_SECONDS: u32 = 1;
@@ -191,15 +191,10 @@ async fn admit(state: AppState, webhook: Webhook, headers: &HeaderMap, body: Bod
             // The rest of a refused body is read and dropped after the answer is sent, so the
             // client gets the answer instead of a reset (HTTP/1.1) or a stream error (HTTP/2),
             // and an HTTP/1.1 connection stays usable.
-            match error {
-                BodyError::TooLarge | BodyError::Shed(_) => {
-                    tokio::spawn(drain(stream, deadline));
-                }
-                // Past the deadline already: a moment more, for a client that is merely slow.
-                BodyError::Slow => {
-                    tokio::spawn(drain(stream, Instant::now() + SLOW_BODY_DRAIN));
-                }
-                BodyError::Broken => {}
+            // At least a moment more than the deadline, for a client that is merely slow.
+            let until = deadline.max(Instant::now() + SLOW_BODY_DRAIN);
+            if !matches!(error, BodyError::Broken) {
+                tokio::spawn(drain(stream, until));
             }
             return body_error(&state, webhook, error);
         }
@@ -227,6 +222,11 @@ async fn admit(state: AppState, webhook: Webhook, headers: &HeaderMap, body: Bod
         Ok(permit) => permit,
         Err(shed) => return shed_response(&state, webhook, shed),
     };
+    // A decision started with almost no time left would be answered 503 and wasted: shed it
+    // now (429, retried) and leave the slot to a request that can still make it.
+    if deadline.saturating_duration_since(Instant::now()) < limits.request_timeout / 10 {
+        return shed_response(&state, webhook, Shed::Deadline);
+    }
     let task_state = state.clone();
     let task = tokio::task::spawn_blocking(move || {
         let _held = (permit, reservation);
@@ -527,60 +527,68 @@ async fn readyz(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// SIGTERM and Ctrl-C, listened for from the moment this is created: a signal that arrives while
-/// the server is still starting is kept, not lost and not fatal (the default action kills).
-pub struct TerminationSignals {
+/// SIGTERM and SIGINT, registered up front: a signal that arrives before anyone waits for it
+/// is still seen (and never kills the process with the default action).
+pub struct Signals {
     #[cfg(unix)]
     terminate: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    interrupt: Option<tokio::signal::unix::Signal>,
 }
 
-impl TerminationSignals {
-    /// Register the handlers; call inside the runtime, first thing.
-    pub fn listen() -> Self {
+impl Signals {
+    /// Register the handlers; call from within the runtime, before the listeners are bound.
+    pub fn install() -> Self {
         #[cfg(unix)]
-        let terminate =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let register = |kind: SignalKind, name: &str| match signal(kind) {
                 Ok(signal) => Some(signal),
                 Err(error) => {
-                    tracing::error!(%error, "cannot listen for SIGTERM");
+                    tracing::error!(%error, signal = name, "cannot listen for the signal");
                     None
                 }
             };
-        Self {
-            #[cfg(unix)]
-            terminate,
+            Self {
+                terminate: register(SignalKind::terminate(), "SIGTERM"),
+                interrupt: register(SignalKind::interrupt(), "SIGINT"),
+            }
         }
+        #[cfg(not(unix))]
+        Self {}
     }
 
+    /// Wait for SIGTERM or Ctrl-C.
     async fn next(&mut self) {
-        let ctrl_c = async {
-            if let Err(error) = tokio::signal::ctrl_c().await {
-                tracing::error!(%error, "cannot listen for Ctrl-C");
+        #[cfg(unix)]
+        {
+            async fn recv(signal: &mut Option<tokio::signal::unix::Signal>) {
+                match signal {
+                    Some(signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            }
+            tokio::select! {
+                () = recv(&mut self.terminate) => {},
+                () = recv(&mut self.interrupt) => {},
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            if tokio::signal::ctrl_c().await.is_err() {
                 std::future::pending::<()>().await;
             }
-        };
-        #[cfg(unix)]
-        let terminate = async {
-            match self.terminate.as_mut() {
-                Some(signal) => {
-                    signal.recv().await;
-                }
-                None => std::future::pending::<()>().await,
-            }
-        };
-        #[cfg(not(unix))]
-        let terminate = std::future::pending::<()>();
-        tokio::select! {
-            () = ctrl_c => {},
-            () = terminate => {},
         }
     }
 }
 
-/// On SIGTERM or Ctrl-C: fail `/readyz`, keep serving for `delay` (endpoints lag behind), then stop
-/// accepting and let the requests already received finish. A second signal skips the delay.
+/// On SIGTERM or Ctrl-C: fail `/readyz` and keep serving for `delay` (endpoints and the API
+/// server's connections move away meanwhile), then stop accepting and finish what was received.
+/// A second signal skips the rest of the delay.
 pub async fn drain_on_signal(
-    mut signals: TerminationSignals,
+    mut signals: Signals,
     state: AppState,
     handle: ServerHandle,
     delay: Duration,
