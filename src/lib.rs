@@ -16,6 +16,7 @@ pub mod decide;
 pub mod entities;
 pub mod explain;
 pub mod identity;
+pub mod json;
 pub mod metrics;
 pub mod mode;
 pub mod mutate;
