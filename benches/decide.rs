@@ -1,75 +1,28 @@
 //! The decision path, end to end minus the network: parse the AdmissionReview body, recognise,
-//! identify, build entities, run Cedar per action, build and serialise the response.
+//! identify, build entities, run Cedar per action, build and serialise the response; and how the
+//! cost of a decision and of loading grows with the number of policies.
 //! Results and method: BENCHMARKS.md.
 
+#[path = "support/bodies.rs"]
+mod bodies;
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "support/generate.rs"]
+mod generate;
 
-use common::*;
-use criterion::{Criterion, criterion_group, criterion_main};
-use guardrails::respond;
-use serde_json::{Value, json};
 use std::hint::black_box;
+use std::time::Duration;
 
-fn bodies() -> Vec<(&'static str, Vec<u8>)> {
-    let prod = app_to("payments-prod");
-    let velero = with(
-        fixture("argocd/applications/argocd-controller-testdata-velero-status-operationState.yaml"),
-        &[("/spec/destination/namespace", json!("payments-prod"))],
-    );
-    let base = fixture("deployments/argocd-action-testdata-deployment.yaml");
-    let scaled = fixture("deployments/argocd-action-testdata-deployment-scaled.yaml");
-    let paused =
-        fixture("rollouts/argocd-rollout-action-testdata-has_pause_condition_rollout.yaml");
-    vec![
-        (
-            "app_sync_prod_denied",
-            Review::update(&prod, &syncing(&prod, json!({"prune": true}), Value::Null))
-                .by(PAYMENTS_DEV)
-                .body(),
-        ),
-        (
-            "app_delete_large_denied",
-            Review::delete(&velero).by(PAYMENTS_DEV).body(),
-        ),
-        (
-            "app_status_bookkeeping_large",
-            Review::update(
-                &velero,
-                &with(
-                    velero.clone(),
-                    &[("/status/health/status", json!("Degraded"))],
-                ),
-            )
-            .by(CONTROLLER)
-            .body(),
-        ),
-        (
-            "deployment_scale_allowed",
-            Review::update(&base, &scaled).by(PAYMENTS_DEV).body(),
-        ),
-        (
-            "rollout_promote_allowed",
-            Review::update(
-                &paused,
-                &with(paused.clone(), &[("/status/pauseConditions", Value::Null)]),
-            )
-            .by(PAYMENTS_DEV)
-            .body(),
-        ),
-        (
-            "kubewarden_deployment_update",
-            wrap_request(fixture(
-                "admission/kubewarden-echo-deployment-update_accept.admissionrequest.json",
-            )),
-        ),
-    ]
-}
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use guardrails::config::Config;
+use guardrails::decide::Engine;
+use guardrails::policy::PolicyStore;
+use guardrails::respond;
 
 fn review_path(c: &mut Criterion) {
-    let engine = engine();
+    let engine = common::engine();
     let mut group = c.benchmark_group("review");
-    for (name, body) in bodies() {
+    for (name, body) in bodies::bodies() {
         group.bench_function(name, |b| {
             b.iter(|| {
                 let reviewed = respond::review(&engine, black_box(&body)).expect("valid review");
@@ -80,11 +33,19 @@ fn review_path(c: &mut Criterion) {
     group.finish();
 }
 
-/// The same requests split into stages: envelope parsing alone, and decision alone.
+/// The same requests split into stages: a plain `serde_json::Value` parse of the body (what any
+/// webhook pays), envelope parsing, deciding, and parsing plus deciding.
 fn stages(c: &mut Criterion) {
-    let engine = engine();
+    let engine = common::engine();
     let mut group = c.benchmark_group("stage");
-    for (name, body) in bodies() {
+    for (name, body) in bodies::bodies() {
+        group.bench_function(format!("value/{name}"), |b| {
+            b.iter(|| {
+                black_box(
+                    serde_json::from_slice::<serde_json::Value>(black_box(&body)).expect("json"),
+                )
+            })
+        });
         group.bench_function(format!("parse/{name}"), |b| {
             b.iter(|| {
                 black_box(guardrails::admission::parse_review(black_box(&body)).expect("valid"))
@@ -98,9 +59,96 @@ fn stages(c: &mut Criterion) {
                 )
             })
         });
+        group.bench_function(format!("parse_decide/{name}"), |b| {
+            b.iter(|| {
+                let request = guardrails::admission::parse_review(black_box(&body)).expect("valid");
+                black_box(guardrails::decide::decide(&engine, &request).expect("decided"))
+            })
+        });
     }
     group.finish();
 }
 
-criterion_group!(benches, review_path, stages);
+fn store(count: usize) -> PolicyStore {
+    let sources = generate::sources(count);
+    PolicyStore::from_sources(
+        sources.iter().map(|(n, t)| (n.as_str(), t.as_str())),
+        "(generated)",
+    )
+    .expect("generated policies are valid")
+}
+
+fn engine(store: PolicyStore, count: usize) -> Engine {
+    let config = Config::from_yaml(&generate::config(count), "(generated)").expect("config");
+    Engine::new(store, config, None)
+}
+
+/// Decide with the shipped policies plus 10 to 10,000 generated ones (50 teams x 20 rules at
+/// 1,000): `sliced` is what Guardrails does, `whole` evaluates every policy for every request
+/// (Cedar alone, for comparison; not run at 10,000).
+fn policy_count(c: &mut Criterion) {
+    let mut group = c.benchmark_group("policies");
+    group
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    for count in [10usize, 100, 1000, 10_000] {
+        let teams = count.div_ceil(generate::RULES_PER_TEAM);
+        let bodies = bodies::generated_bodies(
+            &generate::team(0, teams),
+            &generate::team(1.min(teams - 1), teams),
+        );
+        let mut engines = vec![("sliced", engine(store(count), count))];
+        if count <= 1000 {
+            engines.push(("whole", engine(store(count).unsliced(), count)));
+        }
+        for (kind, engine) in &engines {
+            for (name, body) in &bodies {
+                let request = guardrails::admission::parse_review(body).expect("valid");
+                group.bench_with_input(
+                    BenchmarkId::new(format!("{kind}/{name}"), count),
+                    &request,
+                    |b, request| {
+                        b.iter(|| {
+                            black_box(
+                                guardrails::decide::decide(engine, black_box(request))
+                                    .expect("decided"),
+                            )
+                        })
+                    },
+                );
+            }
+        }
+    }
+    group.finish();
+}
+
+/// Loading (parse, strict validation, slicing): what start-up and every reload pay.
+fn loading(c: &mut Criterion) {
+    let mut group = c.benchmark_group("load");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5));
+    for count in [10, 1000, 10_000] {
+        let sources = generate::sources(count);
+        group.bench_with_input(
+            BenchmarkId::from_parameter(count),
+            &sources,
+            |b, sources| {
+                b.iter(|| {
+                    black_box(
+                        PolicyStore::from_sources(
+                            sources.iter().map(|(n, t)| (n.as_str(), t.as_str())),
+                            "(generated)",
+                        )
+                        .expect("valid"),
+                    )
+                })
+            },
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, review_path, stages, policy_count, loading);
 criterion_main!(benches);

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use cedar_policy::{Authorizer, Decision, Request as CedarRequest};
+use cedar_policy::{Authorizer, Decision, EntityUid, Request as CedarRequest};
 use serde::{Deserialize, Serialize};
 
 use crate::admission::Request;
@@ -146,8 +146,27 @@ pub fn decide(engine: &Engine, request: &Request) -> Result<Outcome, DecideError
     )?;
     let context = entities::build_context(&identity, &recognition, request)?;
 
+    // The principal and the resource, each followed by its ancestors: what the policy store
+    // uses to pick the policies whose scope can match (the ancestors only if it indexes by them).
+    let indexed = engine.policies.indexed();
+    let with_ancestors = |uid| {
+        std::iter::once(uid)
+            .chain(
+                built
+                    .entities
+                    .ancestors(uid)
+                    .filter(|_| indexed)
+                    .into_iter()
+                    .flatten(),
+            )
+            .collect::<Vec<&EntityUid>>()
+    };
+    let principal_in = with_ancestors(&built.principal);
+    let resource_in = with_ancestors(&built.resource);
+
     let mut matches = Vec::new();
     let mut errors = Vec::new();
+    let mut sets = Vec::new();
     for &action in &recognition.actions {
         let cedar_request = CedarRequest::new(
             built.principal.clone(),
@@ -159,33 +178,48 @@ pub fn decide(engine: &Engine, request: &Request) -> Result<Outcome, DecideError
             None,
         )
         .map_err(|e| EntityError::Context(e.to_string()))?;
-        let response = engine.authorizer.is_authorized(
-            &cedar_request,
-            &engine.policies.policies,
-            &built.entities,
-        );
-        let diagnostics = response.diagnostics();
-        // A forbid that fails to evaluate must not fail open: it counts as matching.
-        for error in diagnostics.errors() {
-            let cedar_policy::AuthorizationError::PolicyEvaluationError(evaluation) = error;
-            let id = evaluation.policy_id();
-            errors.push(format!("{action:?}: {error}"));
-            if let Some(meta) = engine.policies.meta(id).filter(|m| m.forbid) {
-                matches.push(PolicyMatch {
-                    policy: meta.id.clone(),
-                    action,
-                    reason: format!(
-                        "{} (the policy failed to evaluate: {error})",
-                        meta.reason.as_deref().unwrap_or("")
-                    ),
-                    declared: meta.enforcement,
-                    effective: meta.enforcement.effective(engine.mode),
-                });
+        // Only the policies whose scope can match (see `PolicyStore::applicable`), possibly in
+        // several sets: Cedar's answer over their union is a deny if any set has a satisfied
+        // forbid (its reasons) or no set has a satisfied permit.
+        sets.clear();
+        engine
+            .policies
+            .applicable(action.as_str(), &principal_in, &resource_in, &mut sets);
+        let mut permitted = false;
+        let mut forbidden = Vec::new();
+        for policies in &sets {
+            let response =
+                engine
+                    .authorizer
+                    .is_authorized(&cedar_request, policies, &built.entities);
+            let diagnostics = response.diagnostics();
+            // A forbid that fails to evaluate must not fail open: it counts as matching.
+            for error in diagnostics.errors() {
+                let cedar_policy::AuthorizationError::PolicyEvaluationError(evaluation) = error;
+                let id = evaluation.policy_id();
+                errors.push(format!("{action:?}: {error}"));
+                if let Some(meta) = engine.policies.meta(id).filter(|m| m.forbid) {
+                    matches.push(PolicyMatch {
+                        policy: meta.id.clone(),
+                        action,
+                        reason: format!(
+                            "{} (the policy failed to evaluate: {error})",
+                            meta.reason.as_deref().unwrap_or("")
+                        ),
+                        declared: meta.enforcement,
+                        effective: meta.enforcement.effective(engine.mode),
+                    });
+                }
+            }
+            match response.decision() {
+                Decision::Allow => permitted = true,
+                // A deny's reasons are its satisfied forbids (none when nothing permitted).
+                Decision::Deny => forbidden.extend(diagnostics.reason().cloned()),
             }
         }
-        if response.decision() == Decision::Deny {
+        if !forbidden.is_empty() || !permitted {
             let mut any = false;
-            for id in diagnostics.reason() {
+            for id in &forbidden {
                 let Some(meta) = engine.policies.meta(id) else {
                     continue;
                 };
@@ -239,6 +273,7 @@ pub fn check_conformance(engine: &Engine, request: &Request) -> Result<(), Strin
         request,
         &placement,
         &engine.config.file.argocd,
+        &engine.policies,
     )
     .map_err(|e| e.to_string())?;
     cedar_policy::Entities::from_entities(subjects.entities, Some(&engine.policies.schema))

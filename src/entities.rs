@@ -1,7 +1,6 @@
 //! Cedar entities and context for one request: only the principal, its groups and teams, the
 //! resource, its namespace, team and environment. Pure apart from Cedar's own types.
 
-use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::LazyLock;
 
@@ -9,6 +8,7 @@ use cedar_policy::{
     Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression,
 };
 use kube::core::DynamicObject;
+use kube::core::admission::Operation;
 use serde_json::Value;
 
 use crate::admission::Request;
@@ -91,7 +91,7 @@ pub struct Placement {
 
 fn data_str<'a>(object: Option<&'a DynamicObject>, path: &str) -> &'a str {
     object
-        .and_then(|o| o.data.pointer(path))
+        .and_then(|o| crate::json::pointer(&o.data, path))
         .and_then(Value::as_str)
         .unwrap_or("")
 }
@@ -229,7 +229,7 @@ pub fn build_entities(
         principal,
         resource,
         mut entities,
-    } = build_subjects(identity, recognition, request, placement, argocd)?;
+    } = build_subjects(identity, recognition, request, placement, argocd, policies)?;
     for action in &recognition.actions {
         let entity = policies.action_entity(action.as_str()).ok_or_else(|| {
             EntityError::Entity(format!(
@@ -254,6 +254,7 @@ pub fn build_subjects(
     request: &Request,
     placement: &Placement,
     argocd: &ArgoCdConfig,
+    policies: &PolicyStore,
 ) -> Result<Subjects, EntityError> {
     let t = types()?;
     let entity_error = |e: &dyn std::fmt::Display| EntityError::Entity(e.to_string());
@@ -261,15 +262,21 @@ pub fn build_subjects(
 
     // Teams are direct parents of the principal (resolved from groups and users in config), so
     // neither Group nor Team entities need to be materialised: `in` only follows parent edges.
-    let principal_parents: Vec<EntityUid> = identity
-        .teams
-        .iter()
-        .map(|team| uid(&t.team, team))
-        .chain(identity.groups.iter().map(|group| uid(&t.group, group)))
-        .collect();
+    // Groups no policy names are left out: Cedar reaches a group only through a literal.
+    let principal_parents = identity.teams.iter().map(|team| uid(&t.team, team)).chain(
+        identity
+            .groups
+            .iter()
+            .filter(|group| policies.names_group(group))
+            .map(|group| uid(&t.group, group)),
+    );
     let principal = principal_uid(identity)?;
-    let mut principal_attrs = HashMap::from([
-        ("name".to_string(), string(&identity.username)),
+    let (name, namespace) = match &identity.kind {
+        PrincipalKind::ServiceAccount { namespace, name } => (name.as_str(), Some(namespace)),
+        PrincipalKind::User => (identity.username.as_str(), None),
+    };
+    let mut principal_attrs = vec![
+        ("name".to_string(), string(name)),
         (
             "automation".to_string(),
             RestrictedExpression::new_bool(identity.automation),
@@ -278,18 +285,13 @@ pub fn build_subjects(
             "delegator".to_string(),
             RestrictedExpression::new_bool(identity.is_delegator),
         ),
-    ]);
-    if let PrincipalKind::ServiceAccount { namespace, name } = &identity.kind {
-        principal_attrs.insert("name".into(), string(name));
-        principal_attrs.insert("namespace".into(), string(namespace));
+    ];
+    if let Some(namespace) = namespace {
+        principal_attrs.push(("namespace".to_string(), string(namespace)));
     }
     entities.push(
-        Entity::new(
-            principal.clone(),
-            principal_attrs,
-            principal_parents.into_iter().collect(),
-        )
-        .map_err(|e| entity_error(&e))?,
+        Entity::new_with_tags(principal.clone(), principal_attrs, principal_parents, [])
+            .map_err(|e| entity_error(&e))?,
     );
 
     let (placement_attrs, mut resource_parents) = placed_in(placement, &mut entities)?;
@@ -395,10 +397,11 @@ fn placed_in(
         // A move between clusters keeps the namespace: one entity is enough.
         if entities.iter().all(|e| e.uid() != namespace_uid) {
             entities.push(
-                Entity::new(
+                Entity::new_with_tags(
                     namespace_uid.clone(),
-                    namespace_attrs.into_iter().collect(),
-                    parents.iter().cloned().collect(),
+                    namespace_attrs,
+                    parents.iter().cloned(),
+                    [],
                 )
                 .map_err(|e| EntityError::Entity(e.to_string()))?,
             );
@@ -463,12 +466,15 @@ pub fn build_context(
         ),
     ])
     .map_err(|e| context_error(&e))?;
-    let operation = serde_json::to_value(&request.operation)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default();
+    // As kube serialises it.
+    let operation = match request.operation {
+        Operation::Create => "CREATE",
+        Operation::Update => "UPDATE",
+        Operation::Delete => "DELETE",
+        Operation::Connect => "CONNECT",
+    };
     Context::from_pairs([
-        ("operation".to_string(), string(&operation)),
+        ("operation".to_string(), string(operation)),
         (
             "dryRun".to_string(),
             RestrictedExpression::new_bool(request.dry_run),

@@ -17,6 +17,7 @@ pub mod decide;
 pub mod entities;
 pub mod explain;
 pub mod identity;
+pub mod json;
 pub mod limits;
 pub mod metrics;
 pub mod mode;

@@ -1,7 +1,7 @@
 //! The policy store: the schema and `.cedar` files, parsed and strictly validated into an immutable
 //! snapshot that the request path shares through an `Arc`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -116,6 +116,70 @@ pub struct PolicyStore {
     /// can match, so Cedar denies them to everyone (see `uncovered_actions`). Empty for a set with
     /// the shipped `default.cedar`.
     pub default_denied: Vec<String>,
+    /// For each action id, the policies whose scope can match it, per principal and resource
+    /// type the schema allows (see `slice`): what a request for that action is decided on.
+    slices: HashMap<String, Vec<Slice>>,
+    /// Some slice is indexed by entity.
+    indexed: bool,
+    /// The ids of every `Group` a policy names, or `None` when they could not all be read. A
+    /// principal's other groups cannot change any decision: Cedar can only reach a group
+    /// through a literal (no attribute or context value holds one).
+    referenced_groups: Option<HashSet<String>>,
+}
+
+/// Slices with more policies than this are indexed by the entity their scope names.
+const INDEX_ABOVE: usize = 16;
+
+/// The policies of one request kind (action, principal type, resource type) whose scope can
+/// match it. In a large slice, a policy whose scope is `resource in E` or `resource == E` (or,
+/// failing that, the same of `principal`) is filed under `E`: it can only match a request whose
+/// resource (principal) is `E` or has `E` among its ancestors.
+struct Slice {
+    principal: EntityTypeName,
+    resource: EntityTypeName,
+    /// Policies filed under no entity.
+    general: PolicySet,
+    by_resource: HashMap<EntityUid, PolicySet>,
+    by_principal: HashMap<EntityUid, PolicySet>,
+}
+
+impl Slice {
+    fn sets<'a>(
+        &'a self,
+        principal_in: &[&EntityUid],
+        resource_in: &[&EntityUid],
+        out: &mut Vec<&'a PolicySet>,
+    ) {
+        out.push(&self.general);
+        out.extend(resource_in.iter().filter_map(|e| self.by_resource.get(*e)));
+        out.extend(
+            principal_in
+                .iter()
+                .filter_map(|e| self.by_principal.get(*e)),
+        );
+    }
+}
+
+/// The entity a policy's scope names: its resource's, else its principal's.
+enum Anchor {
+    Resource(EntityUid),
+    Principal(EntityUid),
+    None,
+}
+
+fn anchor(policy: &Policy) -> Anchor {
+    match policy.resource_constraint() {
+        ResourceConstraint::In(e) | ResourceConstraint::Eq(e) | ResourceConstraint::IsIn(_, e) => {
+            return Anchor::Resource(e);
+        }
+        ResourceConstraint::Any | ResourceConstraint::Is(_) => {}
+    }
+    match policy.principal_constraint() {
+        PrincipalConstraint::In(e)
+        | PrincipalConstraint::Eq(e)
+        | PrincipalConstraint::IsIn(_, e) => Anchor::Principal(e),
+        PrincipalConstraint::Any | PrincipalConstraint::Is(_) => Anchor::None,
+    }
 }
 
 impl fmt::Debug for PolicyStore {
@@ -138,6 +202,60 @@ impl PolicyStore {
 
     pub fn policy_count(&self) -> usize {
         self.meta.len()
+    }
+
+    /// The policy sets to evaluate for one request (each policy in at most one of them): the
+    /// policies whose scope can match `action` for this principal and resource, given each
+    /// one's uid and ancestors (`principal_in`, `resource_in`: the entity itself first, then
+    /// its ancestors). Every other policy's scope is false for such a request, so it can neither
+    /// match nor fail, and leaving it out changes no decision. A kind the schema does not declare
+    /// gets the whole set. Cedar's answers over these sets combine as over their union: denied
+    /// if any set has a satisfied forbid or none has a satisfied permit.
+    pub fn applicable<'a>(
+        &'a self,
+        action: &str,
+        principal_in: &[&EntityUid],
+        resource_in: &[&EntityUid],
+        out: &mut Vec<&'a PolicySet>,
+    ) {
+        let (Some(principal), Some(resource)) = (principal_in.first(), resource_in.first()) else {
+            out.push(&self.policies);
+            return;
+        };
+        let slice = self.slices.get(action).and_then(|slices| {
+            slices.iter().find(|s| {
+                &s.principal == principal.type_name() && &s.resource == resource.type_name()
+            })
+        });
+        match slice {
+            Some(slice) => slice.sets(principal_in, resource_in, out),
+            None => out.push(&self.policies),
+        }
+    }
+
+    /// The same store without its slices and with every group kept: each request is decided
+    /// over the whole set, as Cedar alone would. For the tests that compare the two, and the
+    /// benchmarks.
+    #[doc(hidden)]
+    pub fn unsliced(mut self) -> Self {
+        self.slices.clear();
+        self.indexed = false;
+        self.referenced_groups = None;
+        self
+    }
+
+    /// Whether some slice is indexed by entity, so that `applicable` needs the principal's and the
+    /// resource's ancestors (else their uids alone do).
+    pub fn indexed(&self) -> bool {
+        self.indexed
+    }
+
+    /// Whether any policy names `Group::"<group>"` (always true when that is not known). Groups
+    /// no policy names need not be parents of the principal.
+    pub fn names_group(&self, group: &str) -> bool {
+        self.referenced_groups
+            .as_ref()
+            .is_none_or(|groups| groups.contains(group))
     }
 
     pub fn policies_meta(&self) -> impl Iterator<Item = &PolicyMeta> {
@@ -340,6 +458,12 @@ impl PolicyStore {
             .filter(|p| p.effect() == Effect::Permit && !never_apply.contains(p.id()))
             .collect();
         let default_denied = uncovered_actions(&schema, &permits);
+        let slices = slice(&schema, &policies);
+        let indexed = slices
+            .values()
+            .flatten()
+            .any(|s| !s.by_resource.is_empty() || !s.by_principal.is_empty());
+        let referenced_groups = referenced_groups(&policies);
         Ok(Self {
             schema,
             policies,
@@ -349,6 +473,9 @@ impl PolicyStore {
             warnings,
             hash,
             default_denied,
+            slices,
+            indexed,
+            referenced_groups,
         })
     }
 }
@@ -417,70 +544,19 @@ fn hex_digest(digest: ring::digest::Digest) -> String {
 /// `in` admits any type that can be a member). `when`/`unless` conditions are not analysed: a
 /// conditional permit counts, since it says who may.
 fn uncovered_actions(schema: &Schema, permits: &[&Policy]) -> Vec<String> {
-    let actions = match schema.action_entities() {
-        Ok(actions) => actions,
-        Err(_) => return Vec::new(),
+    let Some(scopes) = Scopes::new(schema) else {
+        return Vec::new();
     };
-    // Action id -> itself and every group it is in.
-    let groups_of = |action: &EntityUid| -> Vec<EntityUid> {
-        let mut all = vec![action.clone()];
-        if let Some(ancestors) = actions.ancestors(action) {
-            all.extend(ancestors.cloned());
-        }
-        all
-    };
-    let type_admits = |required: Option<&EntityTypeName>,
-                       member_of: Option<&EntityUid>,
-                       actual: &EntityTypeName|
-     -> bool {
-        if required.is_some_and(|t| t != actual) {
-            return false;
-        }
-        match member_of {
-            None => true,
-            Some(parent) => {
-                parent.type_name() == actual
-                    || schema
-                        .ancestors(actual)
-                        .is_some_and(|mut a| a.any(|t| t == parent.type_name()))
-            }
-        }
-    };
-    let principal_admits =
-        |policy: &Policy, actual: &EntityTypeName| match policy.principal_constraint() {
-            PrincipalConstraint::Any => true,
-            PrincipalConstraint::In(parent) => type_admits(None, Some(&parent), actual),
-            PrincipalConstraint::Eq(entity) => entity.type_name() == actual,
-            PrincipalConstraint::Is(t) => &t == actual,
-            PrincipalConstraint::IsIn(t, parent) => type_admits(Some(&t), Some(&parent), actual),
-        };
-    let resource_admits =
-        |policy: &Policy, actual: &EntityTypeName| match policy.resource_constraint() {
-            ResourceConstraint::Any => true,
-            ResourceConstraint::In(parent) => type_admits(None, Some(&parent), actual),
-            ResourceConstraint::Eq(entity) => entity.type_name() == actual,
-            ResourceConstraint::Is(t) => &t == actual,
-            ResourceConstraint::IsIn(t, parent) => type_admits(Some(&t), Some(&parent), actual),
-        };
-    let action_admits =
-        |policy: &Policy, action_and_groups: &[EntityUid]| match policy.action_constraint() {
-            ActionConstraint::Any => true,
-            ActionConstraint::Eq(action) => action_and_groups.first() == Some(&action),
-            ActionConstraint::In(list) => list.iter().any(|a| action_and_groups.contains(a)),
-        };
-
     let mut missing: BTreeMap<String, (usize, Vec<String>)> = BTreeMap::new();
     for env in schema.request_envs() {
         let action = env.action();
         let name = action.id().unescaped().to_string();
         let entry = missing.entry(name).or_default();
         entry.0 += 1;
-        let chain = groups_of(action);
-        let covered = permits.iter().any(|policy| {
-            action_admits(policy, &chain)
-                && principal_admits(policy, env.principal())
-                && resource_admits(policy, env.resource())
-        });
+        let chain = scopes.groups_of(action);
+        let covered = permits
+            .iter()
+            .any(|policy| scopes.can_match(policy, &chain, env.principal(), env.resource()));
         if !covered {
             entry
                 .1
@@ -499,6 +575,162 @@ fn uncovered_actions(schema: &Schema, permits: &[&Policy]) -> Vec<String> {
             }
         })
         .collect()
+}
+
+/// What a policy's scope can match, from the schema alone (`when`/`unless` are not looked at).
+/// Exact for the requests Guardrails builds: an action's entity has every group it is in as a
+/// parent, and principals and resources only have parents of the types the schema declares.
+struct Scopes<'a> {
+    schema: &'a Schema,
+    actions: cedar_policy::Entities,
+}
+
+impl<'a> Scopes<'a> {
+    fn new(schema: &'a Schema) -> Option<Self> {
+        Some(Self {
+            schema,
+            actions: schema.action_entities().ok()?,
+        })
+    }
+
+    /// The action and every group it is in.
+    fn groups_of(&self, action: &EntityUid) -> Vec<EntityUid> {
+        let mut all = vec![action.clone()];
+        if let Some(ancestors) = self.actions.ancestors(action) {
+            all.extend(ancestors.cloned());
+        }
+        all
+    }
+
+    /// Can an entity of type `actual` satisfy `is required` and `in member_of`?
+    fn type_admits(
+        &self,
+        required: Option<&EntityTypeName>,
+        member_of: Option<&EntityUid>,
+        actual: &EntityTypeName,
+    ) -> bool {
+        if required.is_some_and(|t| t != actual) {
+            return false;
+        }
+        match member_of {
+            None => true,
+            Some(parent) => {
+                parent.type_name() == actual
+                    || self
+                        .schema
+                        .ancestors(actual)
+                        .is_some_and(|mut a| a.any(|t| t == parent.type_name()))
+            }
+        }
+    }
+
+    /// Can `policy`'s scope match a request for the first action of `action_and_groups` (then
+    /// its groups), by a principal of type `principal`, on a resource of type `resource`?
+    fn can_match(
+        &self,
+        policy: &Policy,
+        action_and_groups: &[EntityUid],
+        principal: &EntityTypeName,
+        resource: &EntityTypeName,
+    ) -> bool {
+        let action = match policy.action_constraint() {
+            ActionConstraint::Any => true,
+            ActionConstraint::Eq(action) => action_and_groups.first() == Some(&action),
+            ActionConstraint::In(list) => list.iter().any(|a| action_and_groups.contains(a)),
+        };
+        let principal = match policy.principal_constraint() {
+            PrincipalConstraint::Any => true,
+            PrincipalConstraint::In(parent) => self.type_admits(None, Some(&parent), principal),
+            PrincipalConstraint::Eq(entity) => entity.type_name() == principal,
+            PrincipalConstraint::Is(t) => &t == principal,
+            PrincipalConstraint::IsIn(t, parent) => {
+                self.type_admits(Some(&t), Some(&parent), principal)
+            }
+        };
+        let resource = match policy.resource_constraint() {
+            ResourceConstraint::Any => true,
+            ResourceConstraint::In(parent) => self.type_admits(None, Some(&parent), resource),
+            ResourceConstraint::Eq(entity) => entity.type_name() == resource,
+            ResourceConstraint::Is(t) => &t == resource,
+            ResourceConstraint::IsIn(t, parent) => {
+                self.type_admits(Some(&t), Some(&parent), resource)
+            }
+        };
+        action && principal && resource
+    }
+}
+
+/// The policy set cut once per request kind the schema declares (action, principal type,
+/// resource type): each slice holds the policies whose scope can match that
+/// kind. A Cedar request then evaluates only those; the rest have a false scope for it.
+fn slice(schema: &Schema, policies: &PolicySet) -> HashMap<String, Vec<Slice>> {
+    let mut slices: HashMap<String, Vec<Slice>> = HashMap::new();
+    let Some(scopes) = Scopes::new(schema) else {
+        return slices;
+    };
+    for env in schema.request_envs() {
+        let chain = scopes.groups_of(env.action());
+        let matching: Vec<&Policy> = policies
+            .policies()
+            .filter(|policy| scopes.can_match(policy, &chain, env.principal(), env.resource()))
+            .collect();
+        let mut slice = Slice {
+            principal: env.principal().clone(),
+            resource: env.resource().clone(),
+            general: PolicySet::new(),
+            by_resource: HashMap::new(),
+            by_principal: HashMap::new(),
+        };
+        let index = matching.len() > INDEX_ABOVE;
+        for policy in matching {
+            let set = match anchor(policy) {
+                Anchor::Resource(e) if index => slice.by_resource.entry(e).or_default(),
+                Anchor::Principal(e) if index => slice.by_principal.entry(e).or_default(),
+                _ => &mut slice.general,
+            };
+            // Adding a policy of `policies` under its own id cannot fail; if it did, the slice
+            // would miss a policy, so this kind gets the whole set instead.
+            if set.add(policy.clone()).is_err() {
+                slice.general = policies.clone();
+                slice.by_resource.clear();
+                slice.by_principal.clear();
+                break;
+            }
+        }
+        slices
+            .entry(env.action().id().unescaped().to_string())
+            .or_default()
+            .push(slice);
+    }
+    slices
+}
+
+/// Every `Group::"…"` id the policies name, read from their JSON form; `None` if a policy has
+/// none (then no group may be left out).
+fn referenced_groups(policies: &PolicySet) -> Option<HashSet<String>> {
+    fn walk(value: &serde_json::Value, found: &mut HashSet<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                if map.get("type").and_then(serde_json::Value::as_str) == Some("Group")
+                    && let Some(id) = map.get("id").and_then(serde_json::Value::as_str)
+                {
+                    found.insert(id.to_string());
+                }
+                map.values().for_each(|v| walk(v, found));
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| walk(v, found)),
+            _ => {}
+        }
+    }
+    let mut found = HashSet::new();
+    for policy in policies.policies() {
+        walk(&policy.to_json().ok()?, &mut found);
+    }
+    // A template's slots could be linked to any group.
+    if policies.templates().next().is_some() {
+        return None;
+    }
+    Some(found)
 }
 
 /// `Team::"x"` and `Environment::"x"` literals in policies that the config never defines: usually

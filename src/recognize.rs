@@ -1,6 +1,7 @@
 //! Action recognition: what a write *means* (sync, rollback, scale, promote…), read from
 //! operation, object, oldObject and subResource. Pure: no I/O, no clock, no Cedar.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use kube::core::DynamicObject;
@@ -10,6 +11,7 @@ use serde_json::Value;
 
 use crate::admission::Request;
 use crate::config::Config;
+use crate::json::{self, same, same_opt};
 
 pub const REFRESH_ANNOTATION: &str = "argocd.argoproj.io/refresh";
 pub const RESTARTED_AT_ANNOTATION: &str = "kubectl.kubernetes.io/restartedAt";
@@ -182,7 +184,7 @@ pub enum Recognized {
 
 fn pointer<'a>(object: Option<&'a DynamicObject>, path: &str) -> Option<&'a Value> {
     object
-        .and_then(|o| o.data.pointer(path))
+        .and_then(|o| json::pointer(&o.data, path))
         .filter(|v| !v.is_null())
 }
 
@@ -283,7 +285,7 @@ pub fn recognize(request: &Request, config: &Config) -> Recognized {
                     request
                         .options
                         .as_ref()
-                        .and_then(|o| o.0.pointer("/propagationPolicy"))
+                        .and_then(|o| json::pointer(&o.0, "/propagationPolicy"))
                         .and_then(Value::as_str)
                         != Some("Orphan")
                 }
@@ -340,7 +342,8 @@ fn started_operation<'a>(
 ) -> Option<&'a Value> {
     let (old_operation, new_operation) = (pointer(old, "/operation"), pointer(new, "/operation"));
     if let Some(operation) = new_operation
-        && (old_operation.is_none() || (!caller_is_automation && old_operation != new_operation))
+        && (old_operation.is_none()
+            || (!caller_is_automation && !same_opt(old_operation, new_operation)))
     {
         return Some(operation);
     }
@@ -355,7 +358,7 @@ fn started_operation<'a>(
 fn operation_state_rewritten(old: Option<&DynamicObject>, new: Option<&DynamicObject>) -> bool {
     let state = |o| pointer(o, "/status/operationState");
     let (before, after) = (state(old), state(new));
-    if before == after {
+    if same_opt(before, after) {
         return false;
     }
     if terminating(old, new)
@@ -393,14 +396,11 @@ fn recognize_operation_start(
         return;
     };
     let initiated = InitiatedBy {
-        username: operation
-            .pointer("/initiatedBy/username")
+        username: json::pointer(operation, "/initiatedBy/username")
             .and_then(Value::as_str)
             .filter(|u| !u.is_empty())
             .map(str::to_string),
-        automated: operation
-            .pointer("/initiatedBy/automated")
-            .and_then(Value::as_bool)
+        automated: json::pointer(operation, "/initiatedBy/automated").and_then(Value::as_bool)
             == Some(true),
     };
     let mut options = sync_options(sync, app);
@@ -544,7 +544,7 @@ fn sync_options(sync: &Value, app: Option<&DynamicObject>) -> SyncOptions {
             || requested_sources
                 .iter()
                 .zip(&spec)
-                .any(|(a, b)| normalized_source(a) != normalized_source(b)));
+                .any(|(a, b)| !same(&normalized_source(a), &normalized_source(b))));
     let mut requested = requested_revisions(sync);
     if requested.is_empty() {
         // Without a revision the controller uses the requested source's own targetRevision.
@@ -586,13 +586,9 @@ fn sync_options(sync: &Value, app: Option<&DynamicObject>) -> SyncOptions {
             .any(|(a, b)| revision_overrides(target_revision(a), target_revision(b)));
     SyncOptions {
         prune: sync.get("prune").and_then(Value::as_bool) == Some(true),
-        force: sync
-            .pointer("/syncStrategy/apply/force")
-            .and_then(Value::as_bool)
+        force: json::pointer(sync, "/syncStrategy/apply/force").and_then(Value::as_bool)
             == Some(true)
-            || sync
-                .pointer("/syncStrategy/hook/force")
-                .and_then(Value::as_bool)
+            || json::pointer(sync, "/syncStrategy/hook/force").and_then(Value::as_bool)
                 == Some(true),
         dry_run: sync.get("dryRun").and_then(Value::as_bool) == Some(true),
         selective: non_empty_array(sync.get("resources")),
@@ -639,9 +635,9 @@ fn is_rollback(sync: &Value, app: Option<&DynamicObject>) -> bool {
                 a.len() == b.len()
                     && a.iter()
                         .zip(b)
-                        .all(|(x, y)| normalized_source(x) == normalized_source(y))
+                        .all(|(x, y)| same(&normalized_source(x), &normalized_source(y)))
             }
-            (Some(a), Some(b)) => normalized_source(a) == normalized_source(b),
+            (Some(a), Some(b)) => same(&normalized_source(a), &normalized_source(b)),
             (Some(_), None) => false,
         }
     };
@@ -711,11 +707,15 @@ fn recognize_application_update(
         "/spec/project",
     ]
     .iter()
-    .any(|path| pointer(old, path) != pointer(new, path));
+    .any(|path| !same_opt(pointer(old, path), pointer(new, path)));
     if destination_changed {
         actions.push(Action::Retarget);
     }
-    if sources(old) != sources(new) {
+    if !sources(old)
+        .into_iter()
+        .zip(sources(new))
+        .all(|(a, b)| same_opt(a, b))
+    {
         actions.push(Action::ChangeSource);
     }
     // Whatever the recognised actions do not explain is a plain update. Status is the
@@ -784,7 +784,7 @@ fn is_rollout_undo(old: Option<&DynamicObject>, new: Option<&DynamicObject>) -> 
         pointer(old, "/spec/template"),
         pointer(new, "/spec/template"),
     );
-    before != after
+    !same_opt(before, after)
         && (bool_at(old, "/status/abort")
             || (defaulted_like_a_replicaset(after) && !defaulted_like_a_replicaset(before)))
 }
@@ -818,7 +818,7 @@ fn recognize_workload_update(
         _ => "/spec/template/metadata/annotations/kubectl.kubernetes.io~1restartedAt",
     };
     let restart = pointer(new, restart_path);
-    if restart.is_some() && restart != pointer(old, restart_path) {
+    if restart.is_some() && !same_opt(restart, pointer(old, restart_path)) {
         actions.push(Action::Restart);
     }
     let undo = kind == Kind::Rollout && !caller_is_automation && is_rollout_undo(old, new);
@@ -881,17 +881,17 @@ fn data_differs(
     explained: &[&str],
 ) -> bool {
     // The typed metadata is compared separately; apiVersion and kind cannot change.
-    let patterns: Vec<Vec<String>> = ["/apiVersion", "/kind", "/metadata"]
+    let patterns: Vec<Vec<Cow<str>>> = ["/apiVersion", "/kind", "/metadata"]
         .iter()
         .chain(explained)
         .map(|p| {
             p.trim_start_matches('/')
                 .split('/')
-                .map(|segment| segment.replace("~1", "/").replace("~0", "~"))
+                .map(json::unescape)
                 .collect()
         })
         .collect();
-    let live: Vec<&[String]> = patterns.iter().map(Vec::as_slice).collect();
+    let live: Vec<&[Cow<str>]> = patterns.iter().map(Vec::as_slice).collect();
     let null = Value::Null;
     let old = old.map_or(&null, |o| &o.data);
     let new = new.map_or(&null, |o| &o.data);
@@ -900,7 +900,7 @@ fn data_differs(
 
 /// `live` holds the unmatched rest of every pattern whose prefix matches the current path, so a
 /// subtree no pattern reaches is compared in one go.
-fn differs_at(old: &Value, new: &Value, live: &[&[String]]) -> bool {
+fn differs_at(old: &Value, new: &Value, live: &[&[Cow<str>]]) -> bool {
     if live.iter().any(|rest| rest.is_empty()) {
         return false;
     }
@@ -908,7 +908,7 @@ fn differs_at(old: &Value, new: &Value, live: &[&[String]]) -> bool {
         return !same_ignoring_absent(old, new);
     }
     let descend = |segment: &str, x: &Value, y: &Value| {
-        let next: Vec<&[String]> = live
+        let next: Vec<&[Cow<str>]> = live
             .iter()
             .filter(|rest| rest[0] == "*" || rest[0] == segment)
             .map(|rest| &rest[1..])
@@ -923,21 +923,36 @@ fn differs_at(old: &Value, new: &Value, live: &[&[String]]) -> bool {
         _ => (old, new),
     };
     match (old, new) {
-        (Value::Object(a), Value::Object(b)) => a
-            .iter()
-            .map(|(k, x)| (k, x, b.get(k).unwrap_or(&Value::Null)))
-            .chain(
-                b.iter()
+        (Value::Object(a), Value::Object(b)) => {
+            // Keys usually come in the same order on both sides: pair them up without a lookup
+            // until they do not.
+            let mut in_step = a.len() == b.len();
+            let mut b_entries = b.iter();
+            for (key, x) in a {
+                let paired = match b_entries.next() {
+                    Some((other, y)) if in_step && other == key => Some(y),
+                    _ => {
+                        in_step = false;
+                        None
+                    }
+                };
+                let y = paired.or_else(|| b.get(key)).unwrap_or(&Value::Null);
+                if descend(key, x, y) {
+                    return true;
+                }
+            }
+            // Every key of `b` was paired with the same key of `a` when still in step.
+            !in_step
+                && b.iter()
                     .filter(|(k, _)| !a.contains_key(*k))
-                    .map(|(k, y)| (k, &Value::Null, y)),
-            )
-            .any(|(key, x, y)| descend(key, x, y)),
+                    .any(|(k, y)| descend(k, &Value::Null, y))
+        }
         (Value::Array(a), Value::Array(b)) if a.len() == b.len() => a
             .iter()
             .zip(b)
             .enumerate()
             .any(|(index, (x, y))| descend(&index.to_string(), x, y)),
-        _ => old != new,
+        _ => !same(old, new),
     }
 }
 
@@ -949,7 +964,7 @@ fn same_ignoring_absent(a: &Value, b: &Value) -> bool {
         Value::Array(l) => l.is_empty(),
         _ => false,
     };
-    a == b || (empty(a) && empty(b))
+    same(a, b) || (empty(a) && empty(b))
 }
 
 /// Metadata a person changes (labels, annotations, owners, non-Argo finalizers), ignoring what
