@@ -80,7 +80,8 @@ pub struct LimitArgs {
     /// Largest request body; larger ones get HTTP 413.
     #[arg(long, value_name = "BYTES", value_parser = parse_bytes, default_value = "4Mi", env = "GUARDRAILS_MAX_BODY_BYTES")]
     pub max_body_bytes: usize,
-    /// Decisions running at once on their own threads [default: the number of CPUs, at least 2].
+    /// Decisions running at once on their own threads [default: the number of CPUs, at least 2;
+    /// also what 0 means].
     #[arg(long, value_name = "N", env = "GUARDRAILS_DECISION_WORKERS")]
     pub decision_workers: Option<usize>,
     /// Requests waiting for memory or a decision slot; more are shed with HTTP 429.
@@ -116,6 +117,7 @@ impl LimitArgs {
             max_body_bytes: self.max_body_bytes,
             decision_workers: self
                 .decision_workers
+                .filter(|&workers| workers > 0)
                 .unwrap_or_else(crate::limits::default_decision_workers),
             max_queue: self.max_queue,
             request_timeout: self.request_timeout,

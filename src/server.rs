@@ -154,6 +154,9 @@ enum BodyError {
 
 /// Admission control around one webhook request: budget, body, slot, decision, each bounded
 /// by one deadline that starts when the request arrives.
+/// Bodies up to this size are decided on the thread that read them (see `admit`).
+const INLINE_DECISION_BYTES: usize = limits::SMALL_BODY_BYTES;
+
 async fn admit(state: AppState, webhook: Webhook, headers: &HeaderMap, body: Body) -> Response {
     let arrived = Instant::now();
     let limits = &state.gate.limits;
@@ -226,6 +229,13 @@ async fn admit(state: AppState, webhook: Webhook, headers: &HeaderMap, body: Bod
     // now (429, retried) and leave the slot to a request that can still make it.
     if deadline.saturating_duration_since(Instant::now()) < limits.request_timeout / 10 {
         return shed_response(&state, webhook, Shed::Deadline);
+    }
+    // A small body is decided in tens of microseconds: on this thread, where handing it to
+    // another one and back would cost more than the decision. Larger ones run on the blocking
+    // pool, so that they cannot hold up the threads serving connections and probes.
+    if body.len() <= INLINE_DECISION_BYTES {
+        let _held = (permit, reservation);
+        return decide(&state, webhook, &body, arrived);
     }
     let task_state = state.clone();
     let task = tokio::task::spawn_blocking(move || {
@@ -305,7 +315,7 @@ async fn drain(mut stream: axum::body::BodyDataStream, deadline: Instant) {
     }
 }
 
-/// The decision proper, on a blocking thread holding a slot and the request's budget: parse,
+/// The decision proper, holding a slot and the request's budget: parse,
 /// decide, record and serialise.
 fn decide(state: &AppState, webhook: Webhook, body: &[u8], arrived: Instant) -> Response {
     let started = Instant::now();

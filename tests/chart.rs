@@ -157,6 +157,9 @@ fn every_template_value_exists_in_values_and_schema() {
     }
 }
 
+/// The container args as the default values render them: `{{- if/with/end }}` lines are followed
+/// (conditions on a value's truthiness, and the client-CA helper), `{{ expr }}` replaced by the
+/// value it names (relative to the enclosing `with`). The e2e suite renders them with helm.
 fn deployment_args() -> Vec<String> {
     let (_, deployment) = templates()
         .into_iter()
@@ -169,16 +172,72 @@ fn deployment_args() -> Vec<String> {
         .split("env:")
         .next()
         .unwrap();
-    section
-        .lines()
-        .map(str::trim)
-        .filter(|line| line.starts_with("- ") && !line.contains("{{-"))
-        .map(|line| {
-            line.trim_start_matches("- ")
-                .replace("{{ .Values.logFormat }}", "json")
-        })
-        .map(|arg| arg.replace("{{ .Values.auditLog.maxRequestBytes | int64 }}", "262144"))
-        .collect()
+    let values = values();
+    let lookup = |path: &str, scope: &Value| -> Value {
+        let (mut node, rest) = match path.strip_prefix(".Values.") {
+            Some(rest) => (&values, rest),
+            None => (scope, path.trim_start_matches('.')),
+        };
+        for key in rest.split('.') {
+            node = &node[key];
+        }
+        node.clone()
+    };
+    let truthy = |v: &Value| !matches!(v, Value::Null | Value::Bool(false)) && *v != "" && *v != 0;
+    let eval = |expr: &str, scope: &Value| -> Value {
+        let expr = expr.split('|').next().unwrap().trim();
+        match expr {
+            r#"include "guardrails.clientCA" ."# => {
+                let ca = &values["tls"]["clientCA"];
+                Value::Bool(truthy(&ca["pem"]) || truthy(&ca["configMap"]))
+            }
+            r#"include "guardrails.requestTimeout" $"# => {
+                let seconds = values["webhook"]["timeoutSeconds"].as_i64().unwrap();
+                Value::String(format!("{}s", seconds - 1))
+            }
+            path => lookup(path, scope),
+        }
+    };
+    // (condition holds, the value `.` stands for) for each open block.
+    let mut blocks: Vec<(bool, Value)> = Vec::new();
+    let mut args = Vec::new();
+    for line in section.lines().map(str::trim) {
+        let scope = blocks.last().map_or(Value::Null, |(_, s)| s.clone());
+        let live = blocks.iter().all(|(on, _)| *on);
+        if let Some(control) = line.strip_prefix("{{- ").and_then(|l| l.strip_suffix(" }}")) {
+            if control == "end" {
+                blocks.pop();
+            } else if let Some(expr) = control.strip_prefix("if ") {
+                blocks.push((truthy(&eval(expr, &scope)), scope));
+            } else if let Some(expr) = control.strip_prefix("with ") {
+                let value = eval(expr, &scope);
+                blocks.push((truthy(&value), value));
+            } else {
+                panic!("unexpected template control in args: {line}");
+            }
+            continue;
+        }
+        let Some(arg) = line.strip_prefix("- ") else {
+            continue;
+        };
+        if !live {
+            continue;
+        }
+        let mut rendered = String::new();
+        let mut rest = arg;
+        while let Some(start) = rest.find("{{ ") {
+            let end = rest[start..].find(" }}").unwrap() + start;
+            rendered.push_str(&rest[..start]);
+            match eval(&rest[start + 3..end], &scope) {
+                Value::String(text) => rendered.push_str(&text),
+                other => rendered.push_str(&other.to_string()),
+            }
+            rest = &rest[end + 3..];
+        }
+        rendered.push_str(rest);
+        args.push(rendered);
+    }
+    args
 }
 
 #[test]
@@ -191,6 +250,26 @@ fn container_arguments_are_accepted_by_the_binary() {
     Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
     assert!(args.contains(&"--listen=0.0.0.0:8443".to_string()));
     assert!(args.contains(&"--probe-listen=0.0.0.0:8080".to_string()));
+    // The chart's defaults are the binary's own, but for the deadline, which stays below the
+    // webhook's timeout.
+    for arg in [
+        "--max-body-bytes=4Mi",
+        "--memory-budget=128Mi",
+        "--decision-workers=0",
+        "--max-queue=64",
+        "--max-connections=1024",
+        "--request-timeout=4s",
+        "--idle-timeout=60s",
+        "--first-request-timeout=10s",
+        "--audit-log-on-loss=drop",
+        "--audit-log-buffer-bytes=8388608",
+        "--shutdown-delay=5s",
+        "--shutdown-grace=10s",
+    ] {
+        assert!(args.contains(&arg.to_string()), "{arg} not in {args:?}");
+    }
+    assert!(!args.iter().any(|a| a.starts_with("--client-ca")));
+    assert!(!args.iter().any(|a| a.starts_with("--audit-log-requests")));
 }
 
 #[tokio::test]

@@ -44,12 +44,12 @@ fn a_partial_write_never_glues_the_next_record_to_the_fragment() {
     };
     let first = b"{\"uid\":\"first\",\"padding\":\"xxxxxxxxxxxxxxxxxxxxxxxx\"}\n";
     let second = b"{\"uid\":\"second\"}\n";
-    assert!(writer.write_line(first).is_err(), "the disk filled up");
+    assert!(writer.write_lines(first).is_err(), "the disk filled up");
     // Still full: the second record is lost too, and nothing more is written.
-    assert!(writer.write_line(second).is_err());
+    assert!(writer.write_lines(second).is_err());
     assert_eq!(disk.text().len(), 30);
     *disk.budget.lock().unwrap() = 1 << 20;
-    writer.write_line(second).unwrap();
+    writer.write_lines(second).unwrap();
     let text = disk.text();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 2, "{text:?}");
@@ -65,9 +65,9 @@ fn an_unwritten_record_leaves_no_blank_line() {
         sink: Box::new(disk.clone()),
         fragment: false,
     };
-    assert!(writer.write_line(b"{}\n").is_err());
+    assert!(writer.write_lines(b"{}\n").is_err());
     *disk.budget.lock().unwrap() = 1 << 20;
-    writer.write_line(b"{\"a\":1}\n").unwrap();
+    writer.write_lines(b"{\"a\":1}\n").unwrap();
     assert_eq!(disk.text(), "{\"a\":1}\n");
 }
 
@@ -88,4 +88,20 @@ fn loss_reasons_are_a_closed_set_and_exist_from_the_start() {
         text.contains("dropped_total{reason=\"write_error\"} 0"),
         "{text}"
     );
+}
+
+#[test]
+fn a_batch_cut_at_a_line_end_keeps_the_whole_lines_and_adds_no_blank_line() {
+    let first = b"{\"uid\":\"first\"}\n";
+    let disk = FillingDisk::new(first.len());
+    let mut writer = LineWriter {
+        sink: Box::new(disk.clone()),
+        fragment: false,
+    };
+    let batch = [&first[..], b"{\"uid\":\"second\"}\n", b"{\"uid\":\"third\"}\n"].concat();
+    let (written, _) = writer.write_lines(&batch).unwrap_err();
+    assert_eq!(written, first.len(), "one whole line made it");
+    *disk.budget.lock().unwrap() = 1 << 20;
+    writer.write_lines(b"{\"uid\":\"fourth\"}\n").unwrap();
+    assert_eq!(disk.text(), "{\"uid\":\"first\"}\n{\"uid\":\"fourth\"}\n");
 }

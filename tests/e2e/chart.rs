@@ -355,6 +355,19 @@ fn every_documented_variant_is_accepted_by_the_api_server_and_starts() {
             ),
         },
         Variant {
+            name: "mutual TLS, limits, audit records never lost, a 10 s webhook timeout",
+            namespace: VARIANTS,
+            args: file(
+                "mtls-limits",
+                json!({"tls": {"clientCA": {"pem": c.guardrails.ca_pem.clone()}},
+                       "limits": {"maxBodyBytes": "2Mi", "memoryBudget": "96Mi", "decisionWorkers": 3,
+                                  "maxQueue": 10, "maxConnections": 200, "idleTimeout": "30s",
+                                  "firstRequestTimeout": "5s"},
+                       "webhook": {"timeoutSeconds": 10},
+                       "auditLog": {"onLoss": "fail", "bufferBytes": 1048576}}),
+            ),
+        },
+        Variant {
             name: "teams and namespaces, no platform groups",
             namespace: VARIANTS,
             args: file(
@@ -546,13 +559,23 @@ fn check_variant(variant: &str, docs: &[Value], args: &[String], ca_bundle: &str
             );
             assert_eq!(config["clusters"], json!({}));
             assert_eq!(config["namespaces"], json!({}));
-            // Token only for the namespace watch; preStop sleep and grace period.
+            // Token only for the namespace watch; the shutdown delay is the server's own (no
+            // preStop hook, which needs Kubernetes >= 1.30), within the grace period.
             assert_eq!(pod["automountServiceAccountToken"], true);
-            assert_eq!(
-                pod["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"],
-                5
-            );
+            assert!(pod["containers"][0]["lifecycle"].is_null());
             assert_eq!(pod["terminationGracePeriodSeconds"], 20);
+            for arg in [
+                "--shutdown-delay=5s",
+                "--shutdown-grace=10s",
+                "--request-timeout=4s",
+                "--max-body-bytes=4Mi",
+                "--memory-budget=128Mi",
+                "--audit-log-on-loss=drop",
+            ] {
+                assert!(args.iter().any(|a| a == arg), "{arg} in {args:?}");
+            }
+            assert!(!args.iter().any(|a| a.starts_with("--client-ca")));
+            assert!(find(docs, "ConfigMap", "-client-ca").is_none());
             assert_eq!(pod["containers"][0]["image"], format!("{TEST_IMAGE}:0.1.0"));
             let job = find(docs, "Job", "-check").expect("check job");
             assert_eq!(
@@ -708,8 +731,42 @@ fn check_variant(variant: &str, docs: &[Value], args: &[String], ca_bundle: &str
                 "a PDB with one replica blocks drains"
             );
             assert!(!kinds.contains(&"Job"));
-            assert!(pod["containers"][0]["lifecycle"].is_null());
             assert_eq!(pod["terminationGracePeriodSeconds"], 15);
+            assert_eq!(flag(args, "--shutdown-delay"), Some("0s"), "{args:?}");
+        }
+        "mutual TLS, limits, audit records never lost, a 10 s webhook timeout" => {
+            // The pods ran with these (run_rendered_pods): the CA file mounted where --client-ca
+            // reads it, from the ConfigMap the chart rendered.
+            for (name, value) in [
+                ("--client-ca", "/etc/guardrails/client-ca/ca.crt"),
+                ("--request-timeout", "9s"),
+                ("--max-body-bytes", "2Mi"),
+                ("--memory-budget", "96Mi"),
+                ("--decision-workers", "3"),
+                ("--max-queue", "10"),
+                ("--max-connections", "200"),
+                ("--idle-timeout", "30s"),
+                ("--first-request-timeout", "5s"),
+                ("--audit-log-on-loss", "fail"),
+                ("--audit-log-buffer-bytes", "1048576"),
+            ] {
+                assert_eq!(flag(args, name), Some(value), "{args:?}");
+            }
+            let c_ca_pem = base64::engine::general_purpose::STANDARD
+                .decode(ca_bundle)
+                .map(|pem| String::from_utf8_lossy(&pem).into_owned())
+                .expect("CA bundle");
+            let ca = find(docs, "ConfigMap", "-client-ca").expect("client CA ConfigMap");
+            assert_eq!(
+                ca["data"]["ca.crt"].as_str().map(str::trim),
+                Some(c_ca_pem.trim())
+            );
+            let container = &pod["containers"][0];
+            assert!(
+                container["volumeMounts"]
+                    .as_array()
+                    .is_some_and(|m| m.contains(&json!({"name": "client-ca", "mountPath": "/etc/guardrails/client-ca", "readOnly": true})))
+            );
         }
         "subchart with global values, pull secrets, name overrides, a long shutdown delay" => {
             assert_eq!(deployment["metadata"]["name"], "gr");
@@ -828,6 +885,21 @@ fn the_chart_refuses_values_that_would_break_the_cluster_with_a_message() {
                 raw_values_file(c, "on", "webhook:\n  excludeNamespaces: [on]\n"),
             ],
             "at '/webhook/excludeNamespaces/0': got boolean, want string",
+        ),
+        (
+            "a client CA given twice",
+            set(&["tls.clientCA.pem=x", "tls.clientCA.configMap=ca"]),
+            "tls.clientCA: set either pem or configMap, not both",
+        ),
+        (
+            "a client CA that is not PEM",
+            set(&["tls.clientCA.pem=not a certificate"]),
+            "tls.clientCA.pem: expected PEM certificates",
+        ),
+        (
+            "a limit with a unit serve does not read",
+            set(&["limits.memoryBudget=128MB"]),
+            "at '/limits/memoryBudget': '128MB' does not match pattern",
         ),
         (
             "cert-manager enabled on a cluster without it",

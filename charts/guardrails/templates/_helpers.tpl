@@ -230,3 +230,36 @@ The configuration file: config, with mode, and platformGroups added to the `plat
 {{- end -}}
 {{- toYaml $config -}}
 {{- end -}}
+
+{{/*
+The ConfigMap holding the client CA for mutual TLS (tls.clientCA), or nothing when it is off.
+*/}}
+{{- define "guardrails.clientCA" -}}
+{{- with .Values.tls.clientCA -}}
+{{- if and .pem .configMap -}}
+{{- fail "tls.clientCA: set either pem or configMap, not both" -}}
+{{- else if .pem -}}
+{{- if not (contains "-----BEGIN CERTIFICATE-----" .pem) -}}
+{{- fail "tls.clientCA.pem: expected PEM certificates (-----BEGIN CERTIFICATE-----)" -}}
+{{- end -}}
+{{- printf "%s-client-ca" (include "guardrails.fullname" $) -}}
+{{- else if .configMap -}}
+{{- .configMap -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+`serve --request-timeout`: limits.requestTimeout, else a second less than the webhook's timeout
+(800ms for a 1 s timeout), so Guardrails answers before the API server gives up.
+*/}}
+{{- define "guardrails.requestTimeout" -}}
+{{- $webhook := .Values.webhook.timeoutSeconds | int -}}
+{{- if .Values.limits.requestTimeout -}}
+{{- .Values.limits.requestTimeout -}}
+{{- else if gt $webhook 1 -}}
+{{- printf "%ds" (sub $webhook 1) -}}
+{{- else -}}
+800ms
+{{- end -}}
+{{- end -}}
