@@ -1,15 +1,25 @@
 //! Cedar entities and context for one request: only the principal, its groups and teams, the
 //! resource, its namespace, team and environment. Pure apart from Cedar's own types.
+//!
+//! They are built as Cedar's core values, which is what `cedar_policy` turns its expressions
+//! into: no expression is evaluated per request, and every entity lists all its ancestors as
+//! parents (a team or environment is never itself an entity here, and a namespace's parents
+//! are its resource's too), so the hierarchy is already transitively closed.
 
+use std::collections::{BTreeMap, HashSet};
 use std::str::FromStr;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
-use cedar_policy::{
-    Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression,
+use cedar_policy::{Context, Entities, Entity, EntityTypeName, EntityUid};
+use cedar_policy_core::ast::{
+    Context as CoreContext, Eid, Entity as CoreEntity, EntityUID, PartialValue, Value as CedarValue,
 };
+use cedar_policy_core::entities::{Entities as CoreEntities, NoEntitiesSchema, TCComputation};
+use cedar_policy_core::extensions::Extensions;
 use kube::core::DynamicObject;
 use kube::core::admission::Operation;
 use serde_json::Value;
+use smol_str::SmolStr;
 
 use crate::admission::Request;
 use crate::cluster::NamespaceLabels;
@@ -64,12 +74,12 @@ fn types() -> Result<&'static TypeNames, EntityError> {
         .ok_or_else(|| EntityError::Entity("built-in entity type names failed to parse".into()))
 }
 
-fn uid(type_name: &EntityTypeName, id: &str) -> EntityUid {
-    EntityUid::from_type_name_and_id(type_name.clone(), EntityId::new(id))
+fn uid(type_name: &EntityTypeName, id: &str) -> EntityUID {
+    EntityUID::from_components(type_name.as_ref().clone(), Eid::new(id), None)
 }
 
 pub fn action_uid(action: &str) -> Result<EntityUid, EntityError> {
-    Ok(uid(&types()?.action, action))
+    Ok(uid(&types()?.action, action).into())
 }
 
 /// Live namespace labels (read with the config's `namespaceLabels` keys) override static config
@@ -176,11 +186,11 @@ pub fn managed_by(object: Option<&DynamicObject>, argocd: &ArgoCdConfig) -> Opti
         .cloned()
 }
 
-fn string(value: &str) -> RestrictedExpression {
-    RestrictedExpression::new_string(value.to_string())
+fn string(value: &str) -> CedarValue {
+    CedarValue::from(value)
 }
 
-fn principal_uid(identity: &Identity) -> Result<EntityUid, EntityError> {
+fn principal_uid(identity: &Identity) -> Result<EntityUID, EntityError> {
     let t = types()?;
     Ok(match identity.kind {
         PrincipalKind::User => uid(&t.user, &identity.username),
@@ -189,6 +199,10 @@ fn principal_uid(identity: &Identity) -> Result<EntityUid, EntityError> {
 }
 
 pub fn resource_uid(kind: Kind, request: &Request) -> Result<EntityUid, EntityError> {
+    core_resource_uid(kind, request).map(EntityUid::from)
+}
+
+fn core_resource_uid(kind: Kind, request: &Request) -> Result<EntityUID, EntityError> {
     let t = types()?;
     let type_name = match kind {
         Kind::Application => &t.application,
@@ -225,11 +239,8 @@ pub fn build_entities(
     argocd: &ArgoCdConfig,
     policies: &PolicyStore,
 ) -> Result<RequestEntities, EntityError> {
-    let Subjects {
-        principal,
-        resource,
-        mut entities,
-    } = build_subjects(identity, recognition, request, placement, argocd, policies)?;
+    let (principal, resource, mut entities) =
+        core_subjects(identity, recognition, request, placement, argocd, policies)?;
     for action in &recognition.actions {
         let entity = policies.action_entity(action.as_str()).ok_or_else(|| {
             EntityError::Entity(format!(
@@ -237,17 +248,25 @@ pub fn build_entities(
                 action.as_str()
             ))
         })?;
-        entities.push(entity.clone());
+        // The schema's action entities list all their ancestors (see `PolicyStore`).
+        entities.push(entity.as_ref().clone());
     }
-    let entities =
-        Entities::from_entities(entities, None).map_err(|e| EntityError::Entity(e.to_string()))?;
-    Ok(RequestEntities {
-        principal,
-        resource,
+    let entities = CoreEntities::from_entities(
         entities,
+        None::<&NoEntitiesSchema>,
+        TCComputation::AssumeAlreadyComputed,
+        Extensions::none(),
+    )
+    .map_err(|e| EntityError::Entity(e.to_string()))?;
+    Ok(RequestEntities {
+        principal: principal.into(),
+        resource: resource.into(),
+        entities: entities.into(),
     })
 }
 
+/// What `build_entities` builds but the actions, as `cedar_policy` entities (for checking them
+/// against the schema).
 pub fn build_subjects(
     identity: &Identity,
     recognition: &Recognition,
@@ -256,72 +275,102 @@ pub fn build_subjects(
     argocd: &ArgoCdConfig,
     policies: &PolicyStore,
 ) -> Result<Subjects, EntityError> {
+    let (principal, resource, entities) =
+        core_subjects(identity, recognition, request, placement, argocd, policies)?;
+    Ok(Subjects {
+        principal: principal.into(),
+        resource: resource.into(),
+        entities: entities.into_iter().map(Entity::from).collect(),
+    })
+}
+
+type Attributes = Vec<(SmolStr, PartialValue)>;
+
+fn entity(
+    uid: EntityUID,
+    attrs: Attributes,
+    parents: HashSet<EntityUID>,
+    tags: Attributes,
+) -> CoreEntity {
+    CoreEntity::new_with_attr_partial_value(uid, attrs, HashSet::new(), parents, tags)
+}
+
+fn core_subjects(
+    identity: &Identity,
+    recognition: &Recognition,
+    request: &Request,
+    placement: &Placement,
+    argocd: &ArgoCdConfig,
+    policies: &PolicyStore,
+) -> Result<(EntityUID, EntityUID, Vec<CoreEntity>), EntityError> {
     let t = types()?;
-    let entity_error = |e: &dyn std::fmt::Display| EntityError::Entity(e.to_string());
-    let mut entities = Vec::with_capacity(3);
+    let mut entities = Vec::with_capacity(3 + recognition.actions.len());
 
     // Teams are direct parents of the principal (resolved from groups and users in config), so
     // neither Group nor Team entities need to be materialised: `in` only follows parent edges.
     // Groups no policy names are left out: Cedar reaches a group only through a literal.
-    let principal_parents = identity.teams.iter().map(|team| uid(&t.team, team)).chain(
-        identity
-            .groups
-            .iter()
-            .filter(|group| policies.names_group(group))
-            .map(|group| uid(&t.group, group)),
-    );
+    let principal_parents = identity
+        .teams
+        .iter()
+        .map(|team| uid(&t.team, team))
+        .chain(
+            identity
+                .groups
+                .iter()
+                .filter(|group| policies.names_group(group))
+                .map(|group| uid(&t.group, group)),
+        )
+        .collect();
     let principal = principal_uid(identity)?;
     let (name, namespace) = match &identity.kind {
         PrincipalKind::ServiceAccount { namespace, name } => (name.as_str(), Some(namespace)),
         PrincipalKind::User => (identity.username.as_str(), None),
     };
-    let mut principal_attrs = vec![
-        ("name".to_string(), string(name)),
+    let mut principal_attrs: Attributes = vec![
+        ("name".into(), string(name).into()),
         (
-            "automation".to_string(),
-            RestrictedExpression::new_bool(identity.automation),
+            "automation".into(),
+            CedarValue::from(identity.automation).into(),
         ),
         (
-            "delegator".to_string(),
-            RestrictedExpression::new_bool(identity.is_delegator),
+            "delegator".into(),
+            CedarValue::from(identity.is_delegator).into(),
         ),
     ];
     if let Some(namespace) = namespace {
-        principal_attrs.push(("namespace".to_string(), string(namespace)));
+        principal_attrs.push(("namespace".into(), string(namespace).into()));
     }
-    entities.push(
-        Entity::new_with_tags(principal.clone(), principal_attrs, principal_parents, [])
-            .map_err(|e| entity_error(&e))?,
-    );
+    entities.push(entity(
+        principal.clone(),
+        principal_attrs,
+        principal_parents,
+        Vec::new(),
+    ));
 
-    let (placement_attrs, mut resource_parents) = placed_in(placement, &mut entities)?;
-    let mut placement_attrs = placement_attrs;
+    let (mut attrs, mut resource_parents) = placed_in(placement, &mut entities)?;
     if let Some(previous) = &placement.previous {
         // The resource sits in its old place too: leaving prod or a team is decided there.
         let (previous_attrs, previous_parents) = placed_in(previous, &mut entities)?;
-        placement_attrs.push((
-            "previousNamespace".to_string(),
-            string(previous.namespace.as_deref().unwrap_or("")),
+        attrs.push((
+            "previousNamespace".into(),
+            string(previous.namespace.as_deref().unwrap_or("")).into(),
         ));
         for (name, value) in previous_attrs {
-            if name == "team" || name == "environment" {
-                let previous_name = format!("previous{}{}", name[..1].to_uppercase(), &name[1..]);
-                placement_attrs.push((previous_name, value));
-            }
+            let previous_name = match name.as_str() {
+                "team" => "previousTeam",
+                "environment" => "previousEnvironment",
+                _ => continue,
+            };
+            attrs.push((previous_name.into(), value));
         }
-        for parent in previous_parents {
-            if !resource_parents.contains(&parent) {
-                resource_parents.push(parent);
-            }
-        }
+        resource_parents.extend(previous_parents);
     }
 
     let object = request.object.as_ref().or(request.old_object.as_ref());
-    let mut attrs = placement_attrs;
-    attrs.push(("name".to_string(), string(&request.name)));
+    attrs.push(("name".into(), string(&request.name).into()));
     attrs.push((
-        "namespace".to_string(),
-        string(request.namespace.as_deref().unwrap_or("")),
+        "namespace".into(),
+        string(request.namespace.as_deref().unwrap_or("")).into(),
     ));
     match recognition.kind {
         Kind::Application => {
@@ -331,7 +380,7 @@ pub fn build_subjects(
                 ("destinationServer", "/spec/destination/server"),
                 ("destinationName", "/spec/destination/name"),
             ] {
-                attrs.push((attr.to_string(), string(data_str(object, path))));
+                attrs.push((attr.into(), string(data_str(object, path)).into()));
             }
         }
         Kind::Deployment | Kind::Rollout => {
@@ -340,7 +389,7 @@ pub fn build_subjects(
             let tracked = managed_by(request.old_object.as_ref(), argocd)
                 .or_else(|| managed_by(request.object.as_ref(), argocd));
             if let Some(app) = tracked {
-                attrs.push(("managedBy".to_string(), string(&app)));
+                attrs.push(("managedBy".into(), string(&app).into()));
             }
         }
     }
@@ -348,65 +397,51 @@ pub fn build_subjects(
         .and_then(|o| o.metadata.labels.as_ref())
         .into_iter()
         .flatten()
-        .map(|(k, v)| (k.clone(), string(v)));
-    let resource = resource_uid(recognition.kind, request)?;
-    entities.push(
-        Entity::new_with_tags(resource.clone(), attrs, resource_parents, tags)
-            .map_err(|e| entity_error(&e))?,
-    );
-
-    Ok(Subjects {
-        principal,
-        resource,
-        entities,
-    })
+        .map(|(k, v)| (SmolStr::from(k.as_str()), string(v).into()))
+        .collect();
+    let resource = core_resource_uid(recognition.kind, request)?;
+    entities.push(entity(resource.clone(), attrs, resource_parents, tags));
+    Ok((principal, resource, entities))
 }
 
-type Attributes = Vec<(String, RestrictedExpression)>;
-
 /// The `team`/`environment` attributes of a placement and the resource's parents there (team,
-/// environment, namespace), adding the namespace entity to `entities`.
+/// environment, namespace), adding the namespace entity (its parents: team and environment)
+/// to `entities`.
 fn placed_in(
     placement: &Placement,
-    entities: &mut Vec<Entity>,
-) -> Result<(Attributes, Vec<EntityUid>), EntityError> {
+    entities: &mut Vec<CoreEntity>,
+) -> Result<(Attributes, HashSet<EntityUID>), EntityError> {
     let t = types()?;
     let team = placement.team.as_deref().map(|team| uid(&t.team, team));
     let environment = placement
         .environment
         .as_deref()
         .map(|env| uid(&t.environment, env));
-    let mut attrs = Vec::new();
+    let mut attrs: Attributes = Vec::new();
     if let Some(team) = &team {
-        attrs.push((
-            "team".to_string(),
-            RestrictedExpression::new_entity_uid(team.clone()),
-        ));
+        attrs.push(("team".into(), CedarValue::from(team.clone()).into()));
     }
     if let Some(environment) = &environment {
         attrs.push((
-            "environment".to_string(),
-            RestrictedExpression::new_entity_uid(environment.clone()),
+            "environment".into(),
+            CedarValue::from(environment.clone()).into(),
         ));
     }
-    let mut parents: Vec<EntityUid> = team.iter().chain(environment.iter()).cloned().collect();
+    let mut parents: HashSet<EntityUID> = team.into_iter().chain(environment).collect();
     if let Some(namespace) = &placement.namespace {
         let namespace_uid = uid(&t.namespace, namespace);
         let mut namespace_attrs = attrs.clone();
-        namespace_attrs.push(("name".to_string(), string(namespace)));
+        namespace_attrs.push(("name".into(), string(namespace).into()));
         // A move between clusters keeps the namespace: one entity is enough.
-        if entities.iter().all(|e| e.uid() != namespace_uid) {
-            entities.push(
-                Entity::new_with_tags(
-                    namespace_uid.clone(),
-                    namespace_attrs,
-                    parents.iter().cloned(),
-                    [],
-                )
-                .map_err(|e| EntityError::Entity(e.to_string()))?,
-            );
+        if entities.iter().all(|e| e.uid() != &namespace_uid) {
+            entities.push(entity(
+                namespace_uid.clone(),
+                namespace_attrs,
+                parents.clone(),
+                Vec::new(),
+            ));
         }
-        parents.push(namespace_uid);
+        parents.insert(namespace_uid);
     }
     Ok((attrs, parents))
 }
@@ -416,56 +451,32 @@ pub fn build_context(
     recognition: &Recognition,
     request: &Request,
 ) -> Result<Context, EntityError> {
-    let context_error = |e: &dyn std::fmt::Display| EntityError::Context(e.to_string());
     let sync = &recognition.sync;
-    let sync_record = RestrictedExpression::new_record([
-        (
-            "prune".to_string(),
-            RestrictedExpression::new_bool(sync.prune),
-        ),
-        (
-            "force".to_string(),
-            RestrictedExpression::new_bool(sync.force),
-        ),
-        (
-            "dryRun".to_string(),
-            RestrictedExpression::new_bool(sync.dry_run),
-        ),
-        (
-            "selective".to_string(),
-            RestrictedExpression::new_bool(sync.selective),
-        ),
-        (
-            "override".to_string(),
-            RestrictedExpression::new_bool(sync.is_override()),
-        ),
-        (
-            "localManifests".to_string(),
-            RestrictedExpression::new_bool(sync.local_manifests),
-        ),
-        ("revision".to_string(), string(&sync.revision)),
-        (
-            "syncOptions".to_string(),
-            RestrictedExpression::new_set(sync.sync_options.iter().map(|o| string(o))),
-        ),
-    ])
-    .map_err(|e| context_error(&e))?;
+    let sync_record = CedarValue::record(
+        [
+            ("prune", CedarValue::from(sync.prune)),
+            ("force", CedarValue::from(sync.force)),
+            ("dryRun", CedarValue::from(sync.dry_run)),
+            ("selective", CedarValue::from(sync.selective)),
+            ("override", CedarValue::from(sync.is_override())),
+            ("localManifests", CedarValue::from(sync.local_manifests)),
+            ("revision", string(&sync.revision)),
+            (
+                "syncOptions",
+                CedarValue::set(sync.sync_options.iter().map(|o| string(o)), None),
+            ),
+        ],
+        None,
+    );
     let auto = recognition.auto_sync;
-    let auto_record = RestrictedExpression::new_record([
-        (
-            "enabled".to_string(),
-            RestrictedExpression::new_bool(auto.enabled),
-        ),
-        (
-            "prune".to_string(),
-            RestrictedExpression::new_bool(auto.prune),
-        ),
-        (
-            "selfHeal".to_string(),
-            RestrictedExpression::new_bool(auto.self_heal),
-        ),
-    ])
-    .map_err(|e| context_error(&e))?;
+    let auto_record = CedarValue::record(
+        [
+            ("enabled", auto.enabled),
+            ("prune", auto.prune),
+            ("selfHeal", auto.self_heal),
+        ],
+        None,
+    );
     // As kube serialises it.
     let operation = match request.operation {
         Operation::Create => "CREATE",
@@ -473,50 +484,39 @@ pub fn build_context(
         Operation::Delete => "DELETE",
         Operation::Connect => "CONNECT",
     };
-    Context::from_pairs([
-        ("operation".to_string(), string(operation)),
+    let pairs: BTreeMap<SmolStr, CedarValue> = [
+        ("operation", string(operation)),
+        ("dryRun", CedarValue::from(request.dry_run)),
         (
-            "dryRun".to_string(),
-            RestrictedExpression::new_bool(request.dry_run),
-        ),
-        (
-            "subResource".to_string(),
+            "subResource",
             string(request.sub_resource.as_deref().unwrap_or("")),
         ),
+        ("delegated", CedarValue::from(identity.delegator.is_some())),
         (
-            "delegated".to_string(),
-            RestrictedExpression::new_bool(identity.delegator.is_some()),
-        ),
-        (
-            "delegator".to_string(),
+            "delegator",
             string(identity.delegator.as_deref().unwrap_or("")),
         ),
         (
-            "forgedInitiator".to_string(),
-            RestrictedExpression::new_bool(
-                identity.forged_initiator.is_some() || recognition.forged_automation,
-            ),
+            "forgedInitiator",
+            CedarValue::from(identity.forged_initiator.is_some() || recognition.forged_automation),
+        ),
+        ("automated", CedarValue::from(identity.automation)),
+        ("sync", sync_record),
+        ("autoSync", auto_record),
+        ("cascade", CedarValue::from(recognition.cascade)),
+        (
+            "oldReplicas",
+            CedarValue::from(recognition.old_replicas.unwrap_or(-1)),
         ),
         (
-            "automated".to_string(),
-            RestrictedExpression::new_bool(identity.automation),
+            "newReplicas",
+            CedarValue::from(recognition.new_replicas.unwrap_or(-1)),
         ),
-        ("sync".to_string(), sync_record),
-        ("autoSync".to_string(), auto_record),
-        (
-            "cascade".to_string(),
-            RestrictedExpression::new_bool(recognition.cascade),
-        ),
-        (
-            "oldReplicas".to_string(),
-            RestrictedExpression::new_long(recognition.old_replicas.unwrap_or(-1)),
-        ),
-        (
-            "newReplicas".to_string(),
-            RestrictedExpression::new_long(recognition.new_replicas.unwrap_or(-1)),
-        ),
-    ])
-    .map_err(|e| context_error(&e))
+    ]
+    .into_iter()
+    .map(|(key, value)| (SmolStr::new_static(key), value))
+    .collect();
+    Ok(CoreContext::Value(Arc::new(pairs)).into())
 }
 
 #[cfg(test)]

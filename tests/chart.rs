@@ -204,7 +204,10 @@ fn deployment_args() -> Vec<String> {
     for line in section.lines().map(str::trim) {
         let scope = blocks.last().map_or(Value::Null, |(_, s)| s.clone());
         let live = blocks.iter().all(|(on, _)| *on);
-        if let Some(control) = line.strip_prefix("{{- ").and_then(|l| l.strip_suffix(" }}")) {
+        if let Some(control) = line
+            .strip_prefix("{{- ")
+            .and_then(|l| l.strip_suffix(" }}"))
+        {
             if control == "end" {
                 blocks.pop();
             } else if let Some(expr) = control.strip_prefix("if ") {

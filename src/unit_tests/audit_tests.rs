@@ -98,7 +98,12 @@ fn a_batch_cut_at_a_line_end_keeps_the_whole_lines_and_adds_no_blank_line() {
         sink: Box::new(disk.clone()),
         fragment: false,
     };
-    let batch = [&first[..], b"{\"uid\":\"second\"}\n", b"{\"uid\":\"third\"}\n"].concat();
+    let batch = [
+        &first[..],
+        b"{\"uid\":\"second\"}\n",
+        b"{\"uid\":\"third\"}\n",
+    ]
+    .concat();
     let (written, _) = writer.write_lines(&batch).unwrap_err();
     assert_eq!(written, first.len(), "one whole line made it");
     *disk.budget.lock().unwrap() = 1 << 20;
