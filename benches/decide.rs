@@ -19,6 +19,10 @@ use guardrails::decide::Engine;
 use guardrails::policy::PolicyStore;
 use guardrails::respond;
 
+// The allocator the server uses (src/main.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn review_path(c: &mut Criterion) {
     let engine = common::engine();
     let mut group = c.benchmark_group("review");

@@ -27,6 +27,10 @@ use guardrails::decide::Engine;
 use guardrails::policy::PolicyStore;
 use guardrails::{admission, decide, respond};
 
+// The allocator the server uses (src/main.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn all_bodies() -> Vec<(&'static str, Vec<u8>)> {
     let mut all = bodies::bodies();
     all.extend(bodies::generated_bodies("t00", "t01"));
