@@ -406,7 +406,8 @@ fn core_subjects(
 
 /// The `team`/`environment` attributes of a placement and the resource's parents there (team,
 /// environment, namespace), adding the namespace entity (its parents: team and environment)
-/// to `entities`.
+/// to `entities`. The `team` attribute is always a parent too: the policy store files a policy
+/// requiring `resource.team == Team::"x"` under `Team::"x"` (`policy::required_team`).
 fn placed_in(
     placement: &Placement,
     entities: &mut Vec<CoreEntity>,

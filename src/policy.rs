@@ -131,8 +131,9 @@ pub struct PolicyStore {
 const INDEX_ABOVE: usize = 16;
 
 /// The policies of one request kind (action, principal type, resource type) whose scope can
-/// match it. In a large slice, a policy whose scope is `resource in E` or `resource == E` (or,
-/// failing that, the same of `principal`) is filed under `E`: it can only match a request whose
+/// match it. In a large slice, a policy whose condition requires the resource's team
+/// (`required_team`), else whose scope is `resource in E` or `resource == E` (or, failing that,
+/// the same of `principal`) is filed under that team or `E`: it can only match a request whose
 /// resource (principal) is `E` or has `E` among its ancestors.
 struct Slice {
     principal: EntityTypeName,
@@ -168,6 +169,9 @@ enum Anchor {
 }
 
 fn anchor(policy: &Policy) -> Anchor {
+    if let Some(team) = required_team(policy) {
+        return Anchor::Resource(team);
+    }
     match policy.resource_constraint() {
         ResourceConstraint::In(e) | ResourceConstraint::Eq(e) | ResourceConstraint::IsIn(_, e) => {
             return Anchor::Resource(e);
@@ -180,6 +184,58 @@ fn anchor(policy: &Policy) -> Anchor {
         | PrincipalConstraint::IsIn(_, e) => Anchor::Principal(e),
         PrincipalConstraint::Any | PrincipalConstraint::Is(_) => Anchor::None,
     }
+}
+
+/// The team a policy's condition requires of the resource: its first clause is `when { resource
+/// has team && resource.team == Team::"x" && … }`. Such a policy is false, without an error,
+/// unless the resource's `team` is `Team::"x"`; and a resource's team is always among its
+/// parents (`entities::placed_in`), so it can be filed under `Team::"x"` like a `resource in`
+/// scope. Per-team rules often share one scope (`resource in Environment::"prod"`) and differ
+/// only here.
+fn required_team(policy: &Policy) -> Option<EntityUid> {
+    use serde_json::{Value, json};
+    fn conjuncts<'a>(expr: &'a Value, out: &mut Vec<&'a Value>) {
+        match expr.get("&&") {
+            Some(and) => {
+                if let (Some(left), Some(right)) = (and.get("left"), and.get("right")) {
+                    conjuncts(left, out);
+                    conjuncts(right, out);
+                }
+            }
+            None => out.push(expr),
+        }
+    }
+    let est = policy.to_json().ok()?;
+    let first = est.get("conditions")?.as_array()?.first()?;
+    if first.get("kind")? != "when" {
+        return None;
+    }
+    let mut all = Vec::new();
+    conjuncts(first.get("body")?, &mut all);
+    let [guard, equality, ..] = all.as_slice() else {
+        return None;
+    };
+    let resource = json!({"Var": "resource"});
+    let has = guard.get("has")?;
+    if has.get("left")? != &resource || has.get("attr")? != "team" {
+        return None;
+    }
+    let equality = equality.get("==")?;
+    let team_attr = json!({".": {"left": resource, "attr": "team"}});
+    let literal = match (equality.get("left")?, equality.get("right")?) {
+        (left, right) if left == &team_attr => right,
+        (left, right) if right == &team_attr => left,
+        _ => return None,
+    };
+    let entity = literal.get("Value")?.get("__entity")?;
+    if entity.get("type")? != "Team" {
+        return None;
+    }
+    let id = entity.get("id")?.as_str()?;
+    Some(EntityUid::from_type_name_and_id(
+        EntityTypeName::from_str("Team").ok()?,
+        cedar_policy::EntityId::new(id),
+    ))
 }
 
 impl fmt::Debug for PolicyStore {

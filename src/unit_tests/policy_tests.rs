@@ -267,3 +267,55 @@ fn the_hash_names_the_files_and_their_contents() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
     assert_eq!(PolicyStore::load_dir(&dir).unwrap().hash, embedded.hash);
 }
+
+#[test]
+fn a_policy_is_filed_under_a_team_only_when_its_condition_requires_it_without_error() {
+    let team = |text: &str| {
+        let policy = Policy::from_str(text).unwrap();
+        required_team(&policy).map(|uid| uid.to_string())
+    };
+    let t00 = Some(r#"Team::"t00""#.to_string());
+    assert_eq!(
+        team(
+            r#"forbid (principal, action, resource) when { resource has team && resource.team == Team::"t00" && !principal.automation };"#
+        ),
+        t00
+    );
+    assert_eq!(
+        team(
+            r#"forbid (principal, action, resource) when { resource has team && Team::"t00" == resource.team } unless { principal.automation };"#
+        ),
+        t00
+    );
+    // Without the guard a resource with no team is an evaluation error (a forbid then matches):
+    // it must be evaluated for every resource.
+    assert_eq!(
+        team(r#"forbid (principal, action, resource) when { resource.team == Team::"t00" };"#),
+        None
+    );
+    // Something before the guard could fail to evaluate first.
+    assert_eq!(
+        team(
+            r#"forbid (principal, action, resource) when { context.sync.force && resource has team && resource.team == Team::"t00" };"#
+        ),
+        None
+    );
+    assert_eq!(
+        team(
+            r#"forbid (principal, action, resource) unless { resource has team && resource.team == Team::"t00" };"#
+        ),
+        None
+    );
+    assert_eq!(
+        team(
+            r#"forbid (principal, action, resource) when { resource has team && resource.team != Team::"t00" };"#
+        ),
+        None
+    );
+    assert_eq!(
+        team(
+            r#"forbid (principal, action, resource) when { resource has environment && resource.environment == Environment::"prod" };"#
+        ),
+        None
+    );
+}
