@@ -233,8 +233,16 @@ fn dynamic_object(value: Value) -> Result<Option<DynamicObject>, EnvelopeError> 
         _ => None,
     };
     let metadata = match map.remove("metadata") {
-        Some(metadata) => serde_json::from_value(metadata)
-            .map_err(|error| EnvelopeError::Malformed(describe(&error)))?,
+        Some(mut metadata) => {
+            // Nothing decides on `managedFields`, which the API server sends with every object
+            // and which is often most of its metadata: converting its trees into kube's types
+            // is work for nothing.
+            if let Some(fields) = metadata.as_object_mut() {
+                fields.swap_remove("managedFields");
+            }
+            serde_json::from_value(metadata)
+                .map_err(|error| EnvelopeError::Malformed(describe(&error)))?
+        }
         None => Default::default(),
     };
     Ok(Some(DynamicObject {

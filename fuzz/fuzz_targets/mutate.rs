@@ -10,13 +10,10 @@ use libfuzzer_sys::fuzz_target;
 fn engine() -> &'static Engine {
     static ENGINE: OnceLock<Engine> = OnceLock::new();
     ENGINE.get_or_init(|| {
-        EngineSource {
-            policies: None,
-            config: None,
-            mode: None,
-        }
-        .load()
-        .expect("the embedded policies and config load")
+        // The embedded policies and config: every field at its default.
+        EngineSource::default()
+            .load()
+            .expect("the embedded policies and config load")
     })
 }
 

@@ -126,3 +126,19 @@ fn v1beta1_is_accepted_and_other_versions_are_not() {
         Err(EnvelopeError::UnsupportedVersion(_))
     ));
 }
+
+#[test]
+fn managed_fields_are_left_out_and_the_rest_of_the_metadata_kept() {
+    let body = MINIMAL.replace(
+        r#""metadata":{"name":"x"}"#,
+        r#""metadata":{"name":"x","labels":{"app":"web"},"managedFields":[{"manager":"kubectl","operation":"Apply","fieldsType":"FieldsV1","fieldsV1":{"f:metadata":{"f:labels":{"f:app":{}}}}}]}"#,
+    );
+    let request = parse_review(body.as_bytes()).unwrap();
+    let metadata = &request.old_object.unwrap().metadata;
+    assert_eq!(metadata.managed_fields, None);
+    assert_eq!(
+        metadata.labels.as_ref().and_then(|l| l.get("app")).map(String::as_str),
+        Some("web")
+    );
+    assert_eq!(metadata.name.as_deref(), Some("x"));
+}
