@@ -137,7 +137,11 @@ fn managed_fields_are_left_out_and_the_rest_of_the_metadata_kept() {
     let metadata = &request.old_object.unwrap().metadata;
     assert_eq!(metadata.managed_fields, None);
     assert_eq!(
-        metadata.labels.as_ref().and_then(|l| l.get("app")).map(String::as_str),
+        metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("app"))
+            .map(String::as_str),
         Some("web")
     );
     assert_eq!(metadata.name.as_deref(), Some("x"));
