@@ -162,6 +162,7 @@ impl Slice {
 }
 
 /// The entity a policy's scope names: its resource's, else its principal's.
+#[derive(Clone)]
 enum Anchor {
     Resource(EntityUid),
     Principal(EntityUid),
@@ -724,6 +725,11 @@ fn slice(schema: &Schema, policies: &PolicySet) -> HashMap<String, Vec<Slice>> {
     let Some(scopes) = Scopes::new(schema) else {
         return slices;
     };
+    // Once per policy, not per request kind it can match: `required_team` reads its JSON form.
+    let anchors: HashMap<&PolicyId, Anchor> = policies
+        .policies()
+        .map(|policy| (policy.id(), anchor(policy)))
+        .collect();
     for env in schema.request_envs() {
         let chain = scopes.groups_of(env.action());
         let matching: Vec<&Policy> = policies
@@ -739,7 +745,7 @@ fn slice(schema: &Schema, policies: &PolicySet) -> HashMap<String, Vec<Slice>> {
         };
         let index = matching.len() > INDEX_ABOVE;
         for policy in matching {
-            let set = match anchor(policy) {
+            let set = match anchors.get(policy.id()).cloned().unwrap_or(Anchor::None) {
                 Anchor::Resource(e) if index => slice.by_resource.entry(e).or_default(),
                 Anchor::Principal(e) if index => slice.by_principal.entry(e).or_default(),
                 _ => &mut slice.general,
