@@ -370,19 +370,7 @@ fn serve(dir: &Path, args: &[&str]) -> Served {
 }
 
 fn client(ca_pem: &str) -> reqwest::Client {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let config = tls_client_config(ca_pem);
     reqwest::Client::builder()
         .tls_backend_preconfigured(config)
         .timeout(ANSWER_WITHIN)

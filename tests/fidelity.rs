@@ -5,46 +5,16 @@
 //! in `cases.yaml`.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command as Process, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
 use serde_json::Value;
 
-fn corpus() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/argo-writes")
-}
+mod common;
 
-#[derive(Deserialize)]
-struct Cases {
-    cases: Vec<Case>,
-}
-
-#[derive(Deserialize)]
-struct Case {
-    name: String,
-    review: PathBuf,
-    expect: Expect,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Expect {
-    allowed: bool,
-    actions: Vec<String>,
-    policies: Vec<String>,
-    #[serde(default)]
-    no_warnings: bool,
-}
-
-fn cases() -> Vec<Case> {
-    let text = std::fs::read_to_string(corpus().join("cases.yaml")).expect("cases.yaml");
-    serde_yaml_ng::from_str::<Cases>(&text)
-        .expect("cases.yaml parses")
-        .cases
-}
+use common::corpus::{Case, cases, dir as corpus};
+use common::tls_client_config;
 
 fn sorted_list(text: Option<&str>) -> Vec<String> {
     let mut items: Vec<String> = text
@@ -223,19 +193,7 @@ fn serve() -> Served {
 }
 
 fn client(ca_pem: &str) -> reqwest::Client {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let config = tls_client_config(ca_pem);
     reqwest::Client::builder()
         .tls_backend_preconfigured(config)
         .build()

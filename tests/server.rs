@@ -154,19 +154,7 @@ async fn start_tls_server_with(state: AppState, limits: Limits) -> RunningServer
 }
 
 fn client(ca_pem: &str, http1_only: bool) -> reqwest::Client {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let mut config = tls_client_config(ca_pem);
     config.alpn_protocols = if http1_only {
         vec![b"http/1.1".to_vec()]
     } else {

@@ -244,3 +244,67 @@ impl SucceedsExt for assert_cmd::Command {
         self.assert().success().get_output().stdout.clone()
     }
 }
+
+/// Trust anchors from the CA certificates in `ca_pem` (PEM, one or more).
+pub fn tls_roots(ca_pem: &str) -> rustls::RootCertStore {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    roots
+}
+
+/// A TLS client (ring, TLS 1.2/1.3, no client certificate) that trusts the CAs in `ca_pem`; no
+/// ALPN protocol set.
+pub fn tls_client_config(ca_pem: &str) -> rustls::ClientConfig {
+    rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(tls_roots(ca_pem))
+    .with_no_client_auth()
+}
+
+/// The fidelity corpus (`tests/fixtures/argo-writes/`) and its expectations (`cases.yaml`), read
+/// by `tests/fidelity.rs` and the e2e suite.
+pub mod corpus {
+    use std::path::PathBuf;
+
+    use serde::Deserialize;
+
+    pub fn dir() -> PathBuf {
+        super::fixtures_dir().join("argo-writes")
+    }
+
+    #[derive(Deserialize)]
+    struct Cases {
+        cases: Vec<Case>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Case {
+        pub name: String,
+        pub review: PathBuf,
+        pub expect: Expect,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct Expect {
+        pub allowed: bool,
+        pub actions: Vec<String>,
+        pub policies: Vec<String>,
+        #[serde(default)]
+        pub no_warnings: bool,
+    }
+
+    pub fn cases() -> Vec<Case> {
+        let text = std::fs::read_to_string(dir().join("cases.yaml")).expect("cases.yaml");
+        serde_yaml_ng::from_str::<Cases>(&text)
+            .expect("cases.yaml parses")
+            .cases
+    }
+}

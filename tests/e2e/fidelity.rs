@@ -5,36 +5,12 @@
 //! calls both webhooks exactly as it does for the writer, and the decision, the message and the
 //! audit line must be those `cases.yaml` expects.
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::cluster::{Identity, cluster, shared};
-
-fn corpus() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/argo-writes")
-}
-
-#[derive(Deserialize)]
-struct Cases {
-    cases: Vec<Case>,
-}
-
-#[derive(Deserialize)]
-struct Case {
-    name: String,
-    review: PathBuf,
-    expect: Expect,
-}
-
-#[derive(Deserialize)]
-struct Expect {
-    allowed: bool,
-    actions: Vec<String>,
-    policies: Vec<String>,
-}
+use crate::common::corpus::{Case, cases, dir as corpus};
 
 /// The identities the chart's example config lists under `automation` (its status-only writes skip
 /// the webhooks through the chart's matchConditions).
@@ -378,10 +354,7 @@ fn replay(index: usize, case: &Case) -> Vec<String> {
 #[test]
 fn every_recorded_write_is_decided_the_same_through_the_api_server() {
     let _shared = shared();
-    let text = std::fs::read_to_string(corpus().join("cases.yaml")).expect("cases.yaml");
-    let cases = serde_yaml_ng::from_str::<Cases>(&text)
-        .expect("cases.yaml parses")
-        .cases;
+    let cases = cases();
     grant_writers(&cases);
     // A few at a time: each case is a handful of kubectl calls, mostly waiting on the API server.
     const LANES: usize = 3;
