@@ -30,6 +30,7 @@ pub const EMBEDDED_POLICIES: &[(&str, &str)] = &[
         "ownership.cedar",
         include_str!("../policies/ownership.cedar"),
     ),
+    ("projects.cedar", include_str!("../policies/projects.cedar")),
 ];
 
 /// One problem in one file, located for a person to fix.

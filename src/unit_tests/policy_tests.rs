@@ -191,7 +191,7 @@ fn a_permit_for_people_only_leaves_service_accounts_denied() {
     let store = without_default("@id(\"u\")\npermit (principal is User, action, resource);\n");
     assert!(
         store.default_denied.contains(
-            &"bookkeeping (ServiceAccount on Application, ServiceAccount on Deployment, ServiceAccount on Rollout)"
+            &"bookkeeping (ServiceAccount on AppProject, ServiceAccount on Application, ServiceAccount on ApplicationSet, ServiceAccount on Deployment, ServiceAccount on Rollout)"
                 .to_string()
         ),
         "{:?}",
@@ -318,4 +318,28 @@ fn a_policy_is_filed_under_a_team_only_when_its_condition_requires_it_without_er
         ),
         None
     );
+}
+
+#[test]
+fn every_shipped_policy_file_is_embedded() {
+    let directory = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    let mut on_disk: Vec<String> = std::fs::read_dir(&directory)
+        .expect("policies/ is readable")
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| name.ends_with(".cedar") || name.ends_with(".cedarschema"))
+        .collect();
+    on_disk.sort();
+    let mut embedded: Vec<String> = EMBEDDED_POLICIES
+        .iter()
+        .map(|(name, _)| name.to_string())
+        .collect();
+    embedded.sort();
+    assert_eq!(
+        embedded, on_disk,
+        "EMBEDDED_POLICIES must list every file in policies/ (serve --dev and eval use them)"
+    );
+    for (name, text) in EMBEDDED_POLICIES {
+        let file = std::fs::read_to_string(directory.join(name)).expect("policy file");
+        assert_eq!(*text, file, "{name} differs from policies/{name}");
+    }
 }

@@ -3,6 +3,8 @@
 
 use serde_json::json;
 
+use super::application::{normalized_source, revision_overrides};
+use super::workload::defaulted_like_a_replicaset;
 use super::*;
 
 #[test]

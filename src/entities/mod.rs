@@ -21,6 +21,10 @@ use kube::core::admission::Operation;
 use serde_json::Value;
 use smol_str::SmolStr;
 
+mod destinations;
+
+pub use destinations::{Destination, Destinations, glob_matches, is_pattern};
+
 use crate::admission::Request;
 use crate::cluster::NamespaceLabels;
 use crate::config::{ArgoCdConfig, Config, NamespaceConfig, TrackingMethod};
@@ -46,6 +50,8 @@ struct TypeNames {
     service_account: EntityTypeName,
     namespace: EntityTypeName,
     application: EntityTypeName,
+    application_set: EntityTypeName,
+    app_project: EntityTypeName,
     deployment: EntityTypeName,
     rollout: EntityTypeName,
     action: EntityTypeName,
@@ -62,6 +68,8 @@ static TYPES: LazyLock<Option<TypeNames>> = LazyLock::new(|| {
         service_account: parse("ServiceAccount")?,
         namespace: parse("Namespace")?,
         application: parse("Application")?,
+        application_set: parse("ApplicationSet")?,
+        app_project: parse("AppProject")?,
         deployment: parse("Deployment")?,
         rollout: parse("Rollout")?,
         action: parse("Action")?,
@@ -97,6 +105,17 @@ pub struct Placement {
     /// Where an Application was before a request that moves it (another destination): decided
     /// as well as the new place, so leaving a team or production is a change to it too.
     pub previous: Option<Box<Placement>>,
+    /// ApplicationSets and AppProjects: every place they can send Applications to.
+    pub reach: Option<Reach>,
+}
+
+/// The places of every destination an ApplicationSet can generate or an AppProject allows,
+/// before and after the change (narrowing a production project is a change to production too).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reach {
+    pub places: Vec<Placement>,
+    /// Every destination is written in the object (no generator from outside, no glob).
+    pub known: bool,
 }
 
 fn data_str<'a>(object: Option<&'a DynamicObject>, path: &str) -> &'a str {
@@ -116,6 +135,8 @@ fn place(
     let namespace = match kind {
         Kind::Application => data_str(object, "/spec/destination/namespace"),
         Kind::Deployment | Kind::Rollout => request_namespace.unwrap_or(""),
+        // Placed by their reach, not one namespace (see `reach`).
+        Kind::ApplicationSet | Kind::AppProject => "",
     };
     let namespace = (!namespace.is_empty()).then(|| namespace.to_string());
     let resolved = namespace
@@ -137,6 +158,95 @@ fn place(
         team: resolved.team,
         environment,
         previous: None,
+        reach: None,
+    }
+}
+
+/// The places one destination stands for: a namespace pattern stands for every namespace the
+/// config or the cluster knows that it matches; an environment comes from the namespace, else
+/// from every configured cluster the destination's server or name (pattern) matches.
+fn places_of(destination: &Destination, config: &Config, live: &NamespaceLabels) -> Vec<Placement> {
+    let namespaces: Vec<Option<String>> = if destination.namespace.is_empty() {
+        vec![None]
+    } else if is_pattern(&destination.namespace) {
+        let mut known: Vec<&String> = config.file.namespaces.keys().chain(live.keys()).collect();
+        known.sort();
+        known.dedup();
+        let matched: Vec<Option<String>> = known
+            .into_iter()
+            .filter(|ns| glob_matches(&destination.namespace, ns))
+            .map(|ns| Some(ns.clone()))
+            .collect();
+        if matched.is_empty() {
+            vec![None]
+        } else {
+            matched
+        }
+    } else {
+        vec![Some(destination.namespace.clone())]
+    };
+    let cluster_environments: Vec<String> = {
+        let mut found: Vec<String> = config
+            .file
+            .clusters
+            .iter()
+            .filter(|(cluster, _)| {
+                [&destination.server, &destination.name].iter().any(|d| {
+                    !d.is_empty() && (d == cluster || (is_pattern(d) && glob_matches(d, cluster)))
+                })
+            })
+            .map(|(_, environment)| environment.clone())
+            .collect();
+        found.sort();
+        found.dedup();
+        found
+    };
+    let mut places = Vec::new();
+    for namespace in namespaces {
+        let resolved = namespace
+            .as_deref()
+            .map(|ns| resolve_namespace(config, live, ns))
+            .unwrap_or_default();
+        let environments: Vec<Option<String>> = match resolved.environment {
+            Some(environment) => vec![Some(environment)],
+            None if cluster_environments.is_empty() => vec![None],
+            None => cluster_environments.iter().cloned().map(Some).collect(),
+        };
+        for environment in environments {
+            places.push(Placement {
+                namespace: namespace.clone(),
+                team: resolved.team.clone(),
+                environment,
+                previous: None,
+                reach: None,
+            });
+        }
+    }
+    places
+}
+
+fn reach(kind: Kind, request: &Request, config: &Config, live: &NamespaceLabels) -> Reach {
+    let mut destinations = Destinations::default();
+    for object in [request.old_object.as_ref(), request.object.as_ref()]
+        .into_iter()
+        .flatten()
+    {
+        destinations.merge(match kind {
+            Kind::AppProject => destinations::of_appproject(&object.data),
+            _ => destinations::of_applicationset(&object.data),
+        });
+    }
+    let mut places: Vec<Placement> = Vec::new();
+    for destination in &destinations.list {
+        for place in places_of(destination, config, live) {
+            if !places.contains(&place) {
+                places.push(place);
+            }
+        }
+    }
+    Reach {
+        places,
+        known: destinations.known,
     }
 }
 
@@ -146,6 +256,12 @@ pub fn placement(
     config: &Config,
     live: &NamespaceLabels,
 ) -> Placement {
+    if matches!(kind, Kind::ApplicationSet | Kind::AppProject) {
+        return Placement {
+            reach: Some(reach(kind, request, config, live)),
+            ..Placement::default()
+        };
+    }
     let namespace = request.namespace.as_deref();
     let object = request.object.as_ref().or(request.old_object.as_ref());
     let mut current = place(kind, object, namespace, config, live);
@@ -206,6 +322,8 @@ fn core_resource_uid(kind: Kind, request: &Request) -> Result<EntityUID, EntityE
     let t = types()?;
     let type_name = match kind {
         Kind::Application => &t.application,
+        Kind::ApplicationSet => &t.application_set,
+        Kind::AppProject => &t.app_project,
         Kind::Deployment => &t.deployment,
         Kind::Rollout => &t.rollout,
     };
@@ -326,8 +444,16 @@ fn core_subjects(
         PrincipalKind::ServiceAccount { namespace, name } => (name.as_str(), Some(namespace)),
         PrincipalKind::User => (identity.username.as_str(), None),
     };
+    let teams = CedarValue::set(
+        identity
+            .teams
+            .iter()
+            .map(|team| CedarValue::from(uid(&t.team, team))),
+        None,
+    );
     let mut principal_attrs: Attributes = vec![
         ("name".into(), string(name).into()),
+        ("teams".into(), teams.into()),
         (
             "automation".into(),
             CedarValue::from(identity.automation).into(),
@@ -365,6 +491,13 @@ fn core_subjects(
         }
         resource_parents.extend(previous_parents);
     }
+    if let Some(reach) = &placement.reach {
+        attrs.extend(reach_attributes(
+            reach,
+            &mut entities,
+            &mut resource_parents,
+        )?);
+    }
 
     let object = request.object.as_ref().or(request.old_object.as_ref());
     attrs.push(("name".into(), string(&request.name).into()));
@@ -383,6 +516,7 @@ fn core_subjects(
                 attrs.push((attr.into(), string(data_str(object, path)).into()));
             }
         }
+        Kind::ApplicationSet | Kind::AppProject => {}
         Kind::Deployment | Kind::Rollout => {
             // Tracked before or after: a `kubectl apply` of a file without Argo CD's tracking
             // annotation removes it, and is still a change to a managed object.
@@ -402,6 +536,50 @@ fn core_subjects(
     let resource = core_resource_uid(recognition.kind, request)?;
     entities.push(entity(resource.clone(), attrs, resource_parents, tags));
     Ok((principal, resource, entities))
+}
+
+/// An ApplicationSet's or AppProject's reach as attributes (`destinationsKnown`,
+/// `destinationNamespaces`, `teams`, `environments`), its places' namespaces as entities and
+/// every place's team, environment and namespace as parents.
+fn reach_attributes(
+    reach: &Reach,
+    entities: &mut Vec<CoreEntity>,
+    parents: &mut HashSet<EntityUID>,
+) -> Result<Attributes, EntityError> {
+    let t = types()?;
+    let (mut namespaces, mut teams, mut environments) = (Vec::new(), Vec::new(), Vec::new());
+    for place in &reach.places {
+        let (_, place_parents) = placed_in(place, entities)?;
+        parents.extend(place_parents);
+        namespaces.extend(place.namespace.iter().map(|ns| string(ns)));
+        teams.extend(
+            place
+                .team
+                .iter()
+                .map(|team| CedarValue::from(uid(&t.team, team))),
+        );
+        environments.extend(
+            place
+                .environment
+                .iter()
+                .map(|env| CedarValue::from(uid(&t.environment, env))),
+        );
+    }
+    Ok(vec![
+        (
+            "destinationsKnown".into(),
+            CedarValue::from(reach.known).into(),
+        ),
+        (
+            "destinationNamespaces".into(),
+            CedarValue::set(namespaces, None).into(),
+        ),
+        ("teams".into(), CedarValue::set(teams, None).into()),
+        (
+            "environments".into(),
+            CedarValue::set(environments, None).into(),
+        ),
+    ])
 }
 
 /// The `team`/`environment` attributes of a placement and the resource's parents there (team,
@@ -521,5 +699,5 @@ pub fn build_context(
 }
 
 #[cfg(test)]
-#[path = "unit_tests/entities_tests.rs"]
+#[path = "../unit_tests/entities_tests.rs"]
 mod tests;

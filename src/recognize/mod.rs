@@ -1,0 +1,322 @@
+//! Action recognition: what a write *means* (sync, rollback, scale, promote…), read from
+//! operation, object, oldObject and subResource. Pure: no I/O, no clock, no Cedar.
+//!
+//! One file per kind (`application`, `applicationset`, `appproject`, `workload` for Deployments
+//! and Rollouts), over shared object accessors (`object`) and the "what else changed" diff
+//! (`diff`). This file holds the vocabulary and the one rule every kind obeys: `bookkeeping` is
+//! only ever automation's; a person's (or a delegator's) write no action explains is `update`.
+
+mod application;
+mod applicationset;
+mod appproject;
+mod diff;
+mod object;
+mod workload;
+
+pub use application::{HYDRATE_ANNOTATION, REFRESH_ANNOTATION, is_commit_sha};
+pub use diff::{LAST_APPLIED_ANNOTATION, NOTIFIED_ANNOTATION, REVISION_ANNOTATIONS};
+pub use workload::RESTARTED_AT_ANNOTATION;
+
+use kube::core::admission::Operation;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::admission::Request;
+use crate::config::Config;
+use crate::json;
+use object::{has_resources_finalizer, pointer};
+
+/// The kinds Guardrails decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Kind {
+    Application,
+    ApplicationSet,
+    AppProject,
+    Deployment,
+    Rollout,
+}
+
+impl Kind {
+    /// The Cedar entity type name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Application => "Application",
+            Kind::ApplicationSet => "ApplicationSet",
+            Kind::AppProject => "AppProject",
+            Kind::Deployment => "Deployment",
+            Kind::Rollout => "Rollout",
+        }
+    }
+
+    /// Identified by the *resource* (not the kind) so `deployments/scale` with a Scale body counts.
+    pub fn from_resource(group: &str, resource: &str) -> Option<Self> {
+        match (group, resource) {
+            ("argoproj.io", "applications") => Some(Kind::Application),
+            ("argoproj.io", "applicationsets") => Some(Kind::ApplicationSet),
+            ("argoproj.io", "appprojects") => Some(Kind::AppProject),
+            ("argoproj.io", "rollouts") => Some(Kind::Rollout),
+            ("apps", "deployments") => Some(Kind::Deployment),
+            _ => None,
+        }
+    }
+}
+
+/// Every action the schema knows; names match `policies/guardrails.cedarschema`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    Create,
+    Update,
+    Delete,
+    Bookkeeping,
+    Sync,
+    AutoSync,
+    Rollback,
+    Override,
+    Terminate,
+    Refresh,
+    RemoveFinalizer,
+    EnableAutoSync,
+    DisableAutoSync,
+    Retarget,
+    ChangeSource,
+    ChangeSyncPolicy,
+    ChangeTemplate,
+    ChangeGenerators,
+    ChangeDestinations,
+    ChangeSources,
+    ChangeIdentities,
+    ChangeResources,
+    ChangeRoles,
+    ChangeSyncWindows,
+    Scale,
+    Restart,
+    Pause,
+    Resume,
+    ChangeImage,
+    Promote,
+    PromoteFull,
+    Abort,
+    Retry,
+    Undo,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Delete => "delete",
+            Action::Bookkeeping => "bookkeeping",
+            Action::Sync => "sync",
+            Action::AutoSync => "auto-sync",
+            Action::Rollback => "rollback",
+            Action::Override => "override",
+            Action::Terminate => "terminate",
+            Action::Refresh => "refresh",
+            Action::RemoveFinalizer => "remove-finalizer",
+            Action::EnableAutoSync => "enable-auto-sync",
+            Action::DisableAutoSync => "disable-auto-sync",
+            Action::Retarget => "retarget",
+            Action::ChangeSource => "change-source",
+            Action::ChangeSyncPolicy => "change-sync-policy",
+            Action::ChangeTemplate => "change-template",
+            Action::ChangeGenerators => "change-generators",
+            Action::ChangeDestinations => "change-destinations",
+            Action::ChangeSources => "change-sources",
+            Action::ChangeIdentities => "change-identities",
+            Action::ChangeResources => "change-resources",
+            Action::ChangeRoles => "change-roles",
+            Action::ChangeSyncWindows => "change-sync-windows",
+            Action::Scale => "scale",
+            Action::Restart => "restart",
+            Action::Pause => "pause",
+            Action::Resume => "resume",
+            Action::ChangeImage => "change-image",
+            Action::Promote => "promote",
+            Action::PromoteFull => "promote-full",
+            Action::Abort => "abort",
+            Action::Retry => "retry",
+            Action::Undo => "undo",
+        }
+    }
+}
+
+/// Sync options carried by `/operation/sync`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncOptions {
+    pub prune: bool,
+    pub force: bool,
+    pub dry_run: bool,
+    pub selective: bool,
+    pub override_revision: bool,
+    /// `sync.source(s)` differs from `spec.source(s)` (beyond the revision).
+    pub override_source: bool,
+    pub local_manifests: bool,
+    pub revision: String,
+    pub sync_options: Vec<String>,
+}
+
+impl SyncOptions {
+    pub fn is_override(&self) -> bool {
+        self.override_revision || self.override_source || self.local_manifests
+    }
+}
+
+/// `/spec/syncPolicy/automated` of the object after the change (an ApplicationSet's template's).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoSync {
+    pub enabled: bool,
+    pub prune: bool,
+    pub self_heal: bool,
+}
+
+/// `/operation/initiatedBy` of an operation started by this request.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct InitiatedBy {
+    pub username: Option<String>,
+    pub automated: bool,
+}
+
+/// What one admission request means.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Recognition {
+    pub kind: Kind,
+    pub actions: Vec<Action>,
+    pub sync: SyncOptions,
+    pub auto_sync: AutoSync,
+    pub cascade: bool,
+    pub old_replicas: Option<i64>,
+    pub new_replicas: Option<i64>,
+    /// Who the new operation claims started it; trusted or not is identity's call.
+    pub initiated_by: Option<InitiatedBy>,
+    /// The operation claims `automated: true` but the caller is not an automation identity, so it
+    /// was recognised as a manual sync.
+    pub forged_automation: bool,
+}
+
+/// Requests for kinds Guardrails does not decide are answered, never silently: see `decide`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recognized {
+    Known(Recognition),
+    Unsupported { resource: String },
+}
+
+/// Recognise the actions in `request`. `config` says which callers are automation, because an
+/// `automated: true` claim from anyone else is a manual sync in disguise.
+pub fn recognize(request: &Request, config: &Config) -> Recognized {
+    let Some(kind) = Kind::from_resource(&request.resource.group, &request.resource.resource)
+    else {
+        return Recognized::Unsupported {
+            resource: format!(
+                "{}/{}",
+                if request.resource.group.is_empty() {
+                    "core"
+                } else {
+                    &request.resource.group
+                },
+                request.resource.resource
+            ),
+        };
+    };
+    let caller_is_automation =
+        config.is_automation(request.user_info.username.as_deref().unwrap_or(""));
+    let new = request.object.as_ref();
+    let old = request.old_object.as_ref();
+    let sync_policy_path = match kind {
+        Kind::ApplicationSet => "/spec/template/spec/syncPolicy",
+        _ => "/spec/syncPolicy",
+    };
+    let mut recognition = Recognition {
+        kind,
+        actions: Vec::new(),
+        sync: SyncOptions::default(),
+        auto_sync: match kind {
+            Kind::Application | Kind::ApplicationSet => {
+                application::auto_sync_at(pointer(new.or(old), sync_policy_path))
+            }
+            _ => AutoSync::default(),
+        },
+        cascade: false,
+        old_replicas: workload::replicas(old),
+        new_replicas: workload::replicas(new),
+        initiated_by: None,
+        forged_automation: false,
+    };
+    match request.operation {
+        Operation::Create => {
+            recognition.actions.push(Action::Create);
+            // An Application created with auto-sync deploys at once, and so does every
+            // Application an ApplicationSet with an auto-syncing template generates.
+            if recognition.auto_sync.enabled {
+                recognition.actions.push(Action::EnableAutoSync);
+            }
+            if kind == Kind::Application
+                && let Some(operation) = pointer(new, "/operation")
+            {
+                application::recognize_operation_start(
+                    &mut recognition,
+                    operation,
+                    new,
+                    new,
+                    caller_is_automation,
+                );
+            }
+        }
+        Operation::Delete => {
+            recognition.actions.push(Action::Delete);
+            let orphaned = request
+                .options
+                .as_ref()
+                .and_then(|o| json::pointer(&o.0, "/propagationPolicy"))
+                .and_then(Value::as_str)
+                == Some("Orphan");
+            recognition.cascade = match kind {
+                Kind::Application => has_resources_finalizer(old),
+                Kind::ApplicationSet => !orphaned && applicationset::deletes_resources(old),
+                // Deployments and Rollouts cascade to their ReplicaSets unless orphaned.
+                Kind::Deployment | Kind::Rollout => !orphaned,
+                Kind::AppProject => false,
+            };
+        }
+        Operation::Update => match kind {
+            Kind::Application => {
+                application::recognize_update(&mut recognition, old, new, caller_is_automation)
+            }
+            Kind::ApplicationSet => {
+                applicationset::recognize_update(&mut recognition, old, new, caller_is_automation)
+            }
+            Kind::AppProject => {
+                appproject::recognize_update(&mut recognition, old, new, caller_is_automation)
+            }
+            Kind::Deployment | Kind::Rollout => workload::recognize_update(
+                &mut recognition,
+                request.sub_resource.as_deref(),
+                old,
+                new,
+                caller_is_automation,
+            ),
+        },
+        // CONNECT is never routed to Guardrails.
+        Operation::Connect => {}
+    }
+    if recognition.actions.is_empty() {
+        // Only automation's own writes go unnamed; anyone else's write is seen by policies,
+        // even one that changes nothing.
+        recognition.actions.push(if caller_is_automation {
+            Action::Bookkeeping
+        } else {
+            Action::Update
+        });
+    }
+    recognition.actions.sort_by_key(|a| a.as_str());
+    recognition.actions.dedup();
+    Recognized::Known(recognition)
+}
+
+#[cfg(test)]
+#[path = "../unit_tests/recognize_tests.rs"]
+mod tests;
