@@ -321,6 +321,8 @@ fn webhook_rules_cover_what_guardrails_decides() {
     let webhooks = read(&chart().join("templates/webhooks.yaml"));
     for resource in [
         "\"applications\"",
+        "\"applicationsets\"",
+        "\"appprojects\"",
         "\"rollouts\"",
         "\"rollouts/status\"",
         "\"deployments\"",

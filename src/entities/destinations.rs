@@ -315,3 +315,7 @@ fn scalar(value: &Value) -> Option<String> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+#[path = "../unit_tests/destinations_tests.rs"]
+mod tests;

@@ -59,3 +59,142 @@ fn a_replicaset_template_is_recognised_by_the_api_servers_defaults() {
     assert!(defaulted_like_a_replicaset(Some(&from_replicaset)));
     assert!(!defaulted_like_a_replicaset(None));
 }
+
+/// Every AdmissionReview of the fidelity corpus (tests/fixtures/argo-writes).
+fn corpus() -> Vec<serde_json::Value> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/argo-writes");
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&root)
+        .expect("corpus")
+        .flat_map(|dir| std::fs::read_dir(dir.expect("entry").path()).into_iter().flatten())
+        .map(|entry| entry.expect("entry").path())
+        .filter(|path| path.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    let reviews: Vec<serde_json::Value> = files
+        .iter()
+        .filter_map(|path| serde_json::from_slice(&std::fs::read(path).ok()?).ok())
+        .filter(|review: &serde_json::Value| review["kind"] == "AdmissionReview")
+        .collect();
+    assert!(reviews.len() > 150, "the fidelity corpus is missing");
+    reviews
+}
+
+/// Every JSON pointer into `value` (objects and arrays included).
+fn pointers(value: &serde_json::Value, prefix: String, out: &mut Vec<String>) {
+    let children: Vec<(String, &serde_json::Value)> = match value {
+        serde_json::Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| (k.replace('~', "~0").replace('/', "~1"), v))
+            .collect(),
+        serde_json::Value::Array(list) => {
+            list.iter().enumerate().map(|(i, v)| (i.to_string(), v)).collect()
+        }
+        _ => Vec::new(),
+    };
+    for (key, child) in children {
+        let path = format!("{prefix}/{key}");
+        out.push(path.clone());
+        pointers(child, path, out);
+    }
+}
+
+fn recognise(review: &serde_json::Value) -> Recognition {
+    let config = Config::embedded().expect("embedded config");
+    let body = serde_json::to_vec(review).expect("review");
+    let request = crate::admission::parse_review(&body).expect("a valid review");
+    match recognize(&request, &config) {
+        Recognized::Known(recognition) => recognition,
+        Recognized::Unsupported { resource } => panic!("corpus review for {resource}"),
+    }
+}
+
+/// The people and the person-less delegator of the example config.
+const NOT_AUTOMATION: &[(&str, &[&str])] = &[
+    ("bob@example.com", &["payments-devs", "system:authenticated"]),
+    ("admin@example.com", &["platform-admins"]),
+    ("system:serviceaccount:argocd:argocd-server", &["system:serviceaccounts"]),
+    ("system:serviceaccount:payments-prod:ci", &["system:serviceaccounts"]),
+];
+
+/// Values a change may write: what the writers' own fields hold, and what they do not.
+fn replacement(choice: usize) -> serde_json::Value {
+    [
+        json!(null),
+        json!(""),
+        json!("changed"),
+        json!(0),
+        json!(true),
+        json!(false),
+        json!({}),
+        json!([]),
+        json!({"enabled": true}),
+        json!("resources-finalizer.argocd.argoproj.io/foreground"),
+    ][choice % 10]
+        .clone()
+}
+
+#[test]
+fn automation_writing_nothing_new_is_bookkeeping_and_anyone_else_an_update() {
+    let review = corpus()
+        .into_iter()
+        .find(|r| r["request"]["resource"]["resource"] == "applications" && r["request"]["operation"] == "UPDATE")
+        .expect("an Application update");
+    let mut unchanged = review.clone();
+    unchanged["request"]["object"] = unchanged["request"]["oldObject"].clone();
+    unchanged["request"]["userInfo"] =
+        json!({"username": "system:serviceaccount:argocd:argocd-application-controller"});
+    assert_eq!(recognise(&unchanged).actions, [Action::Bookkeeping]);
+    unchanged["request"]["userInfo"] = json!({"username": "bob@example.com"});
+    assert_eq!(recognise(&unchanged).actions, [Action::Update]);
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(400))]
+
+    /// Bookkeeping is proven per writer, never assumed: whatever a person or a delegator without
+    /// a person writes (a recorded write, then random changes to any field of it) is named.
+    #[test]
+    fn no_person_or_delegator_write_is_ever_bookkeeping(
+        pick in 0usize..10_000,
+        who in 0usize..NOT_AUTOMATION.len(),
+        changes in proptest::collection::vec((0usize..100_000, 0usize..10, proptest::bool::ANY), 0..4),
+    ) {
+        thread_local! {
+            static CORPUS: Vec<serde_json::Value> = corpus();
+        }
+        let mut review = CORPUS.with(|c| c[pick % c.len()].clone());
+        let (user, groups) = NOT_AUTOMATION[who];
+        review["request"]["userInfo"] = json!({"username": user, "groups": groups});
+        let side = if review["request"]["object"].is_object() { "object" } else { "oldObject" };
+        for (at, value, remove) in changes {
+            let mut paths = Vec::new();
+            pointers(&review["request"][side], String::new(), &mut paths);
+            paths.retain(|p| !matches!(p.as_str(), "/apiVersion" | "/kind" | "/metadata" | "/metadata/name" | "/metadata/namespace"));
+            if paths.is_empty() {
+                break;
+            }
+            let path = &paths[at % paths.len()];
+            let object = &mut review["request"][side];
+            if remove {
+                let (parent, key) = path.rsplit_once('/').unwrap_or(("", path));
+                if let Some(serde_json::Value::Object(map)) = object.pointer_mut(parent) {
+                    map.remove(&crate::json::unescape(key).into_owned());
+                }
+            } else if let Some(slot) = object.pointer_mut(path) {
+                *slot = replacement(value);
+            }
+        }
+        let body = serde_json::to_vec(&review).expect("review");
+        // A change may make the objects unreadable (a label that is not a string): refused, fine.
+        if let Ok(request) = crate::admission::parse_review(&body) {
+            let config = Config::embedded().expect("embedded config");
+            if let Recognized::Known(recognition) = recognize(&request, &config) {
+                proptest::prop_assert!(
+                    !recognition.actions.contains(&Action::Bookkeeping),
+                    "{user}: {:?} for {}", recognition.actions, review["request"]["uid"]
+                );
+                proptest::prop_assert!(!recognition.actions.is_empty());
+            }
+        }
+    }
+}

@@ -1053,6 +1053,8 @@ fn main_fixture_webhooks_come_from_the_chart() {
     let resources = webhook["rules"].to_string();
     for resource in [
         "applications",
+        "applicationsets",
+        "appprojects",
         "rollouts/status",
         "rollouts/scale",
         "deployments/scale",

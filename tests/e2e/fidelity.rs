@@ -86,6 +86,8 @@ fn routed(request: &Value) -> bool {
     let covered = matches!(
         (resource, sub),
         ("applications", "")
+            | ("applicationsets", "")
+            | ("appprojects", "")
             | ("rollouts", "")
             | ("rollouts", "status")
             | ("rollouts", "scale")
@@ -134,7 +136,9 @@ fn set_up(request: &Value, plural: &str, namespace: &str, name: &str) -> Result<
     if !created.success {
         return Err(format!("setting up the old object: {created}"));
     }
-    let has_status_subresource = plural != "applications.argoproj.io";
+    // Applications and AppProjects keep their status in the main resource.
+    let has_status_subresource =
+        !matches!(plural, "applications.argoproj.io" | "appprojects.argoproj.io");
     if has_status_subresource && old["kind"] != "Scale" && !old["status"].is_null() {
         let current = c
             .kubectl(&["get", plural, name, "-n", namespace, "-o", "json"])
@@ -252,7 +256,8 @@ fn grant_writers(cases: &[Case]) {
         "metadata": {"name": "e2e-fidelity-writers"},
         "rules": [
             {"apiGroups": ["argoproj.io"],
-             "resources": ["applications", "rollouts", "rollouts/status", "rollouts/scale"],
+             "resources": ["applications", "applicationsets", "applicationsets/status",
+                           "appprojects", "rollouts", "rollouts/status", "rollouts/scale"],
              "verbs": ["get", "list", "create", "update", "patch", "delete"]},
             {"apiGroups": ["apps"],
              "resources": ["deployments", "deployments/scale", "deployments/status"],
@@ -286,7 +291,12 @@ fn replay(index: usize, case: &Case) -> Vec<String> {
         &request["oldObject"]
     };
     let original = source["metadata"]["name"].as_str().unwrap_or("object");
-    let name: String = format!("fw{index}-{original}").chars().take(60).collect();
+    // argocd-server's own `default` project is let through by name: keep it.
+    let name: String = if plural == "appprojects.argoproj.io" && original == "default" {
+        original.to_string()
+    } else {
+        format!("fw{index}-{original}").chars().take(60).collect()
+    };
     if let Err(error) = set_up(request, &plural, &namespace, &name) {
         return vec![error];
     }
