@@ -81,7 +81,8 @@ fn a_template_patch_may_set_any_destination() {
         json!([{"list": {"elements": [{"env": "dev"}]}}]),
         "payments-{{.env}}",
     );
-    object["spec"]["templatePatch"] = json!("spec:\n  destination:\n    namespace: payments-prod\n");
+    object["spec"]["templatePatch"] =
+        json!("spec:\n  destination:\n    namespace: payments-prod\n");
     let found = of_applicationset(&object);
     assert!(!found.known);
     assert_eq!(namespaces(&found), ["payments-dev"]);
@@ -99,7 +100,12 @@ fn matrix_and_merge_of_lists_are_followed() {
     assert!(found.known);
     assert_eq!(
         namespaces(&found),
-        ["payments-dev", "payments-prod", "storefront-dev", "storefront-prod"]
+        [
+            "payments-dev",
+            "payments-prod",
+            "storefront-dev",
+            "storefront-prod"
+        ]
     );
     let found = of_applicationset(&appset(
         json!([{"merge": {"mergeKeys": ["app"], "generators": [
@@ -165,6 +171,9 @@ fn globs_match_as_argo_cd_patterns_do() {
     assert!(glob_matches("*-prod", "storefront-prod"));
     assert!(!glob_matches("*-prod", "storefront-dev"));
     assert!(glob_matches("pay?ents-dev", "payments-dev"));
-    assert!(glob_matches("[ps]*", "anything"), "a class is read as matching anything");
+    assert!(
+        glob_matches("[ps]*", "anything"),
+        "a class is read as matching anything"
+    );
     assert!(glob_matches("", "") && !glob_matches("", "x"));
 }

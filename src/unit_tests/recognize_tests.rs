@@ -65,7 +65,11 @@ fn corpus() -> Vec<serde_json::Value> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/argo-writes");
     let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&root)
         .expect("corpus")
-        .flat_map(|dir| std::fs::read_dir(dir.expect("entry").path()).into_iter().flatten())
+        .flat_map(|dir| {
+            std::fs::read_dir(dir.expect("entry").path())
+                .into_iter()
+                .flatten()
+        })
         .map(|entry| entry.expect("entry").path())
         .filter(|path| path.extension().is_some_and(|e| e == "json"))
         .collect();
@@ -86,9 +90,11 @@ fn pointers(value: &serde_json::Value, prefix: String, out: &mut Vec<String>) {
             .iter()
             .map(|(k, v)| (k.replace('~', "~0").replace('/', "~1"), v))
             .collect(),
-        serde_json::Value::Array(list) => {
-            list.iter().enumerate().map(|(i, v)| (i.to_string(), v)).collect()
-        }
+        serde_json::Value::Array(list) => list
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (i.to_string(), v))
+            .collect(),
         _ => Vec::new(),
     };
     for (key, child) in children {
@@ -110,10 +116,19 @@ fn recognise(review: &serde_json::Value) -> Recognition {
 
 /// The people and the person-less delegator of the example config.
 const NOT_AUTOMATION: &[(&str, &[&str])] = &[
-    ("bob@example.com", &["payments-devs", "system:authenticated"]),
+    (
+        "bob@example.com",
+        &["payments-devs", "system:authenticated"],
+    ),
     ("admin@example.com", &["platform-admins"]),
-    ("system:serviceaccount:argocd:argocd-server", &["system:serviceaccounts"]),
-    ("system:serviceaccount:payments-prod:ci", &["system:serviceaccounts"]),
+    (
+        "system:serviceaccount:argocd:argocd-server",
+        &["system:serviceaccounts"],
+    ),
+    (
+        "system:serviceaccount:payments-prod:ci",
+        &["system:serviceaccounts"],
+    ),
 ];
 
 /// Values a change may write: what the writers' own fields hold, and what they do not.
@@ -137,7 +152,10 @@ fn replacement(choice: usize) -> serde_json::Value {
 fn automation_writing_nothing_new_is_bookkeeping_and_anyone_else_an_update() {
     let review = corpus()
         .into_iter()
-        .find(|r| r["request"]["resource"]["resource"] == "applications" && r["request"]["operation"] == "UPDATE")
+        .find(|r| {
+            r["request"]["resource"]["resource"] == "applications"
+                && r["request"]["operation"] == "UPDATE"
+        })
         .expect("an Application update");
     let mut unchanged = review.clone();
     unchanged["request"]["object"] = unchanged["request"]["oldObject"].clone();

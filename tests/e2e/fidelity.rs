@@ -137,8 +137,10 @@ fn set_up(request: &Value, plural: &str, namespace: &str, name: &str) -> Result<
         return Err(format!("setting up the old object: {created}"));
     }
     // Applications and AppProjects keep their status in the main resource.
-    let has_status_subresource =
-        !matches!(plural, "applications.argoproj.io" | "appprojects.argoproj.io");
+    let has_status_subresource = !matches!(
+        plural,
+        "applications.argoproj.io" | "appprojects.argoproj.io"
+    );
     if has_status_subresource && old["kind"] != "Scale" && !old["status"].is_null() {
         let current = c
             .kubectl(&["get", plural, name, "-n", namespace, "-o", "json"])
@@ -155,8 +157,26 @@ fn set_up(request: &Value, plural: &str, namespace: &str, name: &str) -> Result<
         }
     }
     if !old["metadata"]["deletionTimestamp"].is_null() {
-        c.kubectl(&["delete", plural, name, "-n", namespace, "--wait=false"])
-            .ok();
+        // The API server keeps the garbage collector's finalizer only for the propagation that
+        // asks for it (a background delete drops it, and the object would be gone at once).
+        let finalizers = old["metadata"]["finalizers"].to_string();
+        let cascade = if finalizers.contains("\"foregroundDeletion\"") {
+            "--cascade=foreground"
+        } else if finalizers.contains("\"orphan\"") {
+            "--cascade=orphan"
+        } else {
+            "--cascade=background"
+        };
+        c.kubectl(&[
+            "delete",
+            plural,
+            name,
+            "-n",
+            namespace,
+            cascade,
+            "--wait=false",
+        ])
+        .ok();
     }
     Ok(())
 }
