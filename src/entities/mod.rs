@@ -162,94 +162,6 @@ fn place(
     }
 }
 
-/// The places one destination stands for: a namespace pattern stands for every namespace the
-/// config or the cluster knows that it matches; an environment comes from the namespace, else
-/// from every configured cluster the destination's server or name (pattern) matches.
-fn places_of(destination: &Destination, config: &Config, live: &NamespaceLabels) -> Vec<Placement> {
-    let namespaces: Vec<Option<String>> = if destination.namespace.is_empty() {
-        vec![None]
-    } else if is_pattern(&destination.namespace) {
-        let mut known: Vec<&String> = config.file.namespaces.keys().chain(live.keys()).collect();
-        known.sort();
-        known.dedup();
-        let matched: Vec<Option<String>> = known
-            .into_iter()
-            .filter(|ns| glob_matches(&destination.namespace, ns))
-            .map(|ns| Some(ns.clone()))
-            .collect();
-        if matched.is_empty() {
-            vec![None]
-        } else {
-            matched
-        }
-    } else {
-        vec![Some(destination.namespace.clone())]
-    };
-    let cluster_environments: Vec<String> = {
-        let mut found: Vec<String> = config
-            .file
-            .clusters
-            .iter()
-            .filter(|(cluster, _)| {
-                [&destination.server, &destination.name].iter().any(|d| {
-                    !d.is_empty() && (d == cluster || (is_pattern(d) && glob_matches(d, cluster)))
-                })
-            })
-            .map(|(_, environment)| environment.clone())
-            .collect();
-        found.sort();
-        found.dedup();
-        found
-    };
-    let mut places = Vec::new();
-    for namespace in namespaces {
-        let resolved = namespace
-            .as_deref()
-            .map(|ns| resolve_namespace(config, live, ns))
-            .unwrap_or_default();
-        let environments: Vec<Option<String>> = match resolved.environment {
-            Some(environment) => vec![Some(environment)],
-            None if cluster_environments.is_empty() => vec![None],
-            None => cluster_environments.iter().cloned().map(Some).collect(),
-        };
-        for environment in environments {
-            places.push(Placement {
-                namespace: namespace.clone(),
-                team: resolved.team.clone(),
-                environment,
-                previous: None,
-                reach: None,
-            });
-        }
-    }
-    places
-}
-
-fn reach(kind: Kind, request: &Request, config: &Config, live: &NamespaceLabels) -> Reach {
-    let mut destinations = Destinations::default();
-    for object in [request.old_object.as_ref(), request.object.as_ref()]
-        .into_iter()
-        .flatten()
-    {
-        destinations.merge(match kind {
-            Kind::AppProject => destinations::of_appproject(&object.data),
-            _ => destinations::of_applicationset(&object.data),
-        });
-    }
-    let mut places: Vec<Placement> = Vec::new();
-    for destination in &destinations.list {
-        for place in places_of(destination, config, live) {
-            if !places.contains(&place) {
-                places.push(place);
-            }
-        }
-    }
-    Reach {
-        places,
-        known: destinations.known,
-    }
-}
-
 pub fn placement(
     kind: Kind,
     request: &Request,
@@ -258,7 +170,7 @@ pub fn placement(
 ) -> Placement {
     if matches!(kind, Kind::ApplicationSet | Kind::AppProject) {
         return Placement {
-            reach: Some(reach(kind, request, config, live)),
+            reach: Some(destinations::reach(kind, request, config, live)),
             ..Placement::default()
         };
     }
@@ -492,7 +404,7 @@ fn core_subjects(
         resource_parents.extend(previous_parents);
     }
     if let Some(reach) = &placement.reach {
-        attrs.extend(reach_attributes(
+        attrs.extend(destinations::reach_attributes(
             reach,
             &mut entities,
             &mut resource_parents,
@@ -536,50 +448,6 @@ fn core_subjects(
     let resource = core_resource_uid(recognition.kind, request)?;
     entities.push(entity(resource.clone(), attrs, resource_parents, tags));
     Ok((principal, resource, entities))
-}
-
-/// An ApplicationSet's or AppProject's reach as attributes (`destinationsKnown`,
-/// `destinationNamespaces`, `teams`, `environments`), its places' namespaces as entities and
-/// every place's team, environment and namespace as parents.
-fn reach_attributes(
-    reach: &Reach,
-    entities: &mut Vec<CoreEntity>,
-    parents: &mut HashSet<EntityUID>,
-) -> Result<Attributes, EntityError> {
-    let t = types()?;
-    let (mut namespaces, mut teams, mut environments) = (Vec::new(), Vec::new(), Vec::new());
-    for place in &reach.places {
-        let (_, place_parents) = placed_in(place, entities)?;
-        parents.extend(place_parents);
-        namespaces.extend(place.namespace.iter().map(|ns| string(ns)));
-        teams.extend(
-            place
-                .team
-                .iter()
-                .map(|team| CedarValue::from(uid(&t.team, team))),
-        );
-        environments.extend(
-            place
-                .environment
-                .iter()
-                .map(|env| CedarValue::from(uid(&t.environment, env))),
-        );
-    }
-    Ok(vec![
-        (
-            "destinationsKnown".into(),
-            CedarValue::from(reach.known).into(),
-        ),
-        (
-            "destinationNamespaces".into(),
-            CedarValue::set(namespaces, None).into(),
-        ),
-        ("teams".into(), CedarValue::set(teams, None).into()),
-        (
-            "environments".into(),
-            CedarValue::set(environments, None).into(),
-        ),
-    ])
 }
 
 /// The `team`/`environment` attributes of a placement and the resource's parents there (team,
