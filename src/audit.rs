@@ -218,6 +218,9 @@ pub struct AuditCounters {
     pub written: Counter,
     pub dropped: Family<LossLabels, Counter>,
     pub reopens: Counter,
+    /// Files found ending mid-line when opened (a record torn by an earlier process): ended with
+    /// a newline before the first record.
+    pub torn_tails: Counter,
     /// Records accepted and not yet written or lost (the one being written counts).
     pub buffered_records: Gauge,
     pub buffered_bytes: Gauge,
@@ -256,10 +259,20 @@ pub trait AuditSink: Send + 'static {
     fn moved(&self) -> bool {
         false
     }
+    /// Whether the destination ends in the middle of a line (a torn record from before it was
+    /// opened): the next record must start on a new line.
+    fn ends_mid_line(&self) -> bool {
+        false
+    }
 }
 
 fn open_append(path: &Path) -> io::Result<File> {
-    OpenOptions::new().create(true).append(true).open(path)
+    // Readable too: the last byte tells whether an earlier process left a torn record.
+    OpenOptions::new()
+        .create(true)
+        .read(true)
+        .append(true)
+        .open(path)
 }
 
 struct FileSink {
@@ -285,6 +298,16 @@ impl AuditSink for FileSink {
             (Ok(named), Ok(open)) => (named.dev(), named.ino()) != (open.dev(), open.ino()),
             (Ok(_), Err(_)) => false,
         }
+    }
+
+    #[cfg(unix)]
+    fn ends_mid_line(&self) -> bool {
+        use std::os::unix::fs::FileExt;
+        let Ok(length) = self.file.metadata().map(|m| m.len()) else {
+            return false;
+        };
+        let mut last = [0u8; 1];
+        length > 0 && self.file.read_exact_at(&mut last, length - 1).is_ok() && last[0] != b'\n'
     }
 }
 
@@ -714,6 +737,27 @@ struct LineWriter {
 }
 
 impl LineWriter {
+    fn new(sink: Box<dyn AuditSink>, shared: &Shared) -> Self {
+        let mut writer = Self {
+            sink,
+            fragment: false,
+        };
+        writer.check_tail(shared);
+        writer
+    }
+
+    /// A file that ends mid-line (a process that died or hit a full disk mid-write) gets its
+    /// fragment terminated before our first record, which would otherwise be glued to it.
+    fn check_tail(&mut self, shared: &Shared) {
+        if !self.fragment && self.sink.ends_mid_line() {
+            self.fragment = true;
+            shared.counters.torn_tails.inc();
+            tracing::warn!(
+                "the audit log ends in a torn record from an earlier write: ending it with a newline; `guardrails replay` reports it as torn"
+            );
+        }
+    }
+
     /// Write whole lines; on failure, how many bytes of them were written.
     fn write_lines(&mut self, lines: &[u8]) -> Result<(), (usize, io::Error)> {
         if self.fragment {
@@ -735,6 +779,7 @@ impl LineWriter {
                     self.fragment = false;
                 }
                 tracing::info!(why, "audit log reopened");
+                self.check_tail(shared);
             }
             Err(error) => {
                 tracing::error!(%error, why, "cannot reopen the audit log; writing on to the open one");
@@ -745,10 +790,7 @@ impl LineWriter {
 }
 
 fn run_writer(sink: Box<dyn AuditSink>, receiver: Receiver<Vec<u8>>, shared: &Shared) {
-    let mut writer = LineWriter {
-        sink,
-        fragment: false,
-    };
+    let mut writer = LineWriter::new(sink, shared);
     let mut last_check = Instant::now();
     let mut batch = Vec::new();
     loop {

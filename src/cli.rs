@@ -100,9 +100,17 @@ pub struct LimitArgs {
     /// Close a connection with no request in flight for this long.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "60s", env = "GUARDRAILS_IDLE_TIMEOUT")]
     pub idle_timeout: Duration,
+    /// Time a new connection has for its TLS handshake; at the connection cap, connections still
+    /// in their handshake are closed first (oldest first).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "2s", env = "GUARDRAILS_HANDSHAKE_TIMEOUT")]
+    pub handshake_timeout: Duration,
     /// Time a new connection has for its TLS handshake and first request.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s", env = "GUARDRAILS_FIRST_REQUEST_TIMEOUT")]
     pub first_request_timeout: Duration,
+    /// Connections the kernel queues before they are accepted, on each listener (capped by
+    /// net.core.somaxconn).
+    #[arg(long, value_name = "N", default_value_t = crate::limits::DEFAULT_LISTEN_BACKLOG, env = "GUARDRAILS_LISTEN_BACKLOG")]
+    pub listen_backlog: u32,
     /// On SIGTERM, keep serving this long with /readyz failing before closing the listener.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "5s", env = "GUARDRAILS_SHUTDOWN_DELAY")]
     pub shutdown_delay: Duration,
@@ -124,7 +132,9 @@ impl LimitArgs {
             memory_budget: self.memory_budget,
             max_connections: self.max_connections,
             idle_timeout: self.idle_timeout,
+            handshake_timeout: self.handshake_timeout,
             first_request_timeout: self.first_request_timeout,
+            listen_backlog: self.listen_backlog,
             shutdown_delay: self.shutdown_delay,
             shutdown_grace: self.shutdown_grace,
         }
@@ -174,6 +184,8 @@ fn parse_bytes(value: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("{value:?} is not a size in bytes (e.g. 4194304, 512Ki, 4Mi)"))
 }
 
+// Parsed once at start-up: the size of `Serve` costs nothing worth boxing for.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the admission webhook over TLS.
@@ -235,6 +247,15 @@ pub enum Command {
         /// on a difference, even when no file event arrived (`30s`, `500ms`, `2m`; `0` turns it off).
         #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration, env = "GUARDRAILS_RELOAD_INTERVAL")]
         reload_interval: std::time::Duration,
+        /// A change to --policies or --config that takes something away (a policy file, policies,
+        /// teams, namespaces, clusters, delegators, a stricter mode) is loaded only once it stayed
+        /// unchanged on disk this long: a file being rewritten looks like that for a moment.
+        #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration, env = "GUARDRAILS_RELOAD_SETTLE")]
+        reload_settle: std::time::Duration,
+        /// /readyz fails from this long before the serving certificate expires, unless a valid
+        /// replacement was loaded by then (`0` turns it off).
+        #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration, env = "GUARDRAILS_UNREADY_BEFORE_EXPIRY")]
+        unready_before_expiry: std::time::Duration,
         /// Start with, and reload, a policy set in which some action has no permit for anyone
         /// (denied to everyone); refused otherwise. The config's `allowDefaultDeny: true` does the same.
         #[arg(long, env = "GUARDRAILS_ALLOW_DEFAULT_DENY")]
@@ -425,6 +446,8 @@ struct ServeOptions {
     audit_log_buffer_bytes: usize,
     reload: bool,
     reload_interval: std::time::Duration,
+    reload_settle: std::time::Duration,
+    unready_before_expiry: std::time::Duration,
     allow_default_deny: bool,
     probe_listen: Option<SocketAddr>,
     watch_namespaces: bool,
@@ -446,6 +469,8 @@ pub fn run(cli: Cli) -> ExitCode {
             audit_log_buffer_bytes,
             no_reload,
             reload_interval,
+            reload_settle,
+            unready_before_expiry,
             allow_default_deny,
             probe_listen,
             watch_namespaces,
@@ -468,6 +493,8 @@ pub fn run(cli: Cli) -> ExitCode {
                 audit_log_buffer_bytes,
                 reload: !no_reload,
                 reload_interval,
+                reload_settle,
+                unready_before_expiry,
                 allow_default_deny,
                 probe_listen,
                 watch_namespaces,
@@ -588,7 +615,7 @@ fn serve(args: &PolicyArgs, options: ServeOptions) -> anyhow::Result<()> {
             "TLS is required: pass --tls-cert and --tls-key, or --dev for a local self-signed certificate"
         ),
     };
-    let tls_config = certificate.load(options.client_ca.as_deref())?;
+    let loaded_certificate = certificate.load_with_expiry(options.client_ca.as_deref())?;
     let mut limits = options.limits.clone();
     for note in limits.normalise(crate::limits::open_file_limit()) {
         tracing::warn!("{note}");
@@ -605,6 +632,8 @@ fn serve(args: &PolicyArgs, options: ServeOptions) -> anyhow::Result<()> {
         None => AuditLog::to_stdout(audit_options),
     };
     let state = server::AppState::with_audit(engine, audit).with_limits(limits.clone());
+    let tls = tls::ReloadableTls::loaded(loaded_certificate, &state.metrics);
+    let state = state.with_certificate(tls.status(), options.unready_before_expiry);
     let audit = state.audit.clone();
     let result = runtime.block_on(async move {
         let signals = server::Signals::install();
@@ -620,13 +649,12 @@ fn serve(args: &PolicyArgs, options: ServeOptions) -> anyhow::Result<()> {
         }
         // Bind before anything is written: a second instance on a busy port must fail without
         // touching the running one's files (the --dev CA).
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
+        let listener = crate::connections::listen(listen, limits.listen_backlog)
+            .and_then(tokio::net::TcpListener::from_std)
             .with_context(|| format!("cannot listen on {listen}"))?;
         let probe_listener = match options.probe_listen {
             Some(address) => Some(
-                tokio::net::TcpListener::bind(address)
-                    .await
+                crate::connections::listen(address, limits.listen_backlog)
                     .with_context(|| format!("cannot listen on {address} for probes"))?,
             ),
             None => None,
@@ -674,6 +702,7 @@ fn serve(args: &PolicyArgs, options: ServeOptions) -> anyhow::Result<()> {
                 crate::reload::ReloadOptions {
                     file_events: true,
                     interval: Some(options.reload_interval).filter(|i| !i.is_zero()),
+                    settle: options.reload_settle,
                 },
             )
             .context("cannot watch the policy directory and config")?
@@ -697,20 +726,19 @@ fn serve(args: &PolicyArgs, options: ServeOptions) -> anyhow::Result<()> {
         let handle = server::ServerHandle::new();
         if let Some(listener) = probe_listener {
             tracing::info!(address = ?listener.local_addr().ok(), "serving probes and metrics over plain HTTP");
-            let (state, handle) = (state.clone(), handle.clone());
-            tokio::spawn(async move {
-                if let Err(error) = server::serve_probes(listener, state, handle).await {
-                    tracing::error!(%error, "probe listener stopped");
-                }
-            });
+            server::serve_probes_apart(listener, state.clone(), handle.clone())
+                .context("cannot start the probe listener")?;
         }
-        let tls = tls::ReloadableTls::new(tls_config);
         let _certificate_watcher = if options.reload {
             tls::watch_certificate(
                 certificate,
                 options.client_ca.clone(),
                 tls.clone(),
                 state.metrics.clone(),
+                crate::watch::WatchOptions {
+                    file_events: true,
+                    interval: Some(options.reload_interval).filter(|i| !i.is_zero()),
+                },
             )
             .context("cannot watch the TLS certificate")?
         } else {

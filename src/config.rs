@@ -173,6 +173,16 @@ pub struct Config {
 
 impl Config {
     pub fn from_yaml(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        // An empty config is valid YAML for "no teams, no namespaces": every prod policy would
+        // stop matching. It is also what a file being rewritten looks like for a moment.
+        if text.trim().is_empty() {
+            return Err(ConfigError::Invalid {
+                origin: origin.to_string(),
+                message: "the file is empty (a file being rewritten looks like this); a config \
+                          meant to set nothing is `{}`"
+                    .into(),
+            });
+        }
         let file: ConfigFile =
             serde_yaml_ng::from_str(text).map_err(|error| ConfigError::Parse {
                 origin: origin.to_string(),

@@ -2,14 +2,18 @@
 //! HTTP/1.1 and HTTP/2 (ALPN), idle and first-request timeouts, and a drain on stop that
 //! serves what was already received.
 //!
-//! A connection is "idle" when it has no request in flight. At the connection cap, idle
-//! connections are closed (HTTP/2 with GOAWAY) and new ones wait in the kernel's backlog
-//! until one closes, so a flood of idle connections can neither lock clients out nor exhaust
-//! file descriptors.
+//! A connection is "idle" when it has no request in flight. At the connection cap, the oldest
+//! connection that has not sent a request yet (still in its TLS handshake, or silent after it) is
+//! closed to make room for each new one; when there is none, idle connections are closed (HTTP/2
+//! with GOAWAY). New connections wait in the kernel's backlog (`listen_backlog`) meanwhile. So a
+//! flood of silent or idle connections can neither lock clients out nor exhaust file
+//! descriptors: a real client's connection, which sends its handshake at once, is accepted
+//! behind the flood and served.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -17,7 +21,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tower::ServiceExt;
 
 use crate::limits::{Limits, Throttle};
@@ -32,6 +36,8 @@ pub const MAX_CONCURRENT_STREAMS: u32 = 32;
 /// While draining, an HTTP/1.1 connection is closed after this long with nothing in flight: a
 /// request already sent is read well within it, so closing does not reset it.
 pub const DRAIN_QUIET: Duration = Duration::from_millis(500);
+/// At the cap, how long to wait for the connection told to close before telling another.
+const ROOM_RETRY: Duration = Duration::from_millis(100);
 
 /// Tells a running server to stop, and reports its connections.
 #[derive(Clone, Debug)]
@@ -99,8 +105,11 @@ struct Shared {
     limits: Limits,
     metrics: Arc<Metrics>,
     handle: ServerHandle,
-    /// Bumped when the connection cap is reached: idle connections close.
+    /// Bumped when the connection cap is reached and no connection is `unproven`: idle
+    /// connections close.
     pressure: watch::Sender<u64>,
+    /// Connections that have not sent a request yet, oldest first: the first closed at the cap.
+    unproven: Unproven,
     epoch: Instant,
     handshake_errors: Throttle,
 }
@@ -127,6 +136,19 @@ fn builder() -> auto::Builder<TokioExecutor> {
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
         .max_header_list_size(MAX_HEADER_BUFFER as u32);
     builder
+}
+
+/// A listener on `address` with room for `backlog` connections waiting to be accepted (the
+/// standard library's is 128). Reuses the address, as `std::net::TcpListener::bind` does.
+pub fn listen(address: SocketAddr, backlog: u32) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(address), Type::STREAM, None)?;
+    #[cfg(unix)]
+    socket.set_reuse_address(true)?;
+    socket.bind(&address.into())?;
+    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
 }
 
 /// Serve `app` over TLS on `listener` until `handle` is stopped and every connection has
@@ -169,6 +191,7 @@ async fn serve(
         metrics,
         handle: handle.clone(),
         pressure: watch::channel(0).0,
+        unproven: Unproven::default(),
         epoch: Instant::now(),
         handshake_errors: Throttle::new(Duration::from_secs(10)),
         limits,
@@ -177,6 +200,22 @@ async fn serve(
     let accept_errors = Throttle::new(Duration::from_secs(5));
     let mut stop = handle.stop.subscribe();
     'accept: loop {
+        // Accept first, then find room: room is only made (connections closed) for a
+        // connection that is really waiting, never ahead of one.
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // EMFILE and friends: back off instead of spinning; the cap keeps this rare.
+                    if let Some(suppressed) = accept_errors.ready() {
+                        tracing::error!(%error, suppressed, "cannot accept a connection");
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = until_true(&mut stop) => break 'accept,
+        };
         let permit = match permits.clone().try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
@@ -185,32 +224,29 @@ async fn serve(
                     tracing::warn!(
                         max_connections = shared.limits.max_connections,
                         suppressed,
-                        "connection limit reached: closing idle connections; new connections wait"
+                        "connection limit reached: closing connections that sent nothing, else idle ones; new connections wait"
                     );
                 }
-                shared.pressure.send_modify(|generation| *generation += 1);
-                tokio::select! {
-                    permit = permits.clone().acquire_owned() => match permit {
-                        Ok(permit) => permit,
-                        Err(_) => break 'accept,
-                    },
-                    () = until_true(&mut stop) => break 'accept,
+                loop {
+                    if !shared.unproven.close_oldest() {
+                        shared.pressure.send_modify(|generation| *generation += 1);
+                    }
+                    tokio::select! {
+                        permit = permits.clone().acquire_owned() => match permit {
+                            Ok(permit) => break permit,
+                            Err(_) => break 'accept,
+                        },
+                        // The one told to close had just become busy: make room again.
+                        () = tokio::time::sleep(ROOM_RETRY) => {}
+                        () = until_true(&mut stop) => {
+                            spawn_connection(&shared, tcp, peer, None);
+                            break 'accept;
+                        }
+                    }
                 }
             }
         };
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, peer)) => spawn_connection(&shared, tcp, peer, Some(permit)),
-                Err(error) => {
-                    // EMFILE and friends: back off instead of spinning; the cap keeps this rare.
-                    if let Some(suppressed) = accept_errors.ready() {
-                        tracing::error!(%error, suppressed, "cannot accept a connection");
-                    }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            () = until_true(&mut stop) => break 'accept,
-        }
+        spawn_connection(&shared, tcp, peer, Some(permit));
     }
     take_backlog(&shared, listener, &permits);
     let mut open = handle.open.subscribe();
@@ -281,8 +317,10 @@ fn spawn_connection(
     let shared = shared.clone();
     let open = shared.handle.opened();
     shared.metrics.limits.connections_open.inc();
+    // Registered before the task runs, so the accept loop can close it from the first moment.
+    let unproven = shared.unproven.register();
     tokio::spawn(async move {
-        connection(&shared, tcp, peer).await;
+        connection(&shared, tcp, peer, unproven).await;
         shared.metrics.limits.connections_open.dec();
         drop(open);
         drop(permit);
@@ -322,15 +360,24 @@ enum Phase {
     Closing,
 }
 
-async fn connection(shared: &Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
+async fn connection(
+    shared: &Arc<Shared>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    unproven: Registration,
+) {
     let _ = tcp.set_nodelay(true);
     let Some(tls) = &shared.tls else {
-        return serve_connection(shared, TokioIo::new(tcp), false, peer).await;
+        return serve_connection(shared, TokioIo::new(tcp), false, peer, unproven).await;
     };
     let acceptor = tokio_rustls::TlsAcceptor::from(tls.current());
-    let stream =
-        match tokio::time::timeout(shared.limits.first_request_timeout, acceptor.accept(tcp)).await
-        {
+    let deadline = shared
+        .limits
+        .handshake_timeout
+        .min(shared.limits.first_request_timeout);
+    let handshake = tokio::time::timeout(deadline, acceptor.accept(tcp));
+    let stream = tokio::select! {
+        result = handshake => match result {
             Ok(Ok(stream)) => stream,
             Ok(Err(error)) => {
                 shared.metrics.limits.record_connection_closed("handshake");
@@ -340,17 +387,87 @@ async fn connection(shared: &Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
                 return;
             }
             Err(_) => {
-                shared.metrics.limits.record_connection_closed("handshake");
+                shared.metrics.limits.record_connection_closed("handshake-timeout");
                 return;
             }
-        };
+        },
+        () = unproven.closing.notified() => {
+            shared.metrics.limits.record_connection_closed("pressure-handshake");
+            return;
+        }
+    };
     let http2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-    serve_connection(shared, TokioIo::new(stream), http2, peer).await;
+    serve_connection(shared, TokioIo::new(stream), http2, peer, unproven).await;
+}
+
+/// Connections that have not sent a request yet, by when they were accepted.
+#[derive(Default)]
+struct Unproven {
+    next: AtomicU64,
+    waiting: Arc<Mutex<BTreeMap<u64, Arc<Notify>>>>,
+}
+
+/// One connection's place among the unproven, until its first request (or its end).
+struct Registration {
+    id: u64,
+    closing: Arc<Notify>,
+    waiting: Arc<Mutex<BTreeMap<u64, Arc<Notify>>>>,
+}
+
+impl Unproven {
+    fn register(&self) -> Registration {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let closing = Arc::new(Notify::new());
+        lock(&self.waiting).insert(id, closing.clone());
+        Registration {
+            id,
+            closing,
+            waiting: self.waiting.clone(),
+        }
+    }
+
+    /// Tell the oldest unproven connection to close; false when there is none.
+    fn close_oldest(&self) -> bool {
+        let oldest = lock(&self.waiting).pop_first();
+        match oldest {
+            Some((_, closing)) => {
+                // Stores a permit if the connection is not waiting on it right now.
+                closing.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl Registration {
+    /// The connection sent a request: it is no longer among the first to close.
+    fn proven(&self) {
+        lock(&self.waiting).remove(&self.id);
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.proven();
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
 }
 
 /// HTTP on one connection, closed when idle, under pressure or on stop (see `Phase`).
-async fn serve_connection<I>(shared: &Arc<Shared>, io: I, http2: bool, peer: SocketAddr)
-where
+async fn serve_connection<I>(
+    shared: &Arc<Shared>,
+    io: I,
+    http2: bool,
+    peer: SocketAddr,
+    unproven: Registration,
+) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let activity = Arc::new(Activity {
@@ -359,11 +476,14 @@ where
         served: AtomicBool::new(false),
         became_idle: tokio::sync::Notify::new(),
     });
+    let unproven = Arc::new(unproven);
     let service = {
-        let (activity, shared) = (activity.clone(), shared.clone());
+        let (activity, shared, unproven) = (activity.clone(), shared.clone(), unproven.clone());
         hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
             activity.in_flight.fetch_add(1, Ordering::AcqRel);
-            activity.served.store(true, Ordering::Release);
+            if !activity.served.swap(true, Ordering::AcqRel) {
+                unproven.proven();
+            }
             let guard = InFlight {
                 activity: activity.clone(),
                 shared: shared.clone(),
@@ -443,6 +563,11 @@ where
             }
             () = tokio::time::sleep(wake) => {}
             () = activity.became_idle.notified() => {}
+            () = unproven.closing.notified(), if phase == Phase::Serving => {
+                if activity.in_flight.load(Ordering::Acquire) == 0 {
+                    close!("pressure-silent");
+                }
+            }
             changed = pressure.changed(), if phase == Phase::Serving => {
                 if changed.is_ok() && activity.in_flight.load(Ordering::Acquire) == 0 {
                     close!("pressure");

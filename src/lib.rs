@@ -31,3 +31,4 @@ pub mod respond;
 pub mod server;
 pub mod synth;
 pub mod tls;
+pub mod watch;

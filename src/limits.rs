@@ -28,8 +28,14 @@ pub struct Limits {
     pub max_connections: usize,
     /// A connection with no request in flight for this long is closed.
     pub idle_timeout: Duration,
+    /// Time a new connection has for its TLS handshake; a connection still in its handshake is
+    /// also the first to be closed when the connection cap is reached.
+    pub handshake_timeout: Duration,
     /// Time a new connection has for its TLS handshake and first request.
     pub first_request_timeout: Duration,
+    /// Connections the kernel completes and queues before they are accepted (`listen(2)`'s
+    /// backlog; the kernel caps it at `net.core.somaxconn`).
+    pub listen_backlog: u32,
     /// After SIGTERM: keep serving this long with `/readyz` failing, so endpoints catch up.
     pub shutdown_delay: Duration,
     /// Then, after the listener closes: time to finish what was received.
@@ -58,6 +64,9 @@ pub const PROBE_MAX_CONNECTIONS: usize = 32;
 pub const RESERVED_FDS: usize = PROBE_MAX_CONNECTIONS + 96;
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// A TLS handshake takes a few milliseconds on a cluster network; a second is generous.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
+pub const DEFAULT_LISTEN_BACKLOG: u32 = 4096;
 pub const DEFAULT_SHUTDOWN_DELAY: Duration = Duration::from_secs(5);
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -71,7 +80,9 @@ impl Default for Limits {
             memory_budget: DEFAULT_MEMORY_BUDGET,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             first_request_timeout: DEFAULT_FIRST_REQUEST_TIMEOUT,
+            listen_backlog: DEFAULT_LISTEN_BACKLOG,
             shutdown_delay: DEFAULT_SHUTDOWN_DELAY,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
         }

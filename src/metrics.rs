@@ -68,6 +68,9 @@ pub struct Metrics {
     pub patches: Counter,
     policy_reloads: Family<ResultLabels, Counter>,
     tls_reloads: Family<ResultLabels, Counter>,
+    policy_reloads_held: Family<ReasonLabels, Counter>,
+    /// When the serving certificate in use expires (Unix seconds); 0 before one is loaded.
+    pub tls_certificate_expiry: Gauge,
     pub namespace_cache_synced: Gauge,
     namespace_cache_errors: Counter,
     pub limits: LimitMetrics,
@@ -131,6 +134,18 @@ impl Metrics {
             "TLS certificate reloads by result",
             tls_reloads.clone(),
         );
+        let policy_reloads_held = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "policy_reloads_held",
+            "Changes on disk held back until they stayed unchanged for the settle interval, by what they take away",
+            policy_reloads_held.clone(),
+        );
+        let tls_certificate_expiry = Gauge::default();
+        registry.register(
+            "tls_certificate_expiry_timestamp_seconds",
+            "When the serving certificate in use expires (Unix time)",
+            tls_certificate_expiry.clone(),
+        );
         let namespace_cache_synced = Gauge::default();
         registry.register(
             "namespace_cache_synced",
@@ -155,6 +170,8 @@ impl Metrics {
             patches,
             policy_reloads,
             tls_reloads,
+            policy_reloads_held,
+            tls_certificate_expiry,
             namespace_cache_synced,
             namespace_cache_errors,
         }
@@ -240,6 +257,12 @@ impl Metrics {
             .inc();
     }
 
+    pub fn record_reload_held(&self, reason: &'static str) {
+        self.policy_reloads_held
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
     pub fn record_tls_reload(&self, ok: bool) {
         let result = if ok { "success" } else { "failure" };
         self.tls_reloads
@@ -270,6 +293,11 @@ impl Metrics {
             "audit_reopens",
             "Audit log reopened (SIGHUP, rotation, after a failed write)",
             counters.reopens.clone(),
+        );
+        registry.register(
+            "audit_torn_tails",
+            "Audit log files found ending mid-line when opened (a record torn by an earlier process); ended with a newline",
+            counters.torn_tails.clone(),
         );
         registry.register(
             "audit_buffered_records",

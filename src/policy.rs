@@ -347,6 +347,26 @@ impl PolicyStore {
                 policy_files.push((name, text));
             }
         }
+        // A file being rewritten in place is empty for a moment; loading it then would drop
+        // its policies. A file meant to hold none says so with a comment.
+        let empty: Vec<PolicyDiagnostic> = policy_files
+            .iter()
+            .copied()
+            .chain(schema_text.map(|text| (SCHEMA_FILE, text)))
+            .filter(|(_, text)| text.trim().is_empty())
+            .map(|(name, _)| PolicyDiagnostic {
+                file: format!("{origin}/{name}"),
+                line: 0,
+                column: 0,
+                policy_id: None,
+                message: "the file is empty (a file being rewritten looks like this); a file \
+                          meant to hold no policies says so with a comment"
+                    .into(),
+            })
+            .collect();
+        if !empty.is_empty() {
+            return Err(PolicyError::Invalid(empty));
+        }
         let Some(schema_text) = schema_text else {
             return Err(PolicyError::Invalid(vec![PolicyDiagnostic {
                 file: format!("{origin}/{SCHEMA_FILE}"),
@@ -583,7 +603,7 @@ pub fn text_hash(text: &str) -> String {
     hex_digest(ring::digest::digest(&ring::digest::SHA256, text.as_bytes()))
 }
 
-fn hex_digest(digest: ring::digest::Digest) -> String {
+pub(crate) fn hex_digest(digest: ring::digest::Digest) -> String {
     let mut out = String::with_capacity(7 + 64);
     out.push_str("sha256:");
     for byte in digest.as_ref() {

@@ -1,31 +1,23 @@
 //! Where the engine comes from, and hot reload.
 //!
-//! Files change in many ways: edited in place, the directory replaced (`rm -rf` + copy), a symlink
-//! swapped to a new revision whose old target is deleted (git-sync), the kubelet's ConfigMap
-//! volume (`..data` → `..<timestamp>`, swapped atomically), deleted and re-created. A watch on a
-//! directory follows its inode, not its path, so after a replacement or a swap it silently sees
-//! nothing. So the reloader:
-//! - watches every directory whose change can change what the paths resolve to: the policy
-//!   directory, its parent, the directory of every symlink on the way, the config file's
-//!   directory, or the deepest existing ancestor while a path is missing;
-//! - after each burst of events, and every `interval` as a backstop, resolves the paths again,
-//!   re-establishes the watches if they moved, reads what is on disk and reloads when its
-//!   fingerprint (SHA-256 of exactly the bytes parsed) differs from the last one loaded or tried.
+//! The policy directory and the config file are followed by `watch` (every way files change,
+//! with a periodic re-read as a backstop). What is on disk is loaded when its fingerprint
+//! (SHA-256 of exactly the bytes parsed) differs from the last one loaded or tried.
 //!
-//! A bad change keeps the last good engine, is logged, counted and shown on `/readyz`; the same
-//! bad content is not retried until it changes.
+//! A reload never serves a transient state. Files rewritten in place (`render > file`, `curl -o`)
+//! are empty or cut short for a moment: an empty file is an error, and a change that takes
+//! something away (a policy file, policies, teams, namespaces, clusters, delegators, a stricter
+//! mode) is *held* until the same bytes have stayed on disk for the settle interval and are read
+//! again. A bad change keeps the last good engine, is logged, counted and shown on `/readyz`;
+//! the same bad content is not retried until it changes.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ffi::OsString;
-use std::path::{Component, Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use notify::{RecursiveMode, Watcher};
 use serde::Serialize;
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use crate::config::{Config, ConfigError, EMBEDDED_CONFIG};
 use crate::decide::Engine;
@@ -33,12 +25,9 @@ use crate::metrics::Metrics;
 use crate::mode::Mode;
 use crate::policy::{self, EMBEDDED_POLICIES, PolicyError, PolicyStore};
 
-/// Changes closer together than this are one reload (editors and ConfigMap updates write in bursts).
-pub const DEBOUNCE: Duration = Duration::from_millis(300);
-/// A burst that never goes quiet (a busy parent directory) is still acted on this soon.
-pub const MAX_DEBOUNCE: Duration = Duration::from_secs(2);
-/// How often the disk is compared with what is loaded even without any file event.
-pub const DEFAULT_RELOAD_INTERVAL: Duration = Duration::from_secs(30);
+pub use crate::watch::{DEFAULT_INTERVAL as DEFAULT_RELOAD_INTERVAL, Following as Reloader};
+/// How long a change that takes something away must stay unchanged on disk before it is loaded.
+pub const DEFAULT_SETTLE: Duration = Duration::from_secs(2);
 
 const EMBEDDED_POLICIES_ORIGIN: &str = "(embedded policies/)";
 const EMBEDDED_CONFIG_ORIGIN: &str = "(embedded config/guardrails.yaml)";
@@ -159,127 +148,6 @@ impl EngineSource {
         }
         Ok(Engine::new(policies, config, self.mode))
     }
-
-    /// Directories whose changes can change what the sources resolve to or contain (see the
-    /// module comment), with the identity of each so a replaced directory counts as a change.
-    fn watch_set(&self) -> WatchSet {
-        let mut dirs = BTreeSet::new();
-        if let Some(dir) = &self.policies {
-            match resolve(dir, &mut dirs) {
-                Some(real) if real.is_dir() => {
-                    dirs.insert(parent_dir(&real));
-                    // Policy files may be symlinks themselves (`x.cedar -> ..data/x.cedar`).
-                    if let Ok(entries) = std::fs::read_dir(&real) {
-                        for entry in entries.flatten() {
-                            let path = entry.path();
-                            if entry.file_type().is_ok_and(|t| t.is_symlink())
-                                && let Some(file) = resolve(&path, &mut dirs)
-                            {
-                                dirs.insert(parent_dir(&file));
-                            }
-                        }
-                    }
-                    dirs.insert(real);
-                }
-                Some(real) => {
-                    dirs.insert(parent_dir(&real));
-                }
-                None => {}
-            }
-        }
-        if let Some(file) = &self.config
-            && let Some(real) = resolve(file, &mut dirs)
-        {
-            dirs.insert(parent_dir(&real));
-        }
-        dirs.into_iter()
-            .filter_map(|dir| identity(&dir).map(|id| (dir, id)))
-            .collect()
-    }
-}
-
-/// A watched directory's real path and its (device, inode).
-type WatchSet = BTreeMap<PathBuf, (u64, u64)>;
-
-#[cfg(unix)]
-fn identity(dir: &Path) -> Option<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(dir).ok()?;
-    meta.is_dir().then(|| (meta.dev(), meta.ino()))
-}
-
-#[cfg(not(unix))]
-fn identity(dir: &Path) -> Option<(u64, u64)> {
-    std::fs::metadata(dir).ok()?.is_dir().then_some((0, 0))
-}
-
-enum Part {
-    Root(OsString),
-    Parent,
-    Name(OsString),
-}
-
-fn parts(path: &Path) -> Vec<Part> {
-    path.components()
-        .filter_map(|component| match component {
-            Component::Prefix(_) | Component::RootDir => {
-                Some(Part::Root(component.as_os_str().to_os_string()))
-            }
-            Component::CurDir => None,
-            Component::ParentDir => Some(Part::Parent),
-            Component::Normal(name) => Some(Part::Name(name.to_os_string())),
-        })
-        .collect()
-}
-
-/// Resolve `path` component by component, adding to `watch` the directory of every symlink
-/// followed (a swap of the link shows there) and, when a component is missing, the deepest
-/// directory that exists (its re-creation shows there). `None` when the path does not resolve.
-fn resolve(path: &Path, watch: &mut BTreeSet<PathBuf>) -> Option<PathBuf> {
-    /// Linux's own limit on symlinks followed in one lookup.
-    const MAX_LINKS: usize = 40;
-    let absolute = if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        std::env::current_dir().ok()?.join(path)
-    };
-    let mut pending = parts(&absolute);
-    pending.reverse();
-    let mut current = PathBuf::new();
-    let mut links = 0;
-    while let Some(part) = pending.pop() {
-        let name = match part {
-            Part::Root(root) => {
-                current.push(root);
-                continue;
-            }
-            Part::Parent => {
-                current.pop();
-                continue;
-            }
-            Part::Name(name) => name,
-        };
-        let candidate = current.join(&name);
-        match std::fs::symlink_metadata(&candidate) {
-            Ok(meta) if meta.file_type().is_symlink() => {
-                watch.insert(current.clone());
-                links += 1;
-                let target = std::fs::read_link(&candidate).ok()?;
-                if links > MAX_LINKS {
-                    return None;
-                }
-                let mut target_parts = parts(&target);
-                target_parts.reverse();
-                pending.extend(target_parts);
-            }
-            Ok(_) => current = candidate,
-            Err(_) => {
-                watch.insert(current);
-                return None;
-            }
-        }
-    }
-    Some(current)
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -293,6 +161,16 @@ pub struct ReloadStatus {
     /// When the disk was last compared with what is loaded (after a file event or by the
     /// periodic check).
     pub last_checked: Option<String>,
+    /// A change on disk that takes something away, not loaded until it has stayed unchanged for
+    /// the settle interval: what it takes away, and since when it is on disk.
+    pub held: Option<HeldChange>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeldChange {
+    pub reason: String,
+    pub since: String,
 }
 
 /// Try one reload: swap on success, keep the current engine and record the error otherwise.
@@ -344,13 +222,79 @@ fn apply(
     }
 }
 
-/// How the reloader notices changes.
+/// What a change takes away from `old`, if anything: the label of the metric and a sentence.
+/// A file being rewritten (truncated, then written) looks like this for a moment.
+pub fn takes_away(old: &Engine, new: &Engine) -> Option<(&'static str, String)> {
+    let files = |engine: &Engine| -> BTreeSet<String> {
+        engine
+            .policies
+            .policies_meta()
+            .map(|meta| meta.file.clone())
+            .collect()
+    };
+    let (old_files, new_files) = (files(old), files(new));
+    if let Some(gone) = old_files.difference(&new_files).next() {
+        return Some((
+            "policy-file-removed",
+            format!("no policies come from {gone} any more"),
+        ));
+    }
+    let counts = |what: &'static str, before: usize, after: usize| {
+        (after < before).then(|| (what, format!("{what}: {before} before, {after} now")))
+    };
+    let (old_config, new_config) = (&old.config.file, &new.config.file);
+    counts(
+        "fewer-policies",
+        old.policies.policy_count(),
+        new.policies.policy_count(),
+    )
+    .or_else(|| {
+        counts(
+            "fewer-teams",
+            old_config.teams.len(),
+            new_config.teams.len(),
+        )
+    })
+    .or_else(|| {
+        counts(
+            "fewer-namespaces",
+            old_config.namespaces.len(),
+            new_config.namespaces.len(),
+        )
+    })
+    .or_else(|| {
+        counts(
+            "fewer-clusters",
+            old_config.clusters.len(),
+            new_config.clusters.len(),
+        )
+    })
+    .or_else(|| {
+        counts(
+            "fewer-delegators",
+            old_config.delegators.len(),
+            new_config.delegators.len(),
+        )
+    })
+    .or_else(|| {
+        (new.mode < old.mode).then(|| {
+            (
+                "looser-mode",
+                format!("mode {} before, {} now", old.mode, new.mode),
+            )
+        })
+    })
+}
+
+/// How the reloader notices changes, and how long a change that takes something away must stay.
 #[derive(Debug, Clone, Copy)]
 pub struct ReloadOptions {
     /// React to file events (inotify and the like).
     pub file_events: bool,
     /// Compare the disk with what is loaded this often regardless of events; `None`: never.
     pub interval: Option<Duration>,
+    /// A change that takes something away is loaded only once the same bytes stayed this long.
+    pub settle: Duration,
 }
 
 impl Default for ReloadOptions {
@@ -358,97 +302,52 @@ impl Default for ReloadOptions {
         Self {
             file_events: true,
             interval: Some(DEFAULT_RELOAD_INTERVAL),
+            settle: DEFAULT_SETTLE,
         }
     }
 }
 
-/// The running reloader: stops when dropped.
-pub struct Reloader {
-    task: tokio::task::JoinHandle<()>,
+/// A change held back: what is on disk, and since when.
+struct Pending {
+    fingerprint: Fingerprint,
+    since: Instant,
 }
 
-impl Drop for Reloader {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// The state of one reloader, used from a blocking thread (it reads files and parses policies).
-struct Checker {
+/// Keeps the engine in step with its sources (see the module comment).
+struct EngineFollower {
     source: EngineSource,
     engine: Arc<ArcSwap<Engine>>,
     status: Arc<Mutex<ReloadStatus>>,
     metrics: Arc<Metrics>,
+    settle: Duration,
     /// What was last loaded or tried: the same content is not tried again.
     last: Fingerprint,
-    watched: WatchSet,
-    watcher: Option<notify::RecommendedWatcher>,
-    /// Set when a watched directory itself was removed or moved: its watch is dead even if a new
-    /// directory at the same path has the same inode number (inode numbers are reused at once).
-    stale: Arc<AtomicBool>,
-    /// Where file events go; `None` when file events are off.
-    events: Option<UnboundedSender<()>>,
+    pending: Option<Pending>,
 }
 
-impl Checker {
-    /// Re-resolve the paths and, if the directories to watch moved, watch the new ones. The
-    /// watches are set before the disk is read, so a change after the read always shows up.
-    fn refresh_watches(&mut self) -> notify::Result<()> {
-        let Some(events) = &self.events else {
-            return Ok(());
+impl EngineFollower {
+    fn set_held(&self, held: Option<HeldChange>) {
+        let mut status = match self.status.lock() {
+            Ok(status) => status,
+            Err(poisoned) => poisoned.into_inner(),
         };
-        let wanted = self.source.watch_set();
-        let stale = self.stale.swap(false, Ordering::AcqRel);
-        if !stale && wanted == self.watched && self.watcher.is_some() {
-            return Ok(());
+        status.held = held;
+    }
+}
+
+impl crate::watch::Follow for EngineFollower {
+    fn targets(&self) -> Vec<crate::watch::Target> {
+        let mut targets = Vec::new();
+        if let Some(dir) = &self.source.policies {
+            targets.push(crate::watch::Target::Dir(dir.clone()));
         }
-        // A fresh watcher: re-adding a path to an inotify watcher whose old inode is gone mixes
-        // the old watch with the new one.
-        let sender = events.clone();
-        let stale = self.stale.clone();
-        let dirs: BTreeSet<PathBuf> = wanted.keys().cloned().collect();
-        let mut watcher =
-            notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
-                Ok(event) if !event.kind.is_access() => {
-                    let moved_or_removed = matches!(
-                        event.kind,
-                        notify::EventKind::Remove(_)
-                            | notify::EventKind::Modify(notify::event::ModifyKind::Name(_))
-                    );
-                    if moved_or_removed && event.paths.iter().any(|p| dirs.contains(p)) {
-                        stale.store(true, Ordering::Release);
-                    }
-                    let _ = sender.send(());
-                }
-                Ok(_) => {}
-                Err(error) => {
-                    tracing::warn!(%error, "file watch error");
-                    // An overflow or a lost watch: look again, from scratch.
-                    stale.store(true, Ordering::Release);
-                    let _ = sender.send(());
-                }
-            })?;
-        let mut watched = WatchSet::new();
-        for (dir, id) in wanted {
-            match watcher.watch(&dir, RecursiveMode::NonRecursive) {
-                Ok(()) => {
-                    tracing::debug!(dir = %dir.display(), "watching for policy and config changes");
-                    watched.insert(dir, id);
-                }
-                // Gone since it was resolved: the set differs next time, which retries.
-                Err(error) => tracing::debug!(dir = %dir.display(), %error, "cannot watch"),
-            }
+        if let Some(file) = &self.source.config {
+            targets.push(crate::watch::Target::File(file.clone()));
         }
-        self.watcher = Some(watcher);
-        self.watched = watched;
-        Ok(())
+        targets
     }
 
-    fn check(&mut self) {
-        if let Err(error) = self.refresh_watches() {
-            self.watcher = None;
-            tracing::warn!(%error, "cannot watch the policy directory and config; relying on the periodic check");
-        }
+    fn check(&mut self) -> Option<Duration> {
         let snapshot = self.source.read();
         {
             let mut status = match self.status.lock() {
@@ -458,15 +357,47 @@ impl Checker {
             status.last_checked = Some(jiff::Timestamp::now().to_string());
         }
         if snapshot.fingerprint == self.last {
-            return;
+            if self.pending.take().is_some() {
+                tracing::info!("the change held back is gone from disk; nothing to load");
+                self.set_held(None);
+            }
+            return None;
         }
-        self.last = snapshot.fingerprint.clone();
-        apply(
-            self.source.build(snapshot),
-            &self.engine,
-            &self.status,
-            &self.metrics,
-        );
+        let fingerprint = snapshot.fingerprint.clone();
+        let result = self.source.build(snapshot);
+        if let Ok(new_engine) = &result
+            && let Some((label, reason)) = takes_away(&self.engine.load(), new_engine)
+        {
+            let settled = self
+                .pending
+                .as_ref()
+                .filter(|pending| pending.fingerprint == fingerprint)
+                .map(|pending| pending.since.elapsed());
+            match settled {
+                Some(stable) if stable >= self.settle => {
+                    tracing::info!(%reason, stable_ms = stable.as_millis(), "a change that takes something away stayed unchanged: loading it");
+                }
+                Some(stable) => return Some(self.settle - stable),
+                None => {
+                    tracing::warn!(%reason, settle_ms = self.settle.as_millis(), "holding back a change that takes something away until it stays unchanged on disk");
+                    self.metrics.record_reload_held(label);
+                    self.pending = Some(Pending {
+                        fingerprint,
+                        since: Instant::now(),
+                    });
+                    self.set_held(Some(HeldChange {
+                        reason,
+                        since: jiff::Timestamp::now().to_string(),
+                    }));
+                    return Some(self.settle);
+                }
+            }
+        }
+        self.pending = None;
+        self.set_held(None);
+        self.last = fingerprint;
+        apply(result, &self.engine, &self.status, &self.metrics);
+        None
     }
 }
 
@@ -482,131 +413,21 @@ pub fn watch(
     if source.policies.is_none() && source.config.is_none() {
         return Ok(None);
     }
-    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel::<()>();
     let last = Fingerprint::of(&engine.load());
-    let mut checker = Checker {
+    let follower = EngineFollower {
         source,
         engine,
         status,
         metrics,
+        settle: options.settle,
         last,
-        watched: WatchSet::new(),
-        watcher: None,
-        stale: Arc::new(AtomicBool::new(false)),
-        events: options.file_events.then_some(sender),
+        pending: None,
     };
-    // Fail at start-up when watching cannot work at all (e.g. out of inotify instances).
-    checker.refresh_watches()?;
-    for dir in checker.watched.keys() {
-        tracing::info!(dir = %dir.display(), "watching for policy and config changes");
-    }
-    let checker = Arc::new(Mutex::new(checker));
-    let task = tokio::spawn(run(checker, receiver, options.interval));
-    Ok(Some(Reloader { task }))
-}
-
-async fn run(
-    checker: Arc<Mutex<Checker>>,
-    mut events: UnboundedReceiver<()>,
-    interval: Option<Duration>,
-) {
-    let mut ticker = interval.filter(|i| !i.is_zero()).map(|period| {
-        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        ticker
-    });
-    // The first check runs at once: it catches anything changed since the engine was loaded.
-    loop {
-        let checker = checker.clone();
-        let _ = tokio::task::spawn_blocking(move || {
-            let mut checker = match checker.lock() {
-                Ok(checker) => checker,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            checker.check();
-        })
-        .await;
-        tokio::select! {
-            event = events.recv() => {
-                if event.is_none() {
-                    // No more events (file events off): only the ticker remains.
-                    match &mut ticker {
-                        Some(ticker) => { ticker.tick().await; }
-                        None => return,
-                    }
-                } else {
-                    settle(&mut events).await;
-                }
-            }
-            () = tick(&mut ticker) => {}
-        }
-    }
-}
-
-async fn tick(ticker: &mut Option<tokio::time::Interval>) {
-    match ticker {
-        Some(ticker) => {
-            ticker.tick().await;
-        }
-        None => std::future::pending().await,
-    }
-}
-
-/// Wait until events stop for `DEBOUNCE`, or `MAX_DEBOUNCE` after the first.
-async fn settle(events: &mut UnboundedReceiver<()>) {
-    let deadline = tokio::time::Instant::now() + MAX_DEBOUNCE;
-    loop {
-        let now = tokio::time::Instant::now();
-        if now >= deadline {
-            return;
-        }
-        let quiet = DEBOUNCE.min(deadline - now);
-        match tokio::time::timeout(quiet, events.recv()).await {
-            Ok(Some(())) => {}
-            Ok(None) | Err(_) => return,
-        }
-    }
-}
-
-/// Call `on_change` (on a blocking thread) after each burst of changes in `dirs` settles.
-/// Directories, not files, are watched: a mounted Secret or ConfigMap is updated by swapping a
-/// symlink, which a watch on the old file never sees.
-pub fn watch_dirs(
-    dirs: &[PathBuf],
-    what: &'static str,
-    on_change: impl Fn() + Send + Sync + 'static,
-) -> anyhow::Result<notify::RecommendedWatcher> {
-    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<()>();
-    let mut watcher =
-        notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
-            Ok(event) if !event.kind.is_access() => {
-                let _ = sender.send(());
-            }
-            Ok(_) => {}
-            Err(error) => tracing::warn!(%error, "file watch error"),
-        })?;
-    for dir in dirs {
-        watcher.watch(dir, RecursiveMode::NonRecursive)?;
-        tracing::info!(dir = %dir.display(), what, "watching for changes");
-    }
-    let on_change = Arc::new(on_change);
-    tokio::spawn(async move {
-        while receiver.recv().await.is_some() {
-            // Debounce: wait until the burst of events is over.
-            while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, receiver.recv()).await {}
-            let on_change = on_change.clone();
-            let _ = tokio::task::spawn_blocking(move || on_change()).await;
-        }
-    });
-    Ok(watcher)
-}
-
-/// The directory holding `path` ("." for a bare file name).
-pub fn parent_dir(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
+    let watch_options = crate::watch::WatchOptions {
+        file_events: options.file_events,
+        interval: options.interval,
+    };
+    crate::watch::follow(follower, "policies and config", watch_options).map(Some)
 }
 
 #[cfg(test)]

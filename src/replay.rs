@@ -40,6 +40,9 @@ pub struct Report {
     pub skipped: usize,
     /// Lines that are not audit records, with the reason.
     pub invalid: Vec<String>,
+    /// Records cut off mid-write (a crash or a full disk), which the next writer ended with a
+    /// newline: the start of a record and nothing to replay.
+    pub torn: Vec<String>,
     /// Policy id -> number of requests it newly denies.
     pub denying_policies: BTreeMap<String, usize>,
     /// Policy id -> number of requests it denied before and no longer does.
@@ -75,6 +78,13 @@ pub fn replay(engine: &Engine, log: impl BufRead) -> Report {
         }
         let record: RecordedDecision = match serde_json::from_str(&line) {
             Ok(record) => record,
+            Err(error) if error.is_eof() && line.trim_start().starts_with('{') => {
+                report.torn.push(format!(
+                    "line {number}: a record cut off after {} bytes (the process writing it stopped mid-write)",
+                    line.len()
+                ));
+                continue;
+            }
             Err(error) => {
                 report
                     .invalid
@@ -147,13 +157,14 @@ pub fn replay(engine: &Engine, log: impl BufRead) -> Report {
 /// The report for a person.
 pub fn render(report: &Report) -> String {
     let mut out = format!(
-        "replayed {} requests: {} newly denied, {} newly allowed, {} unchanged ({} without a recorded request, {} invalid lines)\n",
+        "replayed {} requests: {} newly denied, {} newly allowed, {} unchanged ({} without a recorded request, {} invalid lines, {} torn records)\n",
         report.replayed,
         report.newly_denied,
         report.newly_allowed,
         report.unchanged,
         report.skipped,
-        report.invalid.len()
+        report.invalid.len(),
+        report.torn.len()
     );
     for (title, tally) in [
         ("newly denying", &report.denying_policies),
@@ -194,6 +205,9 @@ pub fn render(report: &Report) -> String {
     }
     for invalid in &report.invalid {
         out.push_str(&format!("invalid: {invalid}\n"));
+    }
+    for torn in &report.torn {
+        out.push_str(&format!("torn: {torn}\n"));
     }
     out
 }

@@ -31,6 +31,7 @@ use crate::limits::{self, Gate, Limits, Reservation, Shed, Throttle};
 use crate::metrics::Metrics;
 use crate::reload::ReloadStatus;
 use crate::respond;
+use crate::tls::CertificateStatus;
 
 pub use crate::connections::{ServerHandle, serve_tls};
 
@@ -58,6 +59,10 @@ pub struct AppState {
     pub reload: Arc<Mutex<ReloadStatus>>,
     pub metrics: Arc<Metrics>,
     pub gate: Arc<Gate>,
+    /// The serving certificate's status, when one is followed; `/readyz` fails within
+    /// `unready_before_expiry` of its expiry (see `with_certificate`).
+    certificate: Option<Arc<Mutex<CertificateStatus>>>,
+    unready_before_expiry: Duration,
     throttles: Arc<Throttles>,
 }
 
@@ -81,11 +86,26 @@ impl AppState {
             audit: Arc::new(audit),
             reload: Arc::new(Mutex::new(ReloadStatus::default())),
             gate: Arc::new(Gate::new(Limits::default())),
+            certificate: None,
+            unready_before_expiry: Duration::ZERO,
             throttles: Arc::new(Throttles {
                 shed: Throttle::new(Duration::from_secs(5)),
                 refused: Throttle::new(Duration::from_secs(5)),
             }),
         }
+    }
+
+    /// Report the serving certificate on `/readyz`, and fail readiness from `margin` before it
+    /// expires unless a valid replacement was loaded by then: an expired certificate fails every
+    /// handshake while the process looks healthy.
+    pub fn with_certificate(
+        mut self,
+        status: Arc<Mutex<CertificateStatus>>,
+        unready_before_expiry: Duration,
+    ) -> Self {
+        self.certificate = Some(status);
+        self.unready_before_expiry = unready_before_expiry;
+        self
     }
 
     /// The same state with other limits.
@@ -501,11 +521,25 @@ async fn healthz() -> &'static str {
 async fn readyz(State(state): State<AppState>) -> Response {
     let engine = state.engine.load();
     let draining = state.draining.load(Ordering::Acquire);
-    let ready = state.ready.load(Ordering::Acquire) && !draining;
     let reload = match state.reload.lock() {
         Ok(status) => status.clone(),
         Err(poisoned) => poisoned.into_inner().clone(),
     };
+    let certificate = state
+        .certificate
+        .as_ref()
+        .map(|status| match status.lock() {
+            Ok(status) => status.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        });
+    let margin = i64::try_from(state.unready_before_expiry.as_secs()).unwrap_or(i64::MAX);
+    let expiring = certificate
+        .as_ref()
+        .and_then(|status| status.not_after_unix)
+        .is_some_and(|not_after| {
+            jiff::Timestamp::now().as_second().saturating_add(margin) >= not_after
+        });
+    let ready = state.ready.load(Ordering::Acquire) && !draining && !expiring;
     // A failed reload does not make the pod unready: it keeps serving the last good policies,
     // and says so here. Nor does a failing audit log: every replica usually shares its cause
     // (stdout collector, disk), and all of them unready would block every change.
@@ -522,6 +556,13 @@ async fn readyz(State(state): State<AppState>) -> Response {
             "at": engine.loaded_at.to_string(),
         },
         "reload": reload,
+        "certificate": certificate.map(|status| json!({
+            "notAfter": status.not_after,
+            "expiring": expiring,
+            "reloadsSucceeded": status.reloads_succeeded,
+            "reloadsFailed": status.reloads_failed,
+            "lastError": status.last_error,
+        })),
         "audit": state.audit.status(),
     });
     let status = if ready {
@@ -635,4 +676,31 @@ pub async fn serve_probes(
     };
     let metrics = state.metrics.clone();
     crate::connections::serve_plain(listener, probe_router(state), limits, metrics, handle).await
+}
+
+/// `serve_probes` on a thread and runtime of its own: the kubelet's probes are answered however
+/// busy the webhook port's runtime is (a flood of connections or requests there cannot fail
+/// liveness and restart every replica at once).
+pub fn serve_probes_apart(
+    listener: std::net::TcpListener,
+    state: AppState,
+    handle: ServerHandle,
+) -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("guardrails-probes".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let result = match tokio::net::TcpListener::from_std(listener) {
+                    Ok(listener) => serve_probes(listener, state, handle).await,
+                    Err(error) => Err(error),
+                };
+                if let Err(error) = result {
+                    tracing::error!(%error, "probe listener stopped");
+                }
+            });
+        })?;
+    Ok(())
 }

@@ -27,6 +27,8 @@ pub enum TlsError {
     Generate(String),
     #[error("cannot use the client CA in {path}: {message}")]
     ClientCa { path: String, message: String },
+    #[error("the certificate in {origin} {message}")]
+    Validity { origin: String, message: String },
 }
 
 /// A certificate chain and key in PEM, with the CA that signed it (for clients to trust).
@@ -61,9 +63,10 @@ pub fn server_config_with_client_ca(
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<_, _>>()
         .map_err(|_| TlsError::NoCertificate(origin.to_string()))?;
-    if certs.is_empty() {
+    let Some(leaf) = certs.first() else {
         return Err(TlsError::NoCertificate(origin.to_string()));
-    }
+    };
+    validity(leaf, origin)?;
     let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|error| TlsError::Key {
         path: origin.to_string(),
         message: error.to_string(),
@@ -84,6 +87,32 @@ pub fn server_config_with_client_ca(
     Ok(config)
 }
 
+/// When a certificate is valid (Unix seconds), refusing one that is not valid now: a server
+/// that starts with it, or switches to it, fails every handshake.
+pub fn validity(cert: &CertificateDer<'_>, origin: &str) -> Result<(i64, i64), TlsError> {
+    let invalid = |message: String| TlsError::Validity {
+        origin: origin.to_string(),
+        message,
+    };
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert)
+        .map_err(|error| invalid(format!("cannot be parsed: {error}")))?;
+    let not_before = parsed.validity().not_before.timestamp();
+    let not_after = parsed.validity().not_after.timestamp();
+    let now = jiff::Timestamp::now().as_second();
+    let at =
+        |t: i64| jiff::Timestamp::from_second(t).map_or_else(|_| t.to_string(), |t| t.to_string());
+    if now < not_before {
+        return Err(invalid(format!(
+            "is not valid yet (from {})",
+            at(not_before)
+        )));
+    }
+    if now > not_after {
+        return Err(invalid(format!("expired at {}", at(not_after))));
+    }
+    Ok((not_before, not_after))
+}
+
 /// A verifier that requires a client certificate chaining to a CA in `ca_pem`.
 fn client_verifier(
     ca_pem: &[u8],
@@ -94,12 +123,24 @@ fn client_verifier(
         message,
     };
     let mut roots = rustls::RootCertStore::empty();
+    let mut outdated = Vec::new();
     for cert in CertificateDer::pem_slice_iter(ca_pem) {
         let cert = cert.map_err(|e| error(e.to_string()))?;
-        roots.add(cert).map_err(|e| error(e.to_string()))?;
+        // A bundle often keeps the old CA next to the new one during a rotation.
+        match validity(&cert, origin) {
+            Ok(_) => roots.add(cert).map_err(|e| error(e.to_string()))?,
+            Err(why) => outdated.push(why.to_string()),
+        }
     }
     if roots.is_empty() {
-        return Err(error("no PEM certificate found".into()));
+        return Err(error(if outdated.is_empty() {
+            "no PEM certificate found".into()
+        } else {
+            format!("no CA certificate is valid now: {}", outdated.join("; "))
+        }));
+    }
+    for why in outdated {
+        tracing::warn!(%why, "a client CA certificate is not used");
     }
     rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
         .build()
@@ -129,28 +170,89 @@ pub enum ServingCertificate {
     Memory(PemPair),
 }
 
+/// The bytes one load reads, read once, so what is fingerprinted is what is parsed.
+struct CertificateInputs {
+    cert: Result<Vec<u8>, TlsError>,
+    key: Result<Vec<u8>, TlsError>,
+    client_ca: Option<(PathBuf, Result<Vec<u8>, TlsError>)>,
+}
+
+impl CertificateInputs {
+    fn fingerprint(&self) -> String {
+        let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+        let mut part = |bytes: &Result<Vec<u8>, TlsError>| match bytes {
+            Ok(bytes) => {
+                context.update(&(bytes.len() as u64).to_le_bytes());
+                context.update(bytes);
+            }
+            Err(error) => context.update(format!("unreadable: {error}").as_bytes()),
+        };
+        part(&self.cert);
+        part(&self.key);
+        if let Some((_, ca)) = &self.client_ca {
+            part(ca);
+        }
+        crate::policy::hex_digest(context.finish())
+    }
+}
+
+/// A server configuration and when its certificate stops being valid (Unix seconds).
+pub struct LoadedCertificate {
+    pub config: ServerConfig,
+    pub not_after: i64,
+}
+
 impl ServingCertificate {
     /// Build the server config, requiring client certificates from `client_ca` if given.
     pub fn load(&self, client_ca: Option<&Path>) -> Result<ServerConfig, TlsError> {
-        let ca_pem = client_ca.map(read).transpose()?;
-        let ca_origin = client_ca
-            .map(|p| p.display().to_string())
-            .unwrap_or_default();
-        let client_ca = ca_pem.as_deref().map(|pem| (pem, ca_origin.as_str()));
-        match self {
-            Self::Files { cert, key } => server_config_with_client_ca(
-                &read(cert)?,
-                &read(key)?,
-                client_ca,
-                &format!("{} / {}", cert.display(), key.display()),
+        self.load_with_expiry(client_ca).map(|loaded| loaded.config)
+    }
+
+    /// Like `load`, with when the certificate expires.
+    pub fn load_with_expiry(
+        &self,
+        client_ca: Option<&Path>,
+    ) -> Result<LoadedCertificate, TlsError> {
+        self.build(self.read(client_ca))
+    }
+
+    fn read(&self, client_ca: Option<&Path>) -> CertificateInputs {
+        let (cert, key) = match self {
+            Self::Files { cert, key } => (read(cert), read(key)),
+            Self::Memory(pair) => (
+                Ok(pair.cert_pem.clone().into_bytes()),
+                Ok(pair.key_pem.clone().into_bytes()),
             ),
-            Self::Memory(pair) => server_config_with_client_ca(
-                pair.cert_pem.as_bytes(),
-                pair.key_pem.as_bytes(),
-                client_ca,
-                "dev",
-            ),
+        };
+        CertificateInputs {
+            cert,
+            key,
+            client_ca: client_ca.map(|path| (path.to_path_buf(), read(path))),
         }
+    }
+
+    fn build(&self, inputs: CertificateInputs) -> Result<LoadedCertificate, TlsError> {
+        let origin = match self {
+            Self::Files { cert, key } => format!("{} / {}", cert.display(), key.display()),
+            Self::Memory(_) => "dev".to_string(),
+        };
+        let (cert, key) = (inputs.cert?, inputs.key?);
+        let client_ca = match inputs.client_ca {
+            Some((path, pem)) => Some((path.display().to_string(), pem?)),
+            None => None,
+        };
+        let config = server_config_with_client_ca(
+            &cert,
+            &key,
+            client_ca
+                .as_ref()
+                .map(|(origin, pem)| (pem.as_slice(), origin.as_str())),
+            &origin,
+        )?;
+        let leaf = CertificateDer::from_pem_slice(&cert)
+            .map_err(|_| TlsError::NoCertificate(origin.clone()))?;
+        let (_, not_after) = validity(&leaf, &origin)?;
+        Ok(LoadedCertificate { config, not_after })
     }
 
     fn files(&self) -> Vec<&Path> {
@@ -161,56 +263,146 @@ impl ServingCertificate {
     }
 }
 
+/// What `/readyz` says about the serving certificate.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateStatus {
+    /// When the certificate in use expires.
+    pub not_after: Option<String>,
+    #[serde(skip)]
+    pub not_after_unix: Option<i64>,
+    pub reloads_succeeded: u64,
+    pub reloads_failed: u64,
+    /// The error of the latest reload if it failed (cleared by the next success).
+    pub last_error: Option<String>,
+}
+
 /// The server configuration in use; a reload swaps it, and the next handshake uses the new one.
 #[derive(Clone)]
-pub struct ReloadableTls(Arc<ArcSwap<ServerConfig>>);
+pub struct ReloadableTls {
+    config: Arc<ArcSwap<ServerConfig>>,
+    status: Arc<std::sync::Mutex<CertificateStatus>>,
+}
 
 impl ReloadableTls {
     pub fn new(config: ServerConfig) -> Self {
-        Self(Arc::new(ArcSwap::from_pointee(config)))
+        Self {
+            config: Arc::new(ArcSwap::from_pointee(config)),
+            status: Arc::default(),
+        }
+    }
+
+    /// With the expiry known, for `/readyz` and the metric.
+    pub fn loaded(loaded: LoadedCertificate, metrics: &crate::metrics::Metrics) -> Self {
+        let tls = Self::new(loaded.config);
+        tls.set_expiry(loaded.not_after, metrics);
+        tls
     }
 
     pub fn current(&self) -> Arc<ServerConfig> {
-        self.0.load_full()
+        self.config.load_full()
     }
 
     pub fn replace(&self, config: ServerConfig) {
-        self.0.store(Arc::new(config));
+        self.config.store(Arc::new(config));
+    }
+
+    pub fn status(&self) -> Arc<std::sync::Mutex<CertificateStatus>> {
+        self.status.clone()
+    }
+
+    fn set_expiry(&self, not_after: i64, metrics: &crate::metrics::Metrics) {
+        metrics.tls_certificate_expiry.set(not_after);
+        self.update_status(|status| {
+            status.not_after_unix = Some(not_after);
+            status.not_after = jiff::Timestamp::from_second(not_after)
+                .ok()
+                .map(|t| t.to_string());
+        });
+    }
+
+    fn update_status(&self, change: impl FnOnce(&mut CertificateStatus)) {
+        let mut status = match self.status.lock() {
+            Ok(status) => status,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        change(&mut status);
     }
 }
 
-/// Reload the serving certificate when its files (or the client CA) change; an unreadable or
-/// mismatched set keeps the configuration already in use.
-pub fn watch_certificate(
+/// Keeps the serving certificate (and client CA) in step with their files.
+struct CertificateFollower {
     certificate: ServingCertificate,
     client_ca: Option<PathBuf>,
-    config: ReloadableTls,
+    tls: ReloadableTls,
     metrics: Arc<crate::metrics::Metrics>,
-) -> anyhow::Result<Option<notify::RecommendedWatcher>> {
-    let mut dirs: Vec<PathBuf> = Vec::new();
-    for file in certificate.files().into_iter().chain(client_ca.as_deref()) {
-        let dir = crate::reload::parent_dir(file);
-        if !dirs.contains(&dir) {
-            dirs.push(dir);
+    /// The fingerprint of what was last loaded or tried: the same bytes are not tried again.
+    last: String,
+}
+
+impl crate::watch::Follow for CertificateFollower {
+    fn targets(&self) -> Vec<crate::watch::Target> {
+        self.certificate
+            .files()
+            .into_iter()
+            .chain(self.client_ca.as_deref())
+            .map(|file| crate::watch::Target::File(file.to_path_buf()))
+            .collect()
+    }
+
+    fn check(&mut self) -> Option<std::time::Duration> {
+        let inputs = self.certificate.read(self.client_ca.as_deref());
+        let fingerprint = inputs.fingerprint();
+        if fingerprint == self.last {
+            return None;
         }
-    }
-    if dirs.is_empty() {
-        return Ok(None);
-    }
-    let watcher = crate::reload::watch_dirs(&dirs, "TLS certificate", move || {
-        match certificate.load(client_ca.as_deref()) {
-            Ok(new_config) => {
-                config.replace(new_config);
-                metrics.record_tls_reload(true);
-                tracing::info!("reloaded the TLS certificate");
+        self.last = fingerprint;
+        match self.certificate.build(inputs) {
+            Ok(loaded) => {
+                self.tls.replace(loaded.config);
+                self.tls.set_expiry(loaded.not_after, &self.metrics);
+                self.tls.update_status(|status| {
+                    status.reloads_succeeded += 1;
+                    status.last_error = None;
+                });
+                self.metrics.record_tls_reload(true);
+                tracing::info!(not_after = loaded.not_after, "reloaded the TLS certificate");
             }
             Err(error) => {
-                metrics.record_tls_reload(false);
+                self.metrics.record_tls_reload(false);
+                self.tls.update_status(|status| {
+                    status.reloads_failed += 1;
+                    status.last_error = Some(error.to_string());
+                });
                 tracing::error!(%error, "TLS certificate reload failed; keeping the current certificate");
             }
         }
-    })?;
-    Ok(Some(watcher))
+        None
+    }
+}
+
+/// Reload the serving certificate (and client CA) however their files change, and every
+/// `options.interval`; an unreadable, mismatched, expired or not yet valid set keeps the
+/// configuration in use. `None` when nothing comes from a file.
+pub fn watch_certificate(
+    certificate: ServingCertificate,
+    client_ca: Option<PathBuf>,
+    tls: ReloadableTls,
+    metrics: Arc<crate::metrics::Metrics>,
+    options: crate::watch::WatchOptions,
+) -> notify::Result<Option<crate::watch::Following>> {
+    if certificate.files().is_empty() && client_ca.is_none() {
+        return Ok(None);
+    }
+    let last = certificate.read(client_ca.as_deref()).fingerprint();
+    let follower = CertificateFollower {
+        certificate,
+        client_ca,
+        tls,
+        metrics,
+        last,
+    };
+    crate::watch::follow(follower, "TLS certificate", options).map(Some)
 }
 
 /// A throwaway CA and a serving certificate signed by it for `names` (DNS names or IPs).

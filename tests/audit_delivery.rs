@@ -532,3 +532,59 @@ async fn the_audit_file_follows_rotation_and_sighup() {
         "{metrics}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_starts_on_a_fresh_line_after_a_torn_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.jsonl");
+    // What a process killed mid-write (or out of disk) leaves: a whole record, then half of one.
+    let whole = r#"{"time":"2026-12-04T00:00:00Z","uid":"before","allowed":true}"#;
+    let torn = r#"{"time":"2026-12-04T00:00:01Z","uid":"torn","all"#;
+    std::fs::write(&log, format!("{whole}\n{torn}")).unwrap();
+    let served = serve(
+        dir.path(),
+        &["--audit-log", log.to_str().unwrap(), "--audit-log-requests"],
+    );
+    let client = client(&served.ca);
+    for i in 0..2 {
+        served.validate(&client, i).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let lines = loop {
+        let text = std::fs::read_to_string(&log).unwrap();
+        let lines: Vec<String> = text.lines().map(str::to_string).collect();
+        if lines.len() >= 4 {
+            break lines;
+        }
+        assert!(Instant::now() < deadline, "records never written: {text}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(lines[0], whole);
+    assert_eq!(lines[1], torn, "the fragment stays alone on its line");
+    for line in &lines[2..] {
+        let record: Value = serde_json::from_str(line).expect("every new record is whole");
+        assert!(record["request"].is_object(), "{line}");
+    }
+    let metrics = served.probe("/metrics").await;
+    assert_eq!(
+        metric(&metrics, "guardrails_audit_torn_tails_total"),
+        1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(&metrics, "guardrails_audit_records_written_total"),
+        2.0
+    );
+    drop(served);
+
+    let report = Command::new(assert_cmd::cargo::cargo_bin("guardrails"))
+        .args(["replay", "--output", "json", "--log", log.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&report.stdout).unwrap();
+    assert_eq!(report["replayed"], 2, "{report}");
+    assert_eq!(report["torn"].as_array().unwrap().len(), 1, "{report}");
+    assert!(report["torn"][0].as_str().unwrap().starts_with("line 2:"));
+    // The whole record without a request is skipped, not invalid.
+    assert_eq!(report["invalid"].as_array().unwrap().len(), 0, "{report}");
+}

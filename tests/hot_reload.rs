@@ -68,7 +68,10 @@ async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
 const EVENTS_ONLY: ReloadOptions = ReloadOptions {
     file_events: true,
     interval: None,
+    settle: SETTLE,
 };
+/// Short, so tests that take something away wait little; long enough to see a change held.
+const SETTLE: Duration = Duration::from_millis(500);
 
 /// A server state built from `source`, reloading on changes while the reloader lives.
 fn watched(source: EngineSource, options: ReloadOptions) -> (AppState, Reloader) {
@@ -433,6 +436,7 @@ async fn the_periodic_check_reloads_without_file_events() {
     let options = ReloadOptions {
         file_events: false,
         interval: Some(Duration::from_millis(200)),
+        settle: SETTLE,
     };
     let (state, _reloader) = watched(policies_at(dir.path()), options);
     for n in 1..=3 {

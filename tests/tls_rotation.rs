@@ -13,6 +13,7 @@ use guardrails::audit::AuditLog;
 use guardrails::limits::Limits;
 use guardrails::server::{self, AppState, ServerHandle};
 use guardrails::tls::{self, PemPair};
+use guardrails::watch::WatchOptions;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 
@@ -85,6 +86,7 @@ async fn rotated_certificates_are_served_and_broken_ones_ignored() {
         None,
         config.clone(),
         state.metrics.clone(),
+        WatchOptions::default(),
     )
     .unwrap();
     let handle = ServerHandle::new();

@@ -123,7 +123,7 @@ fn shipped_policies_have_no_warnings() {
 
 #[test]
 fn missing_schema_is_an_error() {
-    let error = PolicyStore::from_sources([("a.cedar", "")], "dir").unwrap_err();
+    let error = PolicyStore::from_sources([("a.cedar", "// no policies")], "dir").unwrap_err();
     assert!(
         error.to_string().contains("schema file is missing"),
         "{error}"
@@ -163,7 +163,7 @@ fn the_shipped_set_permits_every_action() {
 
 #[test]
 fn without_default_cedar_every_action_is_denied_to_everyone() {
-    let store = without_default("");
+    let store = without_default("// no permits");
     let actions = requested_actions(&store);
     assert!(actions.contains(&"bookkeeping".to_string()), "{actions:?}");
     assert_eq!(store.default_denied, actions);

@@ -270,6 +270,8 @@ pub fn tls_client_config(ca_pem: &str) -> rustls::ClientConfig {
 
 /// The fidelity corpus (`tests/fixtures/argo-writes/`) and its expectations (`cases.yaml`), read
 /// by `tests/fidelity.rs` and the e2e suite.
+pub mod process;
+
 pub mod corpus {
     use std::path::PathBuf;
 

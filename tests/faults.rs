@@ -1,0 +1,357 @@
+//! Faults an SRE tries before putting Guardrails in front of every deploy with
+//! `failurePolicy: Fail`, each against the binary over real sockets and bounded in time: files
+//! rewritten in place during a reload, floods of silent connections on both ports, certificates
+//! rotated by symlink swaps (twice), expired certificates.
+
+mod common;
+
+use std::net::TcpStream;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::process::{Guardrails, client, validate};
+use common::*;
+use guardrails::tls::{self, PemPair};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use serde_json::{Value, json};
+
+/// The chart's webhook timeout is 5 s: an answer later than this is a failed write.
+const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// A developer's sync of a prod Application: denied by the shipped policies.
+fn prod_sync() -> Vec<u8> {
+    let app = app_to("payments-prod");
+    let sync = syncing(
+        &app,
+        json!({"revision": "HEAD"}),
+        json!({"username": PAYMENTS_DEV.0}),
+    );
+    Review::update(&app, &sync).by(PAYMENTS_DEV).body()
+}
+
+fn allowed(answer: &Value) -> bool {
+    answer["response"]["allowed"].as_bool().unwrap()
+}
+
+async fn eventually(what: &str, within: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !check().await {
+        assert!(Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+// --- reloads never serve a transient state ---
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_never_serves_a_file_caught_mid_rewrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    copy_policies(&policies);
+    let config = dir.path().join("guardrails.yaml");
+    let full_config = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("config/guardrails.yaml"),
+    )
+    .unwrap();
+    std::fs::write(&config, &full_config).unwrap();
+    let served = Guardrails::start(
+        dir.path(),
+        &[
+            "--dev",
+            "--dev-ca-out",
+            dir.path().join("ca.pem").to_str().unwrap(),
+            "--policies",
+            policies.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "--reload-settle",
+            "1500ms",
+        ],
+    );
+    let client = client(
+        &std::fs::read_to_string(dir.path().join("ca.pem")).unwrap(),
+        WEBHOOK_TIMEOUT,
+    );
+    assert!(!allowed(&validate(&client, &served, prod_sync()).await));
+    let (_, ready) = served.readyz().await;
+    let loaded = ready["loaded"].clone();
+
+    // `render > guardrails.yaml`: empty for a moment. Refused; the last good config stays.
+    std::fs::write(&config, "").unwrap();
+    eventually(
+        "the empty config refused",
+        Duration::from_secs(10),
+        async || {
+            let (status, ready) = served.readyz().await;
+            assert_eq!(status, 200, "a refused reload keeps the pod ready");
+            ready["reload"]["lastError"]
+                .as_str()
+                .is_some_and(|error| error.contains("empty"))
+        },
+    )
+    .await;
+    assert!(!allowed(&validate(&client, &served, prod_sync()).await));
+
+    // Then written halfway: teams, no namespaces yet. Valid, but it takes namespaces away, so
+    // it waits; the rest of the file arrives within the settle interval.
+    let half = &full_config[..full_config.find("namespaces:").unwrap()];
+    std::fs::write(&config, half).unwrap();
+    eventually(
+        "the half-written config held",
+        Duration::from_secs(10),
+        async || {
+            served.readyz().await.1["reload"]["held"]["reason"]
+                .as_str()
+                .is_some_and(|reason| reason.contains("namespaces"))
+        },
+    )
+    .await;
+    assert!(!allowed(&validate(&client, &served, prod_sync()).await));
+    std::fs::write(&config, &full_config).unwrap();
+    eventually("the hold released", Duration::from_secs(10), async || {
+        served.readyz().await.1["reload"]["held"].is_null()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (_, ready) = served.readyz().await;
+    assert_eq!(ready["loaded"]["config"], loaded["config"], "{ready}");
+    assert!(!allowed(&validate(&client, &served, prod_sync()).await));
+    assert!(served.metric("guardrails_policy_reloads_held_total").await >= 1.0);
+
+    // A policy file truncated in place: refused, named.
+    let argocd = policies.join("argocd.cedar");
+    let argocd_text = std::fs::read_to_string(&argocd).unwrap();
+    std::fs::write(&argocd, "").unwrap();
+    eventually(
+        "the empty policy file refused",
+        Duration::from_secs(10),
+        async || {
+            served.readyz().await.1["reload"]["lastError"]
+                .as_str()
+                .is_some_and(|error| error.contains("argocd.cedar") && error.contains("empty"))
+        },
+    )
+    .await;
+    assert!(!allowed(&validate(&client, &served, prod_sync()).await));
+    std::fs::write(&argocd, &argocd_text).unwrap();
+
+    // A change that takes something away and stays is loaded once it has settled.
+    std::fs::remove_file(policies.join("drift.cedar")).unwrap();
+    let before = ready["policies"].as_u64().unwrap();
+    eventually(
+        "the smaller set loaded after settling",
+        Duration::from_secs(15),
+        async || {
+            let (_, ready) = served.readyz().await;
+            ready["policies"].as_u64().unwrap() < before && ready["reload"]["held"].is_null()
+        },
+    )
+    .await;
+    assert_eq!(
+        served.readyz().await.1["loaded"]["config"],
+        loaded["config"]
+    );
+}
+
+// --- floods of silent connections ---
+
+/// Room for thousands of sockets in this process and the server it starts (a CI machine's soft
+/// limit may be 1,024).
+fn raise_open_file_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    limit.current = limit.maximum;
+    setrlimit(Resource::Nofile, limit).unwrap();
+}
+
+/// `n` TCP connections to `port` that never send a byte.
+fn silent(port: u16, n: usize) -> Vec<TcpStream> {
+    (0..n)
+        .filter_map(|_| TcpStream::connect(("127.0.0.1", port)).ok())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_lock_out_neither_the_webhook_nor_the_probes() {
+    raise_open_file_limit();
+    let dir = tempfile::tempdir().unwrap();
+    let served = Guardrails::start(
+        dir.path(),
+        &[
+            "--dev",
+            "--dev-ca-out",
+            dir.path().join("ca.pem").to_str().unwrap(),
+            "--max-connections",
+            "64",
+        ],
+    );
+    let client = client(
+        &std::fs::read_to_string(dir.path().join("ca.pem")).unwrap(),
+        WEBHOOK_TIMEOUT,
+    );
+    // Far more silent connections than the cap on each port (the probe port takes 32).
+    let mut flood = silent(served.port, 1000);
+    flood.extend(silent(served.probes, 300));
+    assert!(flood.len() >= 1200, "only {} connected", flood.len());
+    for round in 0..3 {
+        let started = Instant::now();
+        let answer = validate(&client, &served, prod_sync()).await;
+        assert!(!allowed(&answer), "round {round}");
+        let (status, _) = served.probe("/healthz", Duration::from_secs(1)).await;
+        assert_eq!(status, 200, "round {round}");
+        // An attacker reconnecting: a fresh wave before the next request.
+        flood.extend(silent(served.port, 300));
+        flood.extend(silent(served.probes, 100));
+        assert!(started.elapsed() < Duration::from_secs(30));
+    }
+    assert!(
+        served
+            .metric("guardrails_connections_closed_total{reason=\"pressure-handshake\"}")
+            .await
+            + served
+                .metric("guardrails_connections_closed_total{reason=\"pressure-silent\"}")
+                .await
+            >= 100.0,
+        "silent connections were not the ones closed to make room"
+    );
+    drop(flood);
+}
+
+// --- certificates ---
+
+/// A kubelet Secret volume: `..<revision>/` holding the pair, `..data` pointing at it, and
+/// `tls.crt`, `tls.key` pointing through `..data`. Swapping `..data` replaces both at once.
+fn project(dir: &Path, revision: &str, pair: &PemPair) {
+    let target = dir.join(format!("..{revision}"));
+    std::fs::create_dir(&target).unwrap();
+    std::fs::write(target.join("tls.crt"), &pair.cert_pem).unwrap();
+    std::fs::write(target.join("tls.key"), &pair.key_pem).unwrap();
+    let old = std::fs::read_link(dir.join("..data")).ok();
+    std::os::unix::fs::symlink(format!("..{revision}"), dir.join("..data_tmp")).unwrap();
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+    for file in ["tls.crt", "tls.key"] {
+        if std::fs::symlink_metadata(dir.join(file)).is_err() {
+            std::os::unix::fs::symlink(format!("..data/{file}"), dir.join(file)).unwrap();
+        }
+    }
+    if let Some(old) = old {
+        std::fs::remove_dir_all(dir.join(old)).unwrap();
+    }
+}
+
+fn leaf(pair: &PemPair) -> CertificateDer<'static> {
+    CertificateDer::from_pem_slice(pair.cert_pem.as_bytes()).unwrap()
+}
+
+/// The certificate the server presents, to a client trusting the CAs of `pairs`.
+async fn served_certificate(port: u16, pairs: &[&PemPair]) -> CertificateDer<'static> {
+    let cas: String = pairs.iter().map(|pair| pair.ca_pem.as_str()).collect();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls_client_config(&cas)));
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let stream = tokio::time::timeout(
+        WEBHOOK_TIMEOUT,
+        connector.connect(ServerName::try_from("localhost").unwrap(), tcp),
+    )
+    .await
+    .expect("handshake in time")
+    .unwrap();
+    stream.get_ref().1.peer_certificates().unwrap()[0].clone()
+}
+
+/// A self-signed certificate for localhost valid only between the two dates (year, month, day).
+fn dated(from: (i32, u8, u8), until: (i32, u8, u8)) -> PemPair {
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params.not_before = rcgen::date_time_ymd(from.0, from.1, from.2);
+    params.not_after = rcgen::date_time_ymd(until.0, until.1, until.2);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    PemPair {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+        ca_pem: cert.pem(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_follow_every_symlink_swap_and_expired_ones_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    std::fs::create_dir(&certs).unwrap();
+    let expired = dated((2020, 1, 1), (2021, 1, 1));
+    let future = dated((2999, 1, 1), (3000, 1, 1));
+    let files = [
+        "--tls-cert",
+        certs.join("tls.crt").to_str().unwrap().to_string().leak(),
+        "--tls-key",
+        certs.join("tls.key").to_str().unwrap().to_string().leak(),
+    ];
+
+    // At start-up: an expired or not yet valid certificate is a clear error.
+    for (pair, words) in [(&expired, "expired"), (&future, "not valid yet")] {
+        project(&certs, words.split(' ').next().unwrap(), pair);
+        let output = std::process::Command::new(assert_cmd::cargo::cargo_bin("guardrails"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(files)
+            .output()
+            .unwrap();
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(words), "{stderr}");
+    }
+
+    // Valid for about a day: within the readiness margin given, so /readyz fails until a
+    // certificate that lasts is loaded.
+    let first = tls::generate_valid_for(&["localhost".into()], "first", 1).unwrap();
+    project(&certs, "first", &first);
+    let mut args = files.to_vec();
+    args.extend(["--unready-before-expiry", "2880m", "--reload-interval", "0"]);
+    let served = Guardrails::start(dir.path(), &args);
+    assert_eq!(
+        served_certificate(served.port, &[&first]).await,
+        leaf(&first)
+    );
+    let (status, ready) = served.readyz().await;
+    assert_eq!(status, 503, "{ready}");
+    assert_eq!(ready["certificate"]["expiring"], true);
+
+    // Two rotations by symlink swap, each old revision deleted (the second was never seen).
+    let second = tls::generate_dev().unwrap();
+    let third = tls::generate_dev().unwrap();
+    for (revision, pair) in [("second", &second), ("third", &third)] {
+        project(&certs, revision, pair);
+        eventually(revision, Duration::from_secs(10), async || {
+            served_certificate(served.port, &[&first, &second, &third]).await == leaf(pair)
+        })
+        .await;
+    }
+    let (status, ready) = served.readyz().await;
+    assert_eq!(status, 200, "{ready}");
+    assert_eq!(ready["certificate"]["expiring"], false);
+    let expiry = served
+        .metric("guardrails_tls_certificate_expiry_timestamp_seconds")
+        .await;
+    assert!(expiry > jiff::Timestamp::now().as_second() as f64 + 300.0 * 86400.0);
+
+    // An expired pair swapped in is refused; the valid one stays in use.
+    project(&certs, "expired", &expired);
+    eventually(
+        "the expired pair refused",
+        Duration::from_secs(10),
+        async || {
+            served.readyz().await.1["certificate"]["lastError"]
+                .as_str()
+                .is_some_and(|error| error.contains("expired"))
+        },
+    )
+    .await;
+    assert_eq!(
+        served_certificate(served.port, &[&first, &second, &third]).await,
+        leaf(&third)
+    );
+    assert_eq!(served.readyz().await.0, 200);
+}
