@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::process::free_port;
 use common::*;
 use serde_json::{Value, json};
 
@@ -22,11 +23,6 @@ fn binary() -> PathBuf {
     std::env::var_os("GUARDRAILS_TEST_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| assert_cmd::cargo::cargo_bin("guardrails"))
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
 }
 
 struct Server {
@@ -134,16 +130,7 @@ impl Server {
             .text()
             .await
             .unwrap();
-        text.lines()
-            .filter_map(|line| line.rsplit_once(' '))
-            .filter(|(name, _)| {
-                *name == series
-                    || name
-                        .strip_prefix(series)
-                        .is_some_and(|l| l.starts_with('{'))
-            })
-            .map(|(_, value)| value.parse::<f64>().unwrap())
-            .sum()
+        common::process::metric_sum(&text, series)
     }
 }
 

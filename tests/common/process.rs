@@ -98,16 +98,7 @@ impl Guardrails {
     /// The sum of every series of `name` on `/metrics`.
     pub async fn metric(&self, name: &str) -> f64 {
         let (_, text) = self.probe("/metrics", Duration::from_secs(5)).await;
-        text.lines()
-            .filter_map(|line| line.rsplit_once(' '))
-            .filter(|(series, _)| {
-                *series == name
-                    || series
-                        .strip_prefix(name)
-                        .is_some_and(|labels| labels.starts_with('{'))
-            })
-            .map(|(_, value)| value.parse::<f64>().unwrap())
-            .sum()
+        metric_sum(&text, name)
     }
 }
 
@@ -116,6 +107,21 @@ impl Drop for Guardrails {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The sum of every series of `name` in a Prometheus text exposition (`name` alone, or with
+/// labels: `name{a="b"}` matches that series only).
+pub fn metric_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter_map(|line| line.rsplit_once(' '))
+        .filter(|(series, _)| {
+            *series == name
+                || series
+                    .strip_prefix(name)
+                    .is_some_and(|labels| labels.starts_with('{'))
+        })
+        .map(|(_, value)| value.parse::<f64>().unwrap())
+        .sum()
 }
 
 /// A client trusting the CAs in `ca_pem`, giving up after `timeout`.
