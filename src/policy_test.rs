@@ -95,7 +95,7 @@ fn load_manifest(base: &Path, manifest: &Manifest) -> Result<Value, String> {
     match manifest {
         Manifest::Inline(value) => Ok(value.clone()),
         Manifest::Path(path) => {
-            crate::cli::read_manifest(&base.join(path)).map_err(|e| format!("{e:#}"))
+            crate::synth::read_manifest(&base.join(path)).map_err(|e| format!("{e:#}"))
         }
     }
 }

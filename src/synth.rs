@@ -158,3 +158,19 @@ impl Synthetic {
 #[cfg(test)]
 #[path = "unit_tests/synth_tests.rs"]
 mod tests;
+
+/// Read a YAML or JSON manifest (the first document of a multi-document file).
+pub fn read_manifest(path: &std::path::Path) -> anyhow::Result<serde_json::Value> {
+    use anyhow::Context;
+    use serde::Deserialize;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the manifest {}", path.display()))?;
+    for document in serde_yaml_ng::Deserializer::from_str(&text) {
+        let value = serde_json::Value::deserialize(document)
+            .with_context(|| format!("{} is not valid YAML or JSON", path.display()))?;
+        if !value.is_null() {
+            return Ok(value);
+        }
+    }
+    anyhow::bail!("{} holds no manifest", path.display())
+}

@@ -1,0 +1,98 @@
+//! `guardrails certs`: a CA and serving certificate for the webhook Service.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use crate::tls;
+
+/// Where `guardrails certs` gets its CA.
+pub enum CaSource {
+    New { days: i64 },
+    Existing { cert: PathBuf, key: PathBuf },
+}
+
+pub fn write_certs(
+    service: &str,
+    namespace: &str,
+    out: &Path,
+    days: i64,
+    ca_source: &CaSource,
+) -> anyhow::Result<()> {
+    use base64::Engine as _;
+    let names = vec![
+        format!("{service}.{namespace}.svc"),
+        service.to_string(),
+        format!("{service}.{namespace}"),
+        format!("{service}.{namespace}.svc.cluster.local"),
+    ];
+    let common_name = format!("{service}.{namespace}.svc");
+    let (ca, ca_origin) = match ca_source {
+        CaSource::New { days: ca_days } => (
+            tls::generate_ca(&format!("{common_name} CA"), *ca_days)?,
+            None,
+        ),
+        CaSource::Existing { cert, key } => {
+            let read = |path: &Path| {
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))
+            };
+            (
+                tls::CaPem {
+                    cert_pem: read(cert)?,
+                    key_pem: read(key)?,
+                },
+                Some(cert),
+            )
+        }
+    };
+    let pair = tls::issue(&names, &common_name, days, &ca)?;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let write = |name: &str, contents: &str, private: bool| -> anyhow::Result<()> {
+        use std::io::Write as _;
+        let path = out.join(name);
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        if private {
+            // Created unreadable by others; an existing file is narrowed below.
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut file = options
+            .open(&path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        #[cfg(unix)]
+        if private {
+            use std::os::unix::fs::PermissionsExt;
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        }
+        file.write_all(contents.as_bytes())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(())
+    };
+    if ca_origin.is_none() {
+        write("ca.key", &ca.key_pem, true)?;
+    }
+    write("ca.crt", &ca.cert_pem, false)?;
+    write("tls.crt", &pair.cert_pem, false)?;
+    write("tls.key", &pair.key_pem, true)?;
+    eprintln!(
+        "wrote {0}/tls.crt, {0}/tls.key for {1} (valid {days} days) signed by {2}; caBundle:",
+        out.display(),
+        names.join(", "),
+        match ca_origin {
+            None => format!(
+                "a new CA ({0}/ca.crt, key {0}/ca.key: keep it to sign the next pair with --ca-cert/--ca-key)",
+                out.display()
+            ),
+            Some(cert) => format!("the CA of {}", cert.display()),
+        }
+    );
+    outln!(
+        "{}",
+        base64::engine::general_purpose::STANDARD.encode(&ca.cert_pem)
+    );
+    Ok(())
+}

@@ -1,0 +1,62 @@
+//! `guardrails test`: run policy test files.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::bail;
+
+use crate::config::Config;
+use crate::decide::Engine;
+use crate::policy::PolicyStore;
+
+pub fn run_policy_tests(
+    dir: &Path,
+    config: Option<&Path>,
+    tests: Option<&Path>,
+) -> anyhow::Result<()> {
+    use crate::policy_test;
+    let policies = PolicyStore::load_dir(dir)?;
+    let default_config = match config {
+        Some(path) => Config::load(path)?,
+        None => Config::embedded()?,
+    };
+    let files = match tests {
+        Some(file) if file.is_file() => vec![file.to_path_buf()],
+        Some(tests_dir) => policy_test::test_files(tests_dir)?,
+        None => policy_test::test_files(&dir.join("tests"))?,
+    };
+    let default_engine = Engine::new(policies, default_config, None);
+    let (mut passed, mut failed) = (0usize, 0usize);
+    for path in files {
+        let file = policy_test::load(&path)?;
+        let results = match &file.config {
+            Some(relative) => {
+                let config_path = path.parent().unwrap_or(Path::new(".")).join(relative);
+                let engine = Engine::new(
+                    PolicyStore::load_dir(dir)?,
+                    Config::load(&config_path)?,
+                    None,
+                );
+                policy_test::run_file(&engine, &path, &file)
+            }
+            None => policy_test::run_file(&default_engine, &path, &file),
+        };
+        for result in results {
+            if result.passed() {
+                passed += 1;
+                outln!("PASS {}: {}", result.file, result.name);
+            } else {
+                failed += 1;
+                outln!("FAIL {}: {}", result.file, result.name);
+                for failure in &result.failures {
+                    outln!("     {failure}");
+                }
+            }
+        }
+    }
+    outln!("{passed} passed, {failed} failed");
+    if failed > 0 {
+        bail!("{failed} policy test(s) failed");
+    }
+    Ok(())
+}
