@@ -1,5 +1,6 @@
 use std::sync::{Arc, Mutex};
 
+use super::writer::LineWriter;
 use super::*;
 
 /// Accepts `budget` bytes, then fails like a full disk until `budget` is raised.

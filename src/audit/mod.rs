@@ -9,11 +9,19 @@
 //! write (a full disk) the next record starts on a new line. The file is reopened on SIGHUP and
 //! when it was renamed or deleted (rotation).
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+mod record;
+mod sink;
+mod writer;
+
+pub use record::{AuditRecord, RecordedDecision};
+pub use sink::AuditSink;
+use sink::{FileSink, StdoutSink, open_append};
+use writer::run_writer;
+
+use std::io;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,125 +32,18 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::value::RawValue;
 
-use crate::decide::PolicyMatch;
 use crate::respond::Reviewed;
 
 /// Requests larger than this are not copied into the audit log (the record says so instead).
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 256 * 1024;
 
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AuditRecord<'a> {
-    pub time: String,
-    pub uid: &'a str,
-    pub user: &'a str,
-    pub principal: &'a str,
-    pub delegator: Option<&'a str>,
-    pub groups: &'a [String],
-    pub teams: &'a [String],
-    pub kind: &'a str,
-    pub resource: &'a str,
-    pub namespace: &'a str,
-    pub name: &'a str,
-    pub operation: String,
-    pub sub_resource: Option<&'a str>,
-    pub actions: Vec<&'static str>,
-    /// `allow`, `allow-warn`, `allow-audit`, `deny`, `unsupported` or `error`.
-    pub decision: &'a str,
-    pub allowed: bool,
-    /// Whether an enforced policy decided (i.e. the request was denied by a policy).
-    pub enforced: bool,
-    pub matches: &'a [PolicyMatch],
-    pub warnings: &'a [String],
-    pub dry_run: bool,
-    pub latency_us: u128,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub request: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub request_omitted: Option<String>,
-}
-
-/// The fields `replay` reads back.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RecordedDecision {
-    #[serde(default)]
-    pub time: String,
-    #[serde(default)]
-    pub uid: String,
-    #[serde(default)]
-    pub user: String,
-    #[serde(default)]
-    pub kind: String,
-    #[serde(default)]
-    pub namespace: String,
-    #[serde(default)]
-    pub name: String,
-    #[serde(default)]
-    pub operation: String,
-    pub allowed: bool,
-    #[serde(default)]
-    pub matches: Vec<PolicyMatch>,
-    pub request: Option<Box<RawValue>>,
-}
-
-impl<'a> AuditRecord<'a> {
-    pub fn new(reviewed: &'a Reviewed, latency: Duration) -> Self {
-        let request = &reviewed.request;
-        let outcome = reviewed.outcome.as_ref();
-        let identity = outcome.and_then(|o| o.identity.as_ref());
-        let response = reviewed.review.response.as_ref();
-        Self {
-            time: jiff::Timestamp::now().to_string(),
-            uid: &request.uid,
-            user: request.user_info.username.as_deref().unwrap_or(""),
-            principal: identity.map_or("", |i| i.username.as_str()),
-            delegator: identity.and_then(|i| i.delegator.as_deref()),
-            groups: request.user_info.groups.as_deref().unwrap_or(&[]),
-            teams: identity.map_or(&[], |i| i.teams.as_slice()),
-            kind: &request.kind.kind,
-            resource: &request.resource.resource,
-            namespace: request.namespace.as_deref().unwrap_or(""),
-            name: &request.name,
-            operation: format!("{:?}", request.operation).to_uppercase(),
-            sub_resource: request.sub_resource.as_deref(),
-            actions: outcome
-                .and_then(|o| o.recognition.as_ref())
-                .map(|r| r.actions.iter().map(|a| a.as_str()).collect())
-                .unwrap_or_default(),
-            decision: response
-                .and_then(|r| r.audit_annotations.get("decision"))
-                .map_or("", String::as_str),
-            allowed: response.is_some_and(|r| r.allowed),
-            enforced: outcome.is_some_and(|o| o.enforced().next().is_some()),
-            matches: outcome.map_or(&[], |o| o.matches.as_slice()),
-            warnings: response.and_then(|r| r.warnings.as_deref()).unwrap_or(&[]),
-            dry_run: request.dry_run,
-            latency_us: latency.as_micros(),
-            request: None,
-            request_omitted: None,
-        }
-    }
-}
-
 /// Memory the buffer may hold before records are lost (or, with `fail`, requests refused).
 pub const DEFAULT_BUFFER_BYTES: usize = 8 * 1024 * 1024;
 /// At most this many records wait, whatever their size.
 const MAX_BUFFERED_RECORDS: usize = 16 * 1024;
-/// How often the writer checks whether the file was renamed or deleted, and retries a destination
-/// whose last write failed.
-const ROTATION_CHECK: Duration = Duration::from_secs(1);
-/// The writer wakes at least this often to act on SIGHUP and rotation while no record comes.
-const IDLE_WAKE: Duration = Duration::from_millis(250);
-
-/// Most bytes of waiting records the writer joins into one write.
-const MAX_BATCH_BYTES: usize = 256 * 1024;
-
-/// How long the writer lets records gather after a write of several (see `run_writer`).
-const BATCH_LINGER: Duration = Duration::from_millis(2);
 /// Losses are logged at most this often; every one is counted.
 const LOSS_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// How long dropping the log (shutdown) waits for buffered records to be written.
@@ -244,95 +145,6 @@ impl AuditCounters {
                 reason: reason.as_str(),
             })
             .get()
-    }
-}
-
-/// Where the writer thread puts lines: a file, stdout, or a test double.
-pub trait AuditSink: Send + 'static {
-    /// One write; may write part of `buf`, like `write(2)`.
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize>;
-    /// Open the destination anew (SIGHUP, rotation, after a failed write).
-    fn reopen(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-    /// Whether the destination's name now points at another file or at none (rotation).
-    fn moved(&self) -> bool {
-        false
-    }
-    /// Whether the destination ends in the middle of a line (a torn record from before it was
-    /// opened): the next record must start on a new line.
-    fn ends_mid_line(&self) -> bool {
-        false
-    }
-}
-
-fn open_append(path: &Path) -> io::Result<File> {
-    // Readable too: the last byte tells whether an earlier process left a torn record.
-    OpenOptions::new()
-        .create(true)
-        .read(true)
-        .append(true)
-        .open(path)
-}
-
-struct FileSink {
-    path: PathBuf,
-    file: File,
-}
-
-impl AuditSink for FileSink {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.file.write(buf)
-    }
-
-    fn reopen(&mut self) -> io::Result<()> {
-        self.file = open_append(&self.path)?;
-        Ok(())
-    }
-
-    #[cfg(unix)]
-    fn moved(&self) -> bool {
-        use std::os::unix::fs::MetadataExt;
-        match (std::fs::metadata(&self.path), self.file.metadata()) {
-            (Err(error), _) => error.kind() == io::ErrorKind::NotFound,
-            (Ok(named), Ok(open)) => (named.dev(), named.ino()) != (open.dev(), open.ino()),
-            (Ok(_), Err(_)) => false,
-        }
-    }
-
-    #[cfg(unix)]
-    fn ends_mid_line(&self) -> bool {
-        use std::os::unix::fs::FileExt;
-        let Ok(length) = self.file.metadata().map(|m| m.len()) else {
-            return false;
-        };
-        let mut last = [0u8; 1];
-        length > 0 && self.file.read_exact_at(&mut last, length - 1).is_ok() && last[0] != b'\n'
-    }
-}
-
-/// Stdout through a duplicate of fd 1: unbuffered (one write per line) and outside the process-wide
-/// stdout lock, so a stalled reader blocks only the writer thread.
-struct StdoutSink(Box<dyn Write + Send>);
-
-impl StdoutSink {
-    fn new() -> Self {
-        #[cfg(unix)]
-        {
-            use std::os::fd::AsFd;
-            if let Ok(fd) = io::stdout().as_fd().try_clone_to_owned() {
-                return Self(Box::new(File::from(fd)));
-            }
-        }
-        Self(Box::new(io::stdout()))
-    }
-}
-
-impl AuditSink for StdoutSink {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let written = self.0.write(buf)?;
-        self.0.flush()?;
-        Ok(written)
     }
 }
 
@@ -715,152 +527,6 @@ fn refuse(reviewed: &mut Reviewed) {
     reviewed.review = crate::admission::into_review(response);
 }
 
-/// Write `buf` completely; on failure, how much of it was written.
-fn write_fully(sink: &mut dyn AuditSink, buf: &[u8]) -> Result<(), (usize, io::Error)> {
-    let mut done = 0;
-    while done < buf.len() {
-        match sink.write(&buf[done..]) {
-            Ok(0) => return Err((done, io::ErrorKind::WriteZero.into())),
-            Ok(written) => done += written,
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-            Err(error) => return Err((done, error)),
-        }
-    }
-    Ok(())
-}
-
-/// The writer thread's side: whole lines, and a new line after any fragment.
-struct LineWriter {
-    sink: Box<dyn AuditSink>,
-    /// A fragment of a line was written: the next record must start on a new line.
-    fragment: bool,
-}
-
-impl LineWriter {
-    fn new(sink: Box<dyn AuditSink>, shared: &Shared) -> Self {
-        let mut writer = Self {
-            sink,
-            fragment: false,
-        };
-        writer.check_tail(shared);
-        writer
-    }
-
-    /// A file that ends mid-line (a process that died or hit a full disk mid-write) gets its
-    /// fragment terminated before our first record, which would otherwise be glued to it.
-    fn check_tail(&mut self, shared: &Shared) {
-        if !self.fragment && self.sink.ends_mid_line() {
-            self.fragment = true;
-            shared.counters.torn_tails.inc();
-            tracing::warn!(
-                "the audit log ends in a torn record from an earlier write: ending it with a newline; `guardrails replay` reports it as torn"
-            );
-        }
-    }
-
-    /// Write whole lines; on failure, how many bytes of them were written.
-    fn write_lines(&mut self, lines: &[u8]) -> Result<(), (usize, io::Error)> {
-        if self.fragment {
-            write_fully(self.sink.as_mut(), b"\n").map_err(|(_, error)| (0, error))?;
-            self.fragment = false;
-        }
-        write_fully(self.sink.as_mut(), lines).inspect_err(|&(written, _)| {
-            self.fragment = written > 0 && lines[written - 1] != b'\n';
-        })
-    }
-
-    fn reopen(&mut self, shared: &Shared, why: &'static str) {
-        let moved = self.sink.moved();
-        match self.sink.reopen() {
-            Ok(()) => {
-                shared.counters.reopens.inc();
-                // A new file starts clean; the fragment stays in the old one.
-                if moved {
-                    self.fragment = false;
-                }
-                tracing::info!(why, "audit log reopened");
-                self.check_tail(shared);
-            }
-            Err(error) => {
-                tracing::error!(%error, why, "cannot reopen the audit log; writing on to the open one");
-                shared.set_error(format!("cannot reopen: {error}"));
-            }
-        }
-    }
-}
-
-fn run_writer(sink: Box<dyn AuditSink>, receiver: Receiver<Vec<u8>>, shared: &Shared) {
-    let mut writer = LineWriter::new(sink, shared);
-    let mut last_check = Instant::now();
-    let mut batch = Vec::new();
-    loop {
-        let received = receiver.recv_timeout(IDLE_WAKE);
-        if shared.reopen_requested.swap(false, Ordering::AcqRel) {
-            writer.reopen(shared, "SIGHUP");
-            last_check = Instant::now();
-        } else if last_check.elapsed() >= ROTATION_CHECK {
-            last_check = Instant::now();
-            if writer.sink.moved() {
-                writer.reopen(shared, "renamed or deleted");
-            } else if shared.write_failing.load(Ordering::Acquire) {
-                writer.reopen(shared, "after a failed write");
-            }
-        }
-        let line = match received {
-            Ok(line) => line,
-            Err(RecvTimeoutError::Timeout) => continue,
-            Err(RecvTimeoutError::Disconnected) => return,
-        };
-        // Under load, lines arrive faster than one write each: whatever else is already
-        // waiting goes out in the same write (still whole lines, in order).
-        batch.clear();
-        batch.extend_from_slice(&line);
-        let mut lines: u64 = 1;
-        while batch.len() < MAX_BATCH_BYTES {
-            match receiver.try_recv() {
-                Ok(line) => {
-                    batch.extend_from_slice(&line);
-                    lines += 1;
-                }
-                Err(_) => break,
-            }
-        }
-        match writer.write_lines(&batch) {
-            Ok(()) => {
-                shared.counters.written.inc_by(lines);
-                shared.write_failing.store(false, Ordering::Release);
-            }
-            Err((written, error)) => {
-                // Lines wholly written before the failure were kept.
-                let kept = batch[..written].iter().filter(|&&b| b == b'\n').count() as u64;
-                shared.counters.written.inc_by(kept);
-                shared.write_failing.store(true, Ordering::Release);
-                for _ in kept..lines {
-                    shared.lost(LossReason::WriteError, Some(&error));
-                }
-            }
-        }
-        shared
-            .counters
-            .buffered_records
-            .dec_by(i64::try_from(lines).unwrap_or(i64::MAX));
-        shared
-            .counters
-            .buffered_bytes
-            .dec_by(i64::try_from(batch.len()).unwrap_or(i64::MAX));
-        // A burst must not keep a large buffer alive once it has passed.
-        if batch.capacity() > MAX_BATCH_BYTES * 2 {
-            batch = Vec::new();
-        }
-        // Under load, let records gather for a moment rather than being woken for each one:
-        // a sender wakes the writer only when it waits in `recv`, and every wake-up costs the
-        // request path a system call and both sides a context switch.
-        if lines > 1 {
-            std::thread::sleep(BATCH_LINGER);
-        }
-    }
-}
-
 #[cfg(test)]
-#[path = "unit_tests/audit_tests.rs"]
+#[path = "../unit_tests/audit_tests.rs"]
 mod tests;

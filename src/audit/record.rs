@@ -1,0 +1,104 @@
+//! What one audit line holds, written (`AuditRecord`) and read back by `replay` (`RecordedDecision`).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::decide::PolicyMatch;
+use crate::respond::Reviewed;
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditRecord<'a> {
+    pub time: String,
+    pub uid: &'a str,
+    pub user: &'a str,
+    pub principal: &'a str,
+    pub delegator: Option<&'a str>,
+    pub groups: &'a [String],
+    pub teams: &'a [String],
+    pub kind: &'a str,
+    pub resource: &'a str,
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub operation: String,
+    pub sub_resource: Option<&'a str>,
+    pub actions: Vec<&'static str>,
+    /// `allow`, `allow-warn`, `allow-audit`, `deny`, `unsupported` or `error`.
+    pub decision: &'a str,
+    pub allowed: bool,
+    /// Whether an enforced policy decided (i.e. the request was denied by a policy).
+    pub enforced: bool,
+    pub matches: &'a [PolicyMatch],
+    pub warnings: &'a [String],
+    pub dry_run: bool,
+    pub latency_us: u128,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_omitted: Option<String>,
+}
+
+/// The fields `replay` reads back.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordedDecision {
+    #[serde(default)]
+    pub time: String,
+    #[serde(default)]
+    pub uid: String,
+    #[serde(default)]
+    pub user: String,
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub namespace: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub operation: String,
+    pub allowed: bool,
+    #[serde(default)]
+    pub matches: Vec<PolicyMatch>,
+    pub request: Option<Box<RawValue>>,
+}
+
+impl<'a> AuditRecord<'a> {
+    pub fn new(reviewed: &'a Reviewed, latency: Duration) -> Self {
+        let request = &reviewed.request;
+        let outcome = reviewed.outcome.as_ref();
+        let identity = outcome.and_then(|o| o.identity.as_ref());
+        let response = reviewed.review.response.as_ref();
+        Self {
+            time: jiff::Timestamp::now().to_string(),
+            uid: &request.uid,
+            user: request.user_info.username.as_deref().unwrap_or(""),
+            principal: identity.map_or("", |i| i.username.as_str()),
+            delegator: identity.and_then(|i| i.delegator.as_deref()),
+            groups: request.user_info.groups.as_deref().unwrap_or(&[]),
+            teams: identity.map_or(&[], |i| i.teams.as_slice()),
+            kind: &request.kind.kind,
+            resource: &request.resource.resource,
+            namespace: request.namespace.as_deref().unwrap_or(""),
+            name: &request.name,
+            operation: format!("{:?}", request.operation).to_uppercase(),
+            sub_resource: request.sub_resource.as_deref(),
+            actions: outcome
+                .and_then(|o| o.recognition.as_ref())
+                .map(|r| r.actions.iter().map(|a| a.as_str()).collect())
+                .unwrap_or_default(),
+            decision: response
+                .and_then(|r| r.audit_annotations.get("decision"))
+                .map_or("", String::as_str),
+            allowed: response.is_some_and(|r| r.allowed),
+            enforced: outcome.is_some_and(|o| o.enforced().next().is_some()),
+            matches: outcome.map_or(&[], |o| o.matches.as_slice()),
+            warnings: response.and_then(|r| r.warnings.as_deref()).unwrap_or(&[]),
+            dry_run: request.dry_run,
+            latency_us: latency.as_micros(),
+            request: None,
+            request_omitted: None,
+        }
+    }
+}
