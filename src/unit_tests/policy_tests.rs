@@ -1,5 +1,6 @@
-//! Unit tests for `src/policy.rs` (kept apart so `src/` holds only shipped code).
+//! Unit tests for `src/policy/` (kept apart so `src/` holds only shipped code).
 
+use super::slice::required_team;
 use super::*;
 
 fn with_policy(file: &str, text: &str) -> Result<PolicyStore, PolicyError> {
