@@ -189,7 +189,7 @@ impl Config {
                 message: error.to_string(),
             })?;
         let mut config = Self::from_file(file, origin)?;
-        config.hash = crate::policy::text_hash(text);
+        config.hash = crate::fingerprint::text_hash(text);
         Ok(config)
     }
 

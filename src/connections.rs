@@ -24,9 +24,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tower::ServiceExt;
 
-use crate::limits::{Limits, Throttle};
+use crate::limits::{Limits, MAX_HEADER_BUFFER, Throttle};
 use crate::metrics::Metrics;
-use crate::server::MAX_HEADER_BUFFER;
 use crate::tls::ReloadableTls;
 
 /// Concurrent streams one HTTP/2 connection may open. Go's client (the API server's) opens

@@ -16,6 +16,7 @@ pub mod connections;
 pub mod decide;
 pub mod entities;
 pub mod explain;
+pub mod fingerprint;
 pub mod identity;
 pub mod json;
 pub mod limits;

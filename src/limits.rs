@@ -53,6 +53,8 @@ pub const BYTES_PER_JSON_VALUE: usize = 80;
 pub const BYTES_PER_JSON_MEMBER: usize = 80;
 pub const BYTES_PER_JSON_OBJECT: usize = 400;
 
+/// Request headers a connection may buffer (HTTP/1.1) or a stream may carry (HTTP/2).
+pub const MAX_HEADER_BUFFER: usize = 64 * 1024;
 pub const DEFAULT_MAX_QUEUE: usize = 64;
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(4);
 pub const DEFAULT_MEMORY_BUDGET: usize = 128 * 1024 * 1024;

@@ -179,20 +179,15 @@ struct CertificateInputs {
 
 impl CertificateInputs {
     fn fingerprint(&self) -> String {
-        let mut context = ring::digest::Context::new(&ring::digest::SHA256);
-        let mut part = |bytes: &Result<Vec<u8>, TlsError>| match bytes {
-            Ok(bytes) => {
-                context.update(&(bytes.len() as u64).to_le_bytes());
-                context.update(bytes);
-            }
-            Err(error) => context.update(format!("unreadable: {error}").as_bytes()),
+        let part = |bytes: &Result<Vec<u8>, TlsError>| match bytes {
+            Ok(bytes) => bytes.clone(),
+            Err(error) => format!("unreadable: {error}").into_bytes(),
         };
-        part(&self.cert);
-        part(&self.key);
+        let mut parts = vec![part(&self.cert), part(&self.key)];
         if let Some((_, ca)) = &self.client_ca {
-            part(ca);
+            parts.push(part(ca));
         }
-        crate::policy::hex_digest(context.finish())
+        crate::fingerprint::parts_hash(parts.iter().map(Vec::as_slice))
     }
 }
 

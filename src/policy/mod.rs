@@ -5,11 +5,11 @@ mod diagnostics;
 mod slice;
 mod sources;
 
+pub use crate::fingerprint::{sources_hash, text_hash};
 pub use diagnostics::{PolicyDiagnostic, PolicyError, unknown_names};
 use diagnostics::{diagnostic_at, display_id, line_of};
 use slice::{Slice, referenced_groups, slice_by_action, uncovered_actions};
-pub(crate) use sources::hex_digest;
-pub use sources::{read_sources, sources_hash, text_hash};
+pub use sources::read_sources;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;

@@ -38,7 +38,6 @@ pub use shutdown::{Signals, drain_on_signal};
 
 /// Probes and metrics answer within this, whatever else is going on.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
-pub const MAX_HEADER_BUFFER: usize = 64 * 1024;
 /// A body over the limit is still read (and dropped), up to this much, so that the client
 /// gets a readable 413 instead of a connection reset (HTTP/1.1) or a stream error (HTTP/2).
 pub const MAX_DRAINED_BYTES: usize = 64 * 1024 * 1024;
