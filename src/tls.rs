@@ -60,13 +60,23 @@ pub fn server_config_with_client_ca(
     client_ca: Option<(&[u8], &str)>,
     origin: &str,
 ) -> Result<ServerConfig, TlsError> {
+    checked_server_config(cert_pem, key_pem, client_ca, origin).map(|(config, _)| config)
+}
+
+/// `server_config_with_client_ca`, with when the certificate expires (Unix seconds).
+fn checked_server_config(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    client_ca: Option<(&[u8], &str)>,
+    origin: &str,
+) -> Result<(ServerConfig, i64), TlsError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<_, _>>()
         .map_err(|_| TlsError::NoCertificate(origin.to_string()))?;
     let Some(leaf) = certs.first() else {
         return Err(TlsError::NoCertificate(origin.to_string()));
     };
-    validity(leaf, origin)?;
+    let (_, not_after) = validity(leaf, origin)?;
     let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|error| TlsError::Key {
         path: origin.to_string(),
         message: error.to_string(),
@@ -84,7 +94,7 @@ pub fn server_config_with_client_ca(
         .with_single_cert(certs, key)
         .map_err(|e| TlsError::Config(e.to_string()))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(config)
+    Ok((config, not_after))
 }
 
 /// When a certificate is valid (Unix seconds), refusing one that is not valid now: a server
@@ -195,6 +205,9 @@ impl CertificateInputs {
 pub struct LoadedCertificate {
     pub config: ServerConfig,
     pub not_after: i64,
+    /// Of the bytes it was built from: the watcher's first check compares with this, so a change
+    /// between start-up and the watch is not missed.
+    fingerprint: String,
 }
 
 impl ServingCertificate {
@@ -231,12 +244,13 @@ impl ServingCertificate {
             Self::Files { cert, key } => format!("{} / {}", cert.display(), key.display()),
             Self::Memory(_) => "dev".to_string(),
         };
+        let fingerprint = inputs.fingerprint();
         let (cert, key) = (inputs.cert?, inputs.key?);
         let client_ca = match inputs.client_ca {
             Some((path, pem)) => Some((path.display().to_string(), pem?)),
             None => None,
         };
-        let config = server_config_with_client_ca(
+        let (config, not_after) = checked_server_config(
             &cert,
             &key,
             client_ca
@@ -244,10 +258,11 @@ impl ServingCertificate {
                 .map(|(origin, pem)| (pem.as_slice(), origin.as_str())),
             &origin,
         )?;
-        let leaf = CertificateDer::from_pem_slice(&cert)
-            .map_err(|_| TlsError::NoCertificate(origin.clone()))?;
-        let (_, not_after) = validity(&leaf, &origin)?;
-        Ok(LoadedCertificate { config, not_after })
+        Ok(LoadedCertificate {
+            config,
+            not_after,
+            fingerprint,
+        })
     }
 
     fn files(&self) -> Vec<&Path> {
@@ -266,6 +281,9 @@ pub struct CertificateStatus {
     pub not_after: Option<String>,
     #[serde(skip)]
     pub not_after_unix: Option<i64>,
+    /// Of the files the certificate in use was built from.
+    #[serde(skip)]
+    fingerprint: Option<String>,
     pub reloads_succeeded: u64,
     pub reloads_failed: u64,
     /// The error of the latest reload if it failed (cleared by the next success).
@@ -291,6 +309,7 @@ impl ReloadableTls {
     pub fn loaded(loaded: LoadedCertificate, metrics: &crate::metrics::Metrics) -> Self {
         let tls = Self::new(loaded.config);
         tls.set_expiry(loaded.not_after, metrics);
+        tls.update_status(|status| status.fingerprint = Some(loaded.fingerprint));
         tls
     }
 
@@ -356,6 +375,8 @@ impl crate::watch::Follow for CertificateFollower {
             Ok(loaded) => {
                 self.tls.replace(loaded.config);
                 self.tls.set_expiry(loaded.not_after, &self.metrics);
+                self.tls
+                    .update_status(|status| status.fingerprint = Some(loaded.fingerprint));
                 self.tls.update_status(|status| {
                     status.reloads_succeeded += 1;
                     status.last_error = None;
@@ -389,7 +410,15 @@ pub fn watch_certificate(
     if certificate.files().is_empty() && client_ca.is_none() {
         return Ok(None);
     }
-    let last = certificate.read(client_ca.as_deref()).fingerprint();
+    // What is in use; unknown (a config built elsewhere) means the first check loads the files.
+    let last = {
+        let status = tls.status();
+        let status = match status.lock() {
+            Ok(status) => status,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        status.fingerprint.clone().unwrap_or_default()
+    };
     let follower = CertificateFollower {
         certificate,
         client_ca,
