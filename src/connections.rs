@@ -26,6 +26,7 @@ use tower::ServiceExt;
 
 use crate::limits::{Limits, MAX_HEADER_BUFFER, Throttle};
 use crate::metrics::Metrics;
+use crate::sync::lock;
 use crate::tls::ReloadableTls;
 
 /// Concurrent streams one HTTP/2 connection may open. Go's client (the API server's) opens
@@ -449,13 +450,6 @@ impl Registration {
 impl Drop for Registration {
     fn drop(&mut self) {
         self.proven();
-    }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match mutex.lock() {
-        Ok(guard) => guard,
-        Err(poisoned) => poisoned.into_inner(),
     }
 }
 

@@ -30,6 +30,7 @@ pub mod reload;
 pub mod replay;
 pub mod respond;
 pub mod server;
+pub mod sync;
 pub mod synth;
 pub mod tls;
 pub mod watch;

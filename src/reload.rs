@@ -189,10 +189,7 @@ fn apply(
     status: &Mutex<ReloadStatus>,
     metrics: &Metrics,
 ) -> bool {
-    let mut status = match status.lock() {
-        Ok(status) => status,
-        Err(poisoned) => poisoned.into_inner(),
-    };
+    let mut status = crate::sync::lock(status);
     match result {
         Ok(mut new_engine) => {
             // Live cluster data belongs to the process, not to the policy set.
@@ -327,10 +324,7 @@ struct EngineFollower {
 
 impl EngineFollower {
     fn set_held(&self, held: Option<HeldChange>) {
-        let mut status = match self.status.lock() {
-            Ok(status) => status,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut status = crate::sync::lock(&self.status);
         status.held = held;
     }
 }
@@ -350,10 +344,7 @@ impl crate::watch::Follow for EngineFollower {
     fn check(&mut self) -> Option<Duration> {
         let snapshot = self.source.read();
         {
-            let mut status = match self.status.lock() {
-                Ok(status) => status,
-                Err(poisoned) => poisoned.into_inner(),
-            };
+            let mut status = crate::sync::lock(&self.status);
             status.last_checked = Some(jiff::Timestamp::now().to_string());
         }
         if snapshot.fingerprint == self.last {

@@ -336,10 +336,7 @@ impl ReloadableTls {
     }
 
     fn update_status(&self, change: impl FnOnce(&mut CertificateStatus)) {
-        let mut status = match self.status.lock() {
-            Ok(status) => status,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut status = crate::sync::lock(&self.status);
         change(&mut status);
     }
 }
@@ -413,10 +410,7 @@ pub fn watch_certificate(
     // What is in use; unknown (a config built elsewhere) means the first check loads the files.
     let last = {
         let status = tls.status();
-        let status = match status.lock() {
-            Ok(status) => status,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let status = crate::sync::lock(&status);
         status.fingerprint.clone().unwrap_or_default()
     };
     let follower = CertificateFollower {

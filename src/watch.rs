@@ -324,10 +324,7 @@ async fn run<F: Follow>(
     loop {
         let watching = watching.clone();
         let again = tokio::task::spawn_blocking(move || {
-            let mut watching = match watching.lock() {
-                Ok(watching) => watching,
-                Err(poisoned) => poisoned.into_inner(),
-            };
+            let mut watching = crate::sync::lock(&watching);
             watching.check()
         })
         .await

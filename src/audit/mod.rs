@@ -179,10 +179,7 @@ impl Shared {
 
     fn set_error(&self, message: String) {
         let entry = Some((jiff::Timestamp::now().to_string(), message));
-        match self.last_error.lock() {
-            Ok(mut last) => *last = entry,
-            Err(poisoned) => *poisoned.into_inner() = entry,
-        }
+        *crate::sync::lock(&self.last_error) = entry;
     }
 
     fn lost(&self, reason: LossReason, error: Option<&io::Error>) {
@@ -344,10 +341,7 @@ impl AuditLog {
 
     pub fn status(&self) -> AuditStatus {
         let counters = &self.shared.counters;
-        let last = match self.shared.last_error.lock() {
-            Ok(last) => last.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        };
+        let last = crate::sync::lock(&self.shared.last_error).clone();
         let (last_error_time, last_error) = last.unzip();
         AuditStatus {
             destination: self.destination.clone(),

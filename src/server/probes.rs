@@ -38,17 +38,11 @@ pub(super) async fn healthz() -> &'static str {
 pub(super) async fn readyz(State(state): State<AppState>) -> Response {
     let engine = state.engine.load();
     let draining = state.draining.load(Ordering::Acquire);
-    let reload = match state.reload.lock() {
-        Ok(status) => status.clone(),
-        Err(poisoned) => poisoned.into_inner().clone(),
-    };
+    let reload = crate::sync::lock(&state.reload).clone();
     let certificate = state
         .certificate
         .as_ref()
-        .map(|status| match status.lock() {
-            Ok(status) => status.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        });
+        .map(|status| crate::sync::lock(status).clone());
     let margin = i64::try_from(state.unready_before_expiry.as_secs()).unwrap_or(i64::MAX);
     let expiring = certificate
         .as_ref()
