@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::mode::Mode;
+use crate::vocabulary::Mode;
 
 /// The configuration shipped with the binary (`config/guardrails.yaml`).
 pub const EMBEDDED_CONFIG: &str = include_str!("../config/guardrails.yaml");

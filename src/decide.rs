@@ -1,8 +1,6 @@
 //! Decision: one Cedar request per recognised action against the current snapshot, combined with
 //! each policy's enforcement and the global mode.
 
-use std::sync::Arc;
-
 use cedar_policy::{Authorizer, Decision, EntityUid, Request as CedarRequest};
 use serde::{Deserialize, Serialize};
 
@@ -11,9 +9,9 @@ use crate::cluster::LiveNamespaces;
 use crate::config::Config;
 use crate::entities::{self, EntityError, Placement};
 use crate::identity::{self, Identity};
-use crate::mode::Mode;
 use crate::policy::PolicyStore;
 use crate::recognize::{self, Action, Recognition, Recognized};
+use crate::vocabulary::{Mode, Verdict};
 
 /// Everything a decision depends on, immutable once built; reloads build a new one and swap it.
 #[derive(Debug)]
@@ -40,10 +38,6 @@ impl Engine {
             loaded_at: jiff::Timestamp::now(),
             authorizer: Authorizer::new(),
         }
-    }
-
-    pub fn shared(self) -> Arc<Self> {
-        Arc::new(self)
     }
 }
 
@@ -80,6 +74,21 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// What the request is answered with.
+    pub fn verdict(&self) -> Verdict {
+        if self.unsupported.is_some() {
+            Verdict::Unsupported
+        } else if !self.allowed {
+            Verdict::Deny
+        } else if self.matches.iter().any(|m| m.effective == Mode::Warn) {
+            Verdict::AllowWarn
+        } else if self.matches.is_empty() {
+            Verdict::Allow
+        } else {
+            Verdict::AllowAudit
+        }
+    }
+
     pub fn enforced(&self) -> impl Iterator<Item = &PolicyMatch> {
         self.matches.iter().filter(|m| m.effective == Mode::Enforce)
     }

@@ -9,36 +9,56 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::admission::{JsonCounts, MAX_BODY_BYTES, MAX_JSON_OBJECTS, MAX_JSON_VALUES};
+use crate::units::{parse_bytes, parse_duration};
 
 /// Every limit of `serve`, with its default. The README's "Limits and shedding" lists them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
 pub struct Limits {
-    /// Largest request body; larger ones get 413.
+    /// Largest request body; larger ones get HTTP 413.
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes, default_value = "4Mi", env = "GUARDRAILS_MAX_BODY_BYTES")]
     pub max_body_bytes: usize,
-    /// Decisions (parse, decide, answer) running at once, each on a blocking thread.
+    /// Decisions running at once on their own threads [default: the number of CPUs, at least 2;
+    /// also what 0 means].
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        hide_default_value = true,
+        env = "GUARDRAILS_DECISION_WORKERS"
+    )]
     pub decision_workers: usize,
-    /// Requests read in full and waiting for memory or a decision slot; beyond it, shed.
+    /// Requests waiting for memory or a decision slot; more are shed with HTTP 429.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_QUEUE, env = "GUARDRAILS_MAX_QUEUE")]
     pub max_queue: usize,
-    /// From a request's arrival to its answer: reading the body, waiting and deciding.
+    /// Deadline per request from its arrival: reading, waiting and deciding. Keep it below the
+    /// webhook's timeoutSeconds.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "4s", env = "GUARDRAILS_REQUEST_TIMEOUT")]
     pub request_timeout: Duration,
-    /// Estimated bytes held by requests in flight (see `estimate`); a request that does not
-    /// fit waits in the queue for others to finish, until its deadline.
+    /// Estimated bytes all requests in flight may hold; beyond it they wait, then get HTTP 429.
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes, default_value = "128Mi", env = "GUARDRAILS_MEMORY_BUDGET")]
     pub memory_budget: usize,
-    /// Open connections; at the cap, idle ones are closed and new ones wait in the backlog.
+    /// Open TLS connections (lowered to RLIMIT_NOFILE - 128); at the cap idle ones are closed.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONNECTIONS, env = "GUARDRAILS_MAX_CONNECTIONS")]
     pub max_connections: usize,
-    /// A connection with no request in flight for this long is closed.
+    /// Close a connection with no request in flight for this long.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "60s", env = "GUARDRAILS_IDLE_TIMEOUT")]
     pub idle_timeout: Duration,
-    /// Time a new connection has for its TLS handshake; a connection still in its handshake is
-    /// also the first to be closed when the connection cap is reached.
+    /// Time a new connection has for its TLS handshake; at the connection cap, connections still
+    /// in their handshake are closed first (oldest first).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "2s", env = "GUARDRAILS_HANDSHAKE_TIMEOUT")]
     pub handshake_timeout: Duration,
     /// Time a new connection has for its TLS handshake and first request.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s", env = "GUARDRAILS_FIRST_REQUEST_TIMEOUT")]
     pub first_request_timeout: Duration,
-    /// Connections the kernel completes and queues before they are accepted (`listen(2)`'s
-    /// backlog; the kernel caps it at `net.core.somaxconn`).
+    /// Connections the kernel queues before they are accepted, on each listener (capped by
+    /// net.core.somaxconn).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_LISTEN_BACKLOG, env = "GUARDRAILS_LISTEN_BACKLOG")]
     pub listen_backlog: u32,
-    /// After SIGTERM: keep serving this long with `/readyz` failing, so endpoints catch up.
+    /// On SIGTERM, keep serving this long with /readyz failing before closing the listener.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "5s", env = "GUARDRAILS_SHUTDOWN_DELAY")]
     pub shutdown_delay: Duration,
-    /// Then, after the listener closes: time to finish what was received.
+    /// Then, time to finish the requests already received before exiting.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s", env = "GUARDRAILS_SHUTDOWN_GRACE")]
     pub shutdown_grace: Duration,
 }
 
@@ -136,7 +156,9 @@ impl Limits {
             ));
             self.memory_budget = least;
         }
-        self.decision_workers = self.decision_workers.max(1);
+        if self.decision_workers == 0 {
+            self.decision_workers = default_decision_workers();
+        }
         self.max_connections = self.max_connections.max(1);
         notes
     }

@@ -20,16 +20,6 @@ use crate::respond::Reviewed;
 /// Label value for anything outside a closed set.
 pub const OTHER: &str = "other";
 
-/// The decisions `respond` and `audit` annotate; anything else is counted as `other`.
-const DECISIONS: [&str; 6] = [
-    "allow",
-    "allow-warn",
-    "allow-audit",
-    "deny",
-    "unsupported",
-    "error",
-];
-
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     /// `Application`, `Deployment`, `Rollout` (by resource, so `deployments/scale` counts as
@@ -183,14 +173,7 @@ impl Metrics {
                 webhook: "validate",
             })
             .observe(seconds);
-        let response = reviewed.review.response.as_ref();
-        let decision = response
-            .and_then(|r| r.audit_annotations.get("decision"))
-            .map_or("error", String::as_str);
-        let decision = DECISIONS
-            .into_iter()
-            .find(|known| *known == decision)
-            .unwrap_or(OTHER);
+        let decision = reviewed.verdict.as_str();
         let request = &reviewed.request;
         let kind = Kind::from_resource(&request.resource.group, &request.resource.resource)
             .map_or(OTHER, Kind::as_str);

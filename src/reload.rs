@@ -22,8 +22,8 @@ use serde::Serialize;
 use crate::config::{Config, ConfigError, EMBEDDED_CONFIG};
 use crate::decide::Engine;
 use crate::metrics::Metrics;
-use crate::mode::Mode;
 use crate::policy::{self, EMBEDDED_POLICIES, PolicyError, PolicyStore};
+use crate::vocabulary::Mode;
 
 pub use crate::watch::{DEFAULT_INTERVAL as DEFAULT_RELOAD_INTERVAL, Following as Reloader};
 /// How long a change that takes something away must stay unchanged on disk before it is loaded.
@@ -171,16 +171,6 @@ pub struct ReloadStatus {
 pub struct HeldChange {
     pub reason: String,
     pub since: String,
-}
-
-/// Try one reload: swap on success, keep the current engine and record the error otherwise.
-pub fn reload_once(
-    source: &EngineSource,
-    engine: &ArcSwap<Engine>,
-    status: &Mutex<ReloadStatus>,
-    metrics: &Metrics,
-) -> bool {
-    apply(source.load(), engine, status, metrics)
 }
 
 fn apply(

@@ -53,7 +53,7 @@ pub struct Report {
 fn enforced_ids(matches: &[crate::decide::PolicyMatch]) -> Vec<String> {
     let mut ids: Vec<String> = matches
         .iter()
-        .filter(|m| m.effective == crate::mode::Mode::Enforce)
+        .filter(|m| m.effective == crate::vocabulary::Mode::Enforce)
         .map(|m| m.policy.clone())
         .collect();
     ids.sort();

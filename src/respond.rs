@@ -9,7 +9,7 @@ use kube::core::response::StatusSummary;
 
 use crate::admission::{self, EnvelopeError, Request};
 use crate::decide::{self, Engine, Outcome, PolicyMatch};
-use crate::mode::Mode;
+use crate::vocabulary::{Mode, Verdict};
 
 /// Kubernetes truncates warnings over 256 characters and discourages many of them.
 pub const MAX_WARNING_CHARS: usize = 256;
@@ -24,6 +24,8 @@ pub struct Reviewed {
     pub review: AdmissionReview<DynamicObject>,
     pub request: Request,
     pub outcome: Option<Outcome>,
+    /// What the review answers; `Error` when there is no outcome or the answer was refused.
+    pub verdict: Verdict,
 }
 
 /// Parse, decide and answer one AdmissionReview body. An envelope error is the caller's to turn
@@ -32,26 +34,89 @@ pub fn review(engine: &Engine, body: &[u8]) -> Result<Reviewed, EnvelopeError> {
     let request = admission::parse_review(body)?;
     let (response, outcome) = match decide::decide(engine, &request) {
         Ok(outcome) => (respond(&request, &outcome), Some(outcome)),
-        Err(error) => {
-            // Fail closed: an internal problem never lets the request through unexamined.
-            let mut response = AdmissionResponse::from(&request).deny(format!(
-                "Guardrails could not evaluate this request: {error}"
-            ));
-            response.result.code = 500;
-            response.result.status = Some(StatusSummary::Failure);
-            response.result.reason = "InternalError".into();
-            response
-                .audit_annotations
-                .insert("decision".into(), "error".into());
-            (response, None)
-        }
+        // Fail closed: an internal problem never lets the request through unexamined.
+        Err(error) => (
+            deny(
+                &request,
+                Refusal::Internal,
+                format!("Guardrails could not evaluate this request: {error}"),
+                Verdict::Error,
+            ),
+            None,
+        ),
     };
     Ok(Reviewed {
         review: admission::into_review(response),
+        verdict: outcome.as_ref().map_or(Verdict::Error, Outcome::verdict),
         request,
         outcome,
     })
 }
+
+/// Why a request is refused: the status code and reason the API server shows with the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// A policy (or Cedar's default deny) forbids it.
+    Forbidden,
+    /// Guardrails could not evaluate it.
+    Internal,
+    /// Guardrails cannot keep its audit record (`audit-log-on-loss: fail`).
+    AuditUnavailable,
+}
+
+impl Refusal {
+    fn code(self) -> u16 {
+        match self {
+            Refusal::Forbidden => 403,
+            Refusal::Internal => 500,
+            Refusal::AuditUnavailable => 503,
+        }
+    }
+
+    fn reason(self) -> &'static str {
+        match self {
+            Refusal::Forbidden => "Forbidden",
+            Refusal::Internal => "InternalError",
+            Refusal::AuditUnavailable => "ServiceUnavailable",
+        }
+    }
+}
+
+/// Every denial Guardrails sends is built here.
+fn deny(
+    request: &Request,
+    refusal: Refusal,
+    message: String,
+    verdict: Verdict,
+) -> AdmissionResponse {
+    let mut response = AdmissionResponse::from(request).deny(message);
+    response.result.code = refusal.code();
+    response.result.status = Some(StatusSummary::Failure);
+    response.result.reason = refusal.reason().into();
+    response
+        .audit_annotations
+        .insert(DECISION_ANNOTATION.into(), verdict.as_str().into());
+    response
+}
+
+/// The answer under `audit-log-on-loss: fail` when the record cannot be kept: no change is
+/// admitted unrecorded, whatever the webhook's failurePolicy.
+pub fn refuse_unrecorded(reviewed: &mut Reviewed) {
+    let mut response = deny(
+        &reviewed.request,
+        Refusal::AuditUnavailable,
+        "Guardrails cannot write its audit log (audit-log-on-loss: fail), so it refuses changes until it can; see /readyz".into(),
+        Verdict::Error,
+    );
+    response
+        .audit_annotations
+        .insert("audit".into(), "unavailable".into());
+    reviewed.review = admission::into_review(response);
+    reviewed.verdict = Verdict::Error;
+}
+
+/// The audit annotation that carries the verdict's wire name.
+pub const DECISION_ANNOTATION: &str = "decision";
 
 fn truncate(text: String, limit: usize) -> String {
     if text.chars().count() <= limit {
@@ -82,54 +147,72 @@ fn outcome_kind(request: &Request) -> &str {
     }
 }
 
-/// Build the response for a decided request.
-pub fn respond(request: &Request, outcome: &Outcome) -> AdmissionResponse {
-    let mut response = AdmissionResponse::from(request);
-    let mut annotations = HashMap::new();
-    if let Some(resource) = &outcome.unsupported {
-        annotations.insert("decision".to_string(), "unsupported".to_string());
-        annotations.insert("resource".to_string(), resource.clone());
-        response.audit_annotations = annotations;
-        return response;
-    }
-    let actions: Vec<&str> = outcome
-        .recognition
-        .iter()
-        .flat_map(|r| r.actions.iter().map(|a| a.as_str()))
-        .collect();
-    let principal = echo(
+fn principal(outcome: &Outcome) -> String {
+    echo(
         outcome
             .identity
             .as_ref()
             .map(|i| i.username.as_str())
             .unwrap_or(""),
-    );
+    )
+}
 
-    if !outcome.allowed {
-        let mut denied: Vec<String> = Vec::new();
-        let mut denied_actions: Vec<&str> = Vec::new();
-        for m in outcome.enforced() {
-            if !denied_actions.contains(&m.action.as_str()) {
-                denied_actions.push(m.action.as_str());
-            }
-            let line = format!("[{}] {}", m.policy, m.reason);
-            if !denied.contains(&line) {
-                denied.push(line);
-            }
-        }
-        let message = format!(
-            "Guardrails denied {} of {} by {}: {}",
-            denied_actions.join(", "),
-            describe_target(request),
-            principal,
-            denied.join(" ")
-        );
-        response = response.deny(message);
-        response.result.code = 403;
-        response.result.status = Some(StatusSummary::Failure);
-        response.result.reason = "Forbidden".into();
+/// Build the response for a decided request.
+pub fn respond(request: &Request, outcome: &Outcome) -> AdmissionResponse {
+    let verdict = outcome.verdict();
+    if let Some(resource) = &outcome.unsupported {
+        let mut response = AdmissionResponse::from(request);
+        response.audit_annotations = HashMap::from([
+            (
+                DECISION_ANNOTATION.to_string(),
+                verdict.as_str().to_string(),
+            ),
+            ("resource".to_string(), resource.clone()),
+        ]);
+        return response;
     }
+    let mut response = if outcome.allowed {
+        AdmissionResponse::from(request)
+    } else {
+        deny(
+            request,
+            Refusal::Forbidden,
+            denial_message(request, outcome),
+            verdict,
+        )
+    };
+    let warnings = warnings(outcome);
+    if !warnings.is_empty() {
+        response.warnings = Some(warnings);
+    }
+    response.audit_annotations = annotations(outcome, verdict);
+    response
+}
 
+/// "Guardrails denied sync of Application argocd/payments by alice: [policy] reason …"
+fn denial_message(request: &Request, outcome: &Outcome) -> String {
+    let mut denied: Vec<String> = Vec::new();
+    let mut denied_actions: Vec<&str> = Vec::new();
+    for m in outcome.enforced() {
+        if !denied_actions.contains(&m.action.as_str()) {
+            denied_actions.push(m.action.as_str());
+        }
+        let line = format!("[{}] {}", m.policy, m.reason);
+        if !denied.contains(&line) {
+            denied.push(line);
+        }
+    }
+    format!(
+        "Guardrails denied {} of {} by {}: {}",
+        denied_actions.join(", "),
+        describe_target(request),
+        principal(outcome),
+        denied.join(" ")
+    )
+}
+
+/// What the client is told besides the verdict: ignored claims, and warn/audit matches.
+fn warnings(outcome: &Outcome) -> Vec<String> {
     let mut warnings: Vec<String> = Vec::new();
     if let Some(identity) = &outcome.identity
         && let Some(forged) = &identity.forged_initiator
@@ -165,28 +248,24 @@ pub fn respond(request: &Request, outcome: &Outcome) -> AdmissionResponse {
             warnings.push(warning);
         }
     }
-    if !warnings.is_empty() {
-        warnings.truncate(MAX_WARNINGS);
-        response.warnings = Some(
-            warnings
-                .into_iter()
-                .map(|w| truncate(w, MAX_WARNING_CHARS))
-                .collect(),
-        );
-    }
+    warnings.truncate(MAX_WARNINGS);
+    warnings
+        .into_iter()
+        .map(|w| truncate(w, MAX_WARNING_CHARS))
+        .collect()
+}
 
-    let decision = if !outcome.allowed {
-        "deny"
-    } else if outcome.matches.iter().any(|m| m.effective == Mode::Warn) {
-        "allow-warn"
-    } else if outcome.matches.is_empty() {
-        "allow"
-    } else {
-        "allow-audit"
-    };
-    annotations.insert("decision".into(), decision.into());
+/// The audit annotations the API server's own audit log keeps with the request.
+fn annotations(outcome: &Outcome, verdict: Verdict) -> HashMap<String, String> {
+    let actions: Vec<&str> = outcome
+        .recognition
+        .iter()
+        .flat_map(|r| r.actions.iter().map(|a| a.as_str()))
+        .collect();
+    let mut annotations = HashMap::new();
+    annotations.insert(DECISION_ANNOTATION.into(), verdict.as_str().into());
     annotations.insert("actions".into(), actions.join(","));
-    annotations.insert("principal".into(), principal);
+    annotations.insert("principal".into(), principal(outcome));
     annotations.insert("mode".into(), outcome.mode.as_str().into());
     if let Some(delegator) = outcome.identity.as_ref().and_then(|i| i.delegator.as_ref()) {
         annotations.insert("delegator".into(), echo(delegator));
@@ -207,8 +286,7 @@ pub fn respond(request: &Request, outcome: &Outcome) -> AdmissionResponse {
         // What each policy would have done on its own, so audit-mode rollouts show their effect.
         annotations.insert("declared".into(), listed(|m| m.declared));
     }
-    response.audit_annotations = annotations;
-    response
+    annotations
 }
 
 #[cfg(test)]

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
-use guardrails::cluster;
 use guardrails::metrics::Metrics;
+use guardrails::namespace_watch;
 use guardrails::respond;
 use http::{Request, Response, StatusCode};
 use kube::client::Body;
@@ -108,7 +108,7 @@ async fn namespace_labels_are_watched_and_survive_an_api_outage() {
     let live = engine.live_namespaces.clone();
     let ready = Arc::new(AtomicBool::new(false));
     let metrics = Arc::new(Metrics::new());
-    tokio::spawn(cluster::watch_namespaces(
+    tokio::spawn(namespace_watch::watch_namespaces(
         client,
         live.clone(),
         ready.clone(),

@@ -25,8 +25,6 @@ use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kube::core::admission::AdmissionResponse;
-use kube::core::response::StatusSummary;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -249,14 +247,6 @@ pub struct AuditStatus {
 }
 
 impl AuditLog {
-    pub fn stdout(include_requests: bool, max_request_bytes: usize) -> Self {
-        Self::to_stdout(AuditOptions {
-            include_requests,
-            max_request_bytes,
-            ..AuditOptions::default()
-        })
-    }
-
     pub fn to_stdout(options: AuditOptions) -> Self {
         Self::with_sink("stdout", Box::new(StdoutSink::new()), options)
     }
@@ -376,28 +366,33 @@ impl AuditLog {
         true
     }
 
+    /// Whether the loss policy refuses changes before trying: `audit-log-on-loss: fail` while the
+    /// destination is failing (this record would most likely be lost too). The record of a
+    /// refused request then says it was refused.
+    pub fn refuses_now(&self) -> bool {
+        self.enabled
+            && self.options.on_loss == LossPolicy::Fail
+            && self.shared.write_failing.load(Ordering::Acquire)
+    }
+
+    /// Whether a record that could not be kept refuses its request (`audit-log-on-loss: fail`).
+    pub fn refuses_unrecorded(&self) -> bool {
+        self.enabled && self.options.on_loss == LossPolicy::Fail
+    }
+
     /// Record one decided request; `body` is the request as received. Never blocks: a record
-    /// that cannot be buffered is counted as lost, and with `LossPolicy::Fail` the answer in
-    /// `reviewed` becomes a denial (the record then says so).
-    pub fn record(&self, reviewed: &mut Reviewed, body: &[u8], latency: Duration) {
+    /// that cannot be buffered is counted as lost and `false` returned; what the answer then
+    /// becomes is the caller's (see `refuses_unrecorded`).
+    pub fn record(&self, reviewed: &Reviewed, body: &[u8], latency: Duration) -> bool {
         if !self.enabled {
-            return;
+            return true;
         }
-        let fail = self.options.on_loss == LossPolicy::Fail;
-        // A destination that is failing now will most likely lose this record too.
-        let refused = fail && self.shared.write_failing.load(Ordering::Acquire);
-        if refused {
-            refuse(reviewed);
-        }
-        let kept = match self.line(reviewed, body, latency) {
+        match self.line(reviewed, body, latency) {
             Some(line) => self.offer(line),
             None => {
                 self.shared.lost(LossReason::WriteError, None);
                 false
             }
-        };
-        if !kept && fail && !refused {
-            refuse(reviewed);
         }
     }
 
@@ -501,24 +496,6 @@ impl Drop for AuditLog {
         }
         let _ = thread.join();
     }
-}
-
-/// The answer under `LossPolicy::Fail` when the record cannot be kept: no change is admitted
-/// unrecorded, whatever the webhook's failurePolicy.
-fn refuse(reviewed: &mut Reviewed) {
-    let mut response = AdmissionResponse::from(&reviewed.request).deny(
-        "Guardrails cannot write its audit log (audit-log-on-loss: fail), so it refuses changes until it can; see /readyz",
-    );
-    response.result.code = 503;
-    response.result.status = Some(StatusSummary::Failure);
-    response.result.reason = "ServiceUnavailable".into();
-    response
-        .audit_annotations
-        .insert("decision".into(), "error".into());
-    response
-        .audit_annotations
-        .insert("audit".into(), "unavailable".into());
-    reviewed.review = crate::admission::into_review(response);
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use serde_json::value::RawValue;
 
 use crate::decide::PolicyMatch;
 use crate::respond::Reviewed;
+use crate::vocabulary::Verdict;
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -25,8 +26,7 @@ pub struct AuditRecord<'a> {
     pub operation: String,
     pub sub_resource: Option<&'a str>,
     pub actions: Vec<&'static str>,
-    /// `allow`, `allow-warn`, `allow-audit`, `deny`, `unsupported` or `error`.
-    pub decision: &'a str,
+    pub decision: Verdict,
     pub allowed: bool,
     /// Whether an enforced policy decided (i.e. the request was denied by a policy).
     pub enforced: bool,
@@ -88,9 +88,7 @@ impl<'a> AuditRecord<'a> {
                 .and_then(|o| o.recognition.as_ref())
                 .map(|r| r.actions.iter().map(|a| a.as_str()).collect())
                 .unwrap_or_default(),
-            decision: response
-                .and_then(|r| r.audit_annotations.get("decision"))
-                .map_or("", String::as_str),
+            decision: reviewed.verdict,
             allowed: response.is_some_and(|r| r.allowed),
             enforced: outcome.is_some_and(|o| o.enforced().next().is_some()),
             matches: outcome.map_or(&[], |o| o.matches.as_slice()),

@@ -20,9 +20,8 @@ mod eval;
 mod replay;
 mod serve;
 mod test;
-mod units;
 
-pub use serve::{LimitArgs, ServeArgs};
+pub use serve::ServeArgs;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,9 +29,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::decide::Engine;
-use crate::mode::Mode;
 use crate::reload::EngineSource;
 use crate::synth::Synthetic;
+use crate::vocabulary::Mode;
 
 #[derive(Debug, Parser)]
 #[command(

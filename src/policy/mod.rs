@@ -21,7 +21,7 @@ use cedar_policy::{
     ValidationWarning, Validator,
 };
 
-use crate::mode::Mode;
+use crate::vocabulary::Mode;
 
 /// The schema file name inside a policy directory.
 pub const SCHEMA_FILE: &str = "guardrails.cedarschema";

@@ -18,131 +18,14 @@ pub use diff::{LAST_APPLIED_ANNOTATION, NOTIFIED_ANNOTATION, REVISION_ANNOTATION
 pub use workload::RESTARTED_AT_ANNOTATION;
 
 use kube::core::admission::Operation;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::admission::Request;
 use crate::config::Config;
 use crate::json;
+pub use crate::vocabulary::{Action, Kind};
 use object::{has_resources_finalizer, pointer};
-
-/// The kinds Guardrails decides.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum Kind {
-    Application,
-    ApplicationSet,
-    AppProject,
-    Deployment,
-    Rollout,
-}
-
-impl Kind {
-    /// The Cedar entity type name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Application => "Application",
-            Kind::ApplicationSet => "ApplicationSet",
-            Kind::AppProject => "AppProject",
-            Kind::Deployment => "Deployment",
-            Kind::Rollout => "Rollout",
-        }
-    }
-
-    /// Identified by the *resource* (not the kind) so `deployments/scale` with a Scale body counts.
-    pub fn from_resource(group: &str, resource: &str) -> Option<Self> {
-        match (group, resource) {
-            ("argoproj.io", "applications") => Some(Kind::Application),
-            ("argoproj.io", "applicationsets") => Some(Kind::ApplicationSet),
-            ("argoproj.io", "appprojects") => Some(Kind::AppProject),
-            ("argoproj.io", "rollouts") => Some(Kind::Rollout),
-            ("apps", "deployments") => Some(Kind::Deployment),
-            _ => None,
-        }
-    }
-}
-
-/// Every action the schema knows; names match `policies/guardrails.cedarschema`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Action {
-    Create,
-    Update,
-    Delete,
-    Bookkeeping,
-    Sync,
-    AutoSync,
-    Rollback,
-    Override,
-    Terminate,
-    Refresh,
-    RemoveFinalizer,
-    EnableAutoSync,
-    DisableAutoSync,
-    Retarget,
-    ChangeSource,
-    ChangeSyncPolicy,
-    ChangeTemplate,
-    ChangeGenerators,
-    ChangeDestinations,
-    ChangeSources,
-    ChangeIdentities,
-    ChangeResources,
-    ChangeRoles,
-    ChangeTokens,
-    ChangeSyncWindows,
-    Scale,
-    Restart,
-    Pause,
-    Resume,
-    ChangeImage,
-    Promote,
-    PromoteFull,
-    Abort,
-    Retry,
-    Undo,
-}
-
-impl Action {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Create => "create",
-            Action::Update => "update",
-            Action::Delete => "delete",
-            Action::Bookkeeping => "bookkeeping",
-            Action::Sync => "sync",
-            Action::AutoSync => "auto-sync",
-            Action::Rollback => "rollback",
-            Action::Override => "override",
-            Action::Terminate => "terminate",
-            Action::Refresh => "refresh",
-            Action::RemoveFinalizer => "remove-finalizer",
-            Action::EnableAutoSync => "enable-auto-sync",
-            Action::DisableAutoSync => "disable-auto-sync",
-            Action::Retarget => "retarget",
-            Action::ChangeSource => "change-source",
-            Action::ChangeSyncPolicy => "change-sync-policy",
-            Action::ChangeTemplate => "change-template",
-            Action::ChangeGenerators => "change-generators",
-            Action::ChangeDestinations => "change-destinations",
-            Action::ChangeSources => "change-sources",
-            Action::ChangeIdentities => "change-identities",
-            Action::ChangeResources => "change-resources",
-            Action::ChangeRoles => "change-roles",
-            Action::ChangeTokens => "change-tokens",
-            Action::ChangeSyncWindows => "change-sync-windows",
-            Action::Scale => "scale",
-            Action::Restart => "restart",
-            Action::Pause => "pause",
-            Action::Resume => "resume",
-            Action::ChangeImage => "change-image",
-            Action::Promote => "promote",
-            Action::PromoteFull => "promote-full",
-            Action::Abort => "abort",
-            Action::Retry => "retry",
-            Action::Undo => "undo",
-        }
-    }
-}
 
 /// Sync options carried by `/operation/sync`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

@@ -1,7 +1,7 @@
 //! The webhook routes: read the body within the limits, decide (inline or on a blocking
 //! thread), answer; and every error answer the API server can act on.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -13,7 +13,7 @@ use serde_json::json;
 use super::{AppState, MAX_DRAINED_BYTES, RETRY_AFTER_SECONDS, SLOW_BODY_DRAIN};
 use crate::admission::{JsonCounter, JsonCounts};
 use crate::limits::{self, Reservation, Shed, Throttle};
-use crate::respond;
+use crate::respond::{self, Reviewed};
 
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Webhook {
@@ -222,6 +222,19 @@ pub(super) async fn drain(mut stream: axum::body::BodyDataStream, deadline: Inst
     }
 }
 
+/// Write the audit record (never blocks). Under `audit-log-on-loss: fail` a request whose record
+/// cannot be kept is refused, so no change is admitted unrecorded.
+fn record_or_refuse(state: &AppState, reviewed: &mut Reviewed, body: &[u8], elapsed: Duration) {
+    let refused = state.audit.refuses_now();
+    if refused {
+        respond::refuse_unrecorded(reviewed);
+    }
+    let kept = state.audit.record(reviewed, body, elapsed);
+    if !kept && !refused && state.audit.refuses_unrecorded() {
+        respond::refuse_unrecorded(reviewed);
+    }
+}
+
 /// The decision proper, holding a slot and the request's budget: parse,
 /// decide, record and serialise.
 pub(super) fn decide(
@@ -236,8 +249,7 @@ pub(super) fn decide(
         Webhook::Validate => match respond::review(&engine, body) {
             Ok(mut reviewed) => {
                 let elapsed = started.elapsed();
-                // Never blocks; with audit-log-on-loss=fail it may turn the answer into an error.
-                state.audit.record(&mut reviewed, body, elapsed);
+                record_or_refuse(state, &mut reviewed, body, elapsed);
                 state
                     .metrics
                     .record_review(&reviewed, elapsed.as_secs_f64());

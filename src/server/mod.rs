@@ -19,7 +19,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use tower_http::timeout::TimeoutLayer;
 
-use crate::audit::{AuditLog, DEFAULT_MAX_REQUEST_BYTES};
+use crate::audit::AuditLog;
 use crate::decide::Engine;
 use crate::limits::{Gate, Limits, Throttle};
 use crate::metrics::Metrics;
@@ -73,10 +73,6 @@ struct Throttles {
 }
 
 impl AppState {
-    pub fn new(engine: Engine) -> Self {
-        Self::with_audit(engine, AuditLog::stdout(false, DEFAULT_MAX_REQUEST_BYTES))
-    }
-
     pub fn with_audit(engine: Engine, audit: AuditLog) -> Self {
         Self {
             engine: Arc::new(ArcSwap::from_pointee(engine)),

@@ -44,3 +44,7 @@ pub fn parse_bytes(value: &str) -> Result<usize, String> {
         .and_then(|n| n.checked_mul(scale))
         .ok_or_else(|| format!("{value:?} is not a size in bytes (e.g. 4194304, 512Ki, 4Mi)"))
 }
+
+#[cfg(test)]
+#[path = "unit_tests/units_tests.rs"]
+mod tests;

@@ -57,5 +57,5 @@ impl FromStr for Mode {
 }
 
 #[cfg(test)]
-#[path = "unit_tests/mode_tests.rs"]
+#[path = "../unit_tests/mode_tests.rs"]
 mod tests;

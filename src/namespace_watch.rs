@@ -1,0 +1,63 @@
+//! The Namespace watcher: a kube reflector that publishes every Namespace's labels into
+//! `cluster::LiveNamespaces`. The only kube I/O in Guardrails; decisions read its snapshot.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, Client};
+
+use crate::cluster::{LiveNamespaces, NamespaceLabels};
+use crate::metrics::Metrics;
+
+fn publish(store: &Store<Namespace>, live: &LiveNamespaces) {
+    let snapshot: NamespaceLabels = store
+        .state()
+        .iter()
+        .filter_map(|namespace| {
+            let name = namespace.metadata.name.clone()?;
+            Some((name, namespace.metadata.labels.clone().unwrap_or_default()))
+        })
+        .collect();
+    live.store(Arc::new(snapshot));
+}
+
+/// Watch Namespaces until the stream ends (it does not, short of the process ending). `ready`
+/// turns true after the first complete list; afterwards an API outage is logged and counted
+/// while the last snapshot keeps serving, and the watcher retries with backoff.
+pub async fn watch_namespaces(
+    client: Client,
+    live: LiveNamespaces,
+    ready: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
+) {
+    let api: Api<Namespace> = Api::all(client);
+    let (reader, writer) = reflector::store();
+    let stream = reflector::reflector(writer, watcher::watcher(api, watcher::Config::default()))
+        .default_backoff();
+    let mut stream = std::pin::pin!(stream);
+    let mut synced = false;
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(Event::InitDone) => {
+                publish(&reader, &live);
+                if !synced {
+                    tracing::info!(namespaces = reader.state().len(), "namespace cache synced");
+                }
+                synced = true;
+                metrics.namespace_cache_synced.set(1);
+                ready.store(true, Ordering::Release);
+            }
+            Ok(Event::Apply(_) | Event::Delete(_)) if synced => publish(&reader, &live),
+            Ok(_) => {}
+            Err(error) => {
+                metrics.record_namespace_cache_error();
+                tracing::warn!(%error, "namespace watch failed; serving the last known namespaces and retrying");
+            }
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! The actions recognition finds in a write; their names are the schema's action ids.
+
+use serde::{Deserialize, Serialize};
+
+/// Every action the schema knows; names match `policies/guardrails.cedarschema`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    Create,
+    Update,
+    Delete,
+    Bookkeeping,
+    Sync,
+    AutoSync,
+    Rollback,
+    Override,
+    Terminate,
+    Refresh,
+    RemoveFinalizer,
+    EnableAutoSync,
+    DisableAutoSync,
+    Retarget,
+    ChangeSource,
+    ChangeSyncPolicy,
+    ChangeTemplate,
+    ChangeGenerators,
+    ChangeDestinations,
+    ChangeSources,
+    ChangeIdentities,
+    ChangeResources,
+    ChangeRoles,
+    ChangeTokens,
+    ChangeSyncWindows,
+    Scale,
+    Restart,
+    Pause,
+    Resume,
+    ChangeImage,
+    Promote,
+    PromoteFull,
+    Abort,
+    Retry,
+    Undo,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Delete => "delete",
+            Action::Bookkeeping => "bookkeeping",
+            Action::Sync => "sync",
+            Action::AutoSync => "auto-sync",
+            Action::Rollback => "rollback",
+            Action::Override => "override",
+            Action::Terminate => "terminate",
+            Action::Refresh => "refresh",
+            Action::RemoveFinalizer => "remove-finalizer",
+            Action::EnableAutoSync => "enable-auto-sync",
+            Action::DisableAutoSync => "disable-auto-sync",
+            Action::Retarget => "retarget",
+            Action::ChangeSource => "change-source",
+            Action::ChangeSyncPolicy => "change-sync-policy",
+            Action::ChangeTemplate => "change-template",
+            Action::ChangeGenerators => "change-generators",
+            Action::ChangeDestinations => "change-destinations",
+            Action::ChangeSources => "change-sources",
+            Action::ChangeIdentities => "change-identities",
+            Action::ChangeResources => "change-resources",
+            Action::ChangeRoles => "change-roles",
+            Action::ChangeTokens => "change-tokens",
+            Action::ChangeSyncWindows => "change-sync-windows",
+            Action::Scale => "scale",
+            Action::Restart => "restart",
+            Action::Pause => "pause",
+            Action::Resume => "resume",
+            Action::ChangeImage => "change-image",
+            Action::Promote => "promote",
+            Action::PromoteFull => "promote-full",
+            Action::Abort => "abort",
+            Action::Retry => "retry",
+            Action::Undo => "undo",
+        }
+    }
+}
