@@ -880,7 +880,7 @@ fn forged_initiator_is_ignored_and_reported() {
 #[test]
 fn global_audit_mode_never_denies_but_records() {
     let mut engine = engine();
-    engine.mode = guardrails::mode::Mode::Audit;
+    engine.mode = guardrails::vocabulary::Mode::Audit;
     let prod = app_to("payments-prod");
     let review = Review::update(&prod, &syncing(&prod, json!({}), Value::Null)).by(PAYMENTS_DEV);
     let reviewed = respond::review(&engine, &review.body()).unwrap();
@@ -898,13 +898,13 @@ fn global_audit_mode_never_denies_but_records() {
         .iter()
         .map(|m| m.declared)
         .collect();
-    assert_eq!(declared, [guardrails::mode::Mode::Enforce]);
+    assert_eq!(declared, [guardrails::vocabulary::Mode::Enforce]);
 }
 
 #[test]
 fn warn_mode_allows_with_a_warning() {
     let mut engine = engine();
-    engine.mode = guardrails::mode::Mode::Warn;
+    engine.mode = guardrails::vocabulary::Mode::Warn;
     let prod = app_to("payments-prod");
     let review = Review::update(&prod, &syncing(&prod, json!({}), Value::Null)).by(PAYMENTS_DEV);
     let response = respond::review(&engine, &review.body())
@@ -940,8 +940,8 @@ fn answers_in_the_apiversion_it_was_asked_in() {
 fn enforcement_and_global_mode_combinations() {
     use guardrails::config::Config;
     use guardrails::decide::Engine;
-    use guardrails::mode::Mode;
     use guardrails::policy::{EMBEDDED_POLICIES, PolicyStore};
+    use guardrails::vocabulary::Mode;
 
     let base = fixture("deployments/argocd-action-testdata-deployment.yaml");
     let review = Review::update(
