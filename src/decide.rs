@@ -74,6 +74,20 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// A resource Guardrails does not decide: allowed, and said so.
+    fn unsupported(resource: String, mode: Mode) -> Self {
+        Outcome {
+            allowed: true,
+            recognition: None,
+            unsupported: Some(resource),
+            identity: None,
+            matches: Vec::new(),
+            errors: Vec::new(),
+            mode,
+            audit_warnings: false,
+        }
+    }
+
     /// What the request is answered with.
     pub fn verdict(&self) -> Verdict {
         if self.unsupported.is_some() {
@@ -132,18 +146,7 @@ fn understand(
 pub fn decide(engine: &Engine, request: &Request) -> Result<Outcome, DecideError> {
     let (recognition, identity, placement) = match understand(engine, request) {
         Ok(understood) => understood,
-        Err(resource) => {
-            return Ok(Outcome {
-                allowed: true,
-                recognition: None,
-                unsupported: Some(resource),
-                identity: None,
-                matches: Vec::new(),
-                errors: Vec::new(),
-                mode: engine.mode,
-                audit_warnings: false,
-            });
-        }
+        Err(resource) => return Ok(Outcome::unsupported(resource, engine.mode)),
     };
     let built = entities::build_entities(
         &identity,
@@ -173,8 +176,7 @@ pub fn decide(engine: &Engine, request: &Request) -> Result<Outcome, DecideError
     let principal_in = with_ancestors(&built.principal);
     let resource_in = with_ancestors(&built.resource);
 
-    let mut matches = Vec::new();
-    let mut errors = Vec::new();
+    let mut found = Found::default();
     let mut sets = Vec::new();
     for &action in &recognition.actions {
         let cedar_request = CedarRequest::new(
@@ -188,70 +190,17 @@ pub fn decide(engine: &Engine, request: &Request) -> Result<Outcome, DecideError
         )
         .map_err(|e| EntityError::Context(e.to_string()))?;
         // Only the policies whose scope can match (see `PolicyStore::applicable`), possibly in
-        // several sets: Cedar's answer over their union is a deny if any set has a satisfied
-        // forbid (its reasons) or no set has a satisfied permit.
+        // several sets.
         sets.clear();
         engine
             .policies
             .applicable(action.as_str(), &principal_in, &resource_in, &mut sets);
-        let mut permitted = false;
-        let mut forbidden = Vec::new();
-        for policies in &sets {
-            let response =
-                engine
-                    .authorizer
-                    .is_authorized(&cedar_request, policies, &built.entities);
-            let diagnostics = response.diagnostics();
-            // A forbid that fails to evaluate must not fail open: it counts as matching.
-            for error in diagnostics.errors() {
-                let cedar_policy::AuthorizationError::PolicyEvaluationError(evaluation) = error;
-                let id = evaluation.policy_id();
-                errors.push(format!("{action:?}: {error}"));
-                if let Some(meta) = engine.policies.meta(id).filter(|m| m.forbid) {
-                    matches.push(PolicyMatch {
-                        policy: meta.id.clone(),
-                        action,
-                        reason: format!(
-                            "{} (the policy failed to evaluate: {error})",
-                            meta.reason.as_deref().unwrap_or("")
-                        ),
-                        declared: meta.enforcement,
-                        effective: meta.enforcement.effective(engine.mode),
-                    });
-                }
-            }
-            match response.decision() {
-                Decision::Allow => permitted = true,
-                // A deny's reasons are its satisfied forbids (none when nothing permitted).
-                Decision::Deny => forbidden.extend(diagnostics.reason().cloned()),
-            }
-        }
-        if !forbidden.is_empty() || !permitted {
-            let mut any = false;
-            for id in &forbidden {
-                let Some(meta) = engine.policies.meta(id) else {
-                    continue;
-                };
-                any = true;
-                matches.push(PolicyMatch {
-                    policy: meta.id.clone(),
-                    action,
-                    reason: meta.reason.clone().unwrap_or_default(),
-                    declared: meta.enforcement,
-                    effective: meta.enforcement.effective(engine.mode),
-                });
-            }
-            if !any && !matches.iter().any(|m| m.action == action) {
-                matches.push(PolicyMatch {
-                    policy: NO_PERMIT.into(),
-                    action,
-                    reason: "no permit policy allows this action".into(),
-                    declared: Mode::Enforce,
-                    effective: Mode::Enforce.effective(engine.mode),
-                });
-            }
-        }
+        found.authorize(engine, action, &cedar_request, &sets, &built.entities);
     }
+    let Found {
+        mut matches,
+        mut errors,
+    } = found;
     // Cedar reports the policies that decided in hash order: sort, so identical requests get
     // identical reasons, audit records and warnings.
     matches.sort_by(|a, b| (&a.policy, a.action.as_str()).cmp(&(&b.policy, b.action.as_str())));
@@ -267,6 +216,103 @@ pub fn decide(engine: &Engine, request: &Request) -> Result<Outcome, DecideError
         mode: engine.mode,
         audit_warnings: engine.config.file.audit_warnings,
     })
+}
+
+/// What the policies said about a request's actions so far.
+#[derive(Default)]
+struct Found {
+    matches: Vec<PolicyMatch>,
+    errors: Vec<String>,
+}
+
+impl Found {
+    /// Cedar over the union of `sets` for one action: a deny if any set has a satisfied forbid
+    /// (its reasons) or no set has a satisfied permit (Cedar's default deny, `NO_PERMIT`).
+    fn authorize(
+        &mut self,
+        engine: &Engine,
+        action: Action,
+        cedar_request: &CedarRequest,
+        sets: &[&cedar_policy::PolicySet],
+        entities: &cedar_policy::Entities,
+    ) {
+        let mut permitted = false;
+        let mut forbidden = Vec::new();
+        for policies in sets {
+            let response = engine
+                .authorizer
+                .is_authorized(cedar_request, policies, entities);
+            let diagnostics = response.diagnostics();
+            // A forbid that fails to evaluate must not fail open: it counts as matching.
+            for error in diagnostics.errors() {
+                let cedar_policy::AuthorizationError::PolicyEvaluationError(evaluation) = error;
+                self.errors.push(format!("{action:?}: {error}"));
+                if let Some(meta) = engine
+                    .policies
+                    .meta(evaluation.policy_id())
+                    .filter(|m| m.forbid)
+                {
+                    let reason = format!(
+                        "{} (the policy failed to evaluate: {error})",
+                        meta.reason.as_deref().unwrap_or("")
+                    );
+                    self.matches.push(policy_match(
+                        meta.id.clone(),
+                        action,
+                        reason,
+                        meta.enforcement,
+                        engine.mode,
+                    ));
+                }
+            }
+            match response.decision() {
+                Decision::Allow => permitted = true,
+                // A deny's reasons are its satisfied forbids (none when nothing permitted).
+                Decision::Deny => forbidden.extend(diagnostics.reason().cloned()),
+            }
+        }
+        if forbidden.is_empty() && permitted {
+            return;
+        }
+        let mut any = false;
+        for meta in forbidden.iter().filter_map(|id| engine.policies.meta(id)) {
+            any = true;
+            let reason = meta.reason.clone().unwrap_or_default();
+            self.matches.push(policy_match(
+                meta.id.clone(),
+                action,
+                reason,
+                meta.enforcement,
+                engine.mode,
+            ));
+        }
+        if !any && !self.matches.iter().any(|m| m.action == action) {
+            let reason = "no permit policy allows this action".to_string();
+            self.matches.push(policy_match(
+                NO_PERMIT.into(),
+                action,
+                reason,
+                Mode::Enforce,
+                engine.mode,
+            ));
+        }
+    }
+}
+
+fn policy_match(
+    policy: String,
+    action: Action,
+    reason: String,
+    declared: Mode,
+    global: Mode,
+) -> PolicyMatch {
+    PolicyMatch {
+        policy,
+        action,
+        reason,
+        declared,
+        effective: declared.effective(global),
+    }
 }
 
 /// Check that what `decide` builds for `request` conforms to the schema: entity attributes and

@@ -81,7 +81,7 @@ impl Drop for Following {
 pub(crate) type WatchSet = BTreeMap<PathBuf, (u64, u64)>;
 
 /// Directories whose changes can change what `targets` resolve to or contain (see the module
-/// comment), with the identity of each so a replaced directory counts as a change.
+/// comment), with the (device, inode) of each so a replaced directory counts as a change.
 pub(crate) fn watch_set(targets: &[Target]) -> WatchSet {
     let mut dirs = BTreeSet::new();
     for target in targets {
@@ -115,19 +115,19 @@ pub(crate) fn watch_set(targets: &[Target]) -> WatchSet {
         }
     }
     dirs.into_iter()
-        .filter_map(|dir| identity(&dir).map(|id| (dir, id)))
+        .filter_map(|dir| device_and_inode(&dir).map(|id| (dir, id)))
         .collect()
 }
 
 #[cfg(unix)]
-fn identity(dir: &Path) -> Option<(u64, u64)> {
+fn device_and_inode(dir: &Path) -> Option<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(dir).ok()?;
     meta.is_dir().then(|| (meta.dev(), meta.ino()))
 }
 
 #[cfg(not(unix))]
-fn identity(dir: &Path) -> Option<(u64, u64)> {
+fn device_and_inode(dir: &Path) -> Option<(u64, u64)> {
     std::fs::metadata(dir).ok()?.is_dir().then_some((0, 0))
 }
 

@@ -30,7 +30,7 @@ impl Webhook {
     }
 }
 
-pub(super) async fn validate(
+pub(super) async fn validate_route(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Body,
@@ -38,7 +38,7 @@ pub(super) async fn validate(
     admit(state, Webhook::Validate, &headers, body).await
 }
 
-pub(super) async fn mutate(
+pub(super) async fn mutate_route(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Body,
@@ -54,11 +54,11 @@ pub(super) enum BodyError {
     Broken,
 }
 
-/// Admission control around one webhook request: budget, body, slot, decision, each bounded
-/// by one deadline that starts when the request arrives.
 /// Bodies up to this size are decided on the thread that read them (see `admit`).
 pub(super) const INLINE_DECISION_BYTES: usize = limits::SMALL_BODY_BYTES;
 
+/// Admission control around one webhook request: budget, body, slot, decision, each bounded
+/// by one deadline that starts when the request arrives.
 pub(super) async fn admit(
     state: AppState,
     webhook: Webhook,
@@ -66,14 +66,60 @@ pub(super) async fn admit(
     body: Body,
 ) -> Response {
     let arrived = Instant::now();
+    let deadline = arrived + state.gate.limits.request_timeout;
+    let (body, counts, mut reservation) =
+        match receive(&state, webhook, headers, body, deadline).await {
+            Ok(received) => received,
+            Err(response) => return response,
+        };
+    if let Err(error) = crate::admission::check_counts(&counts) {
+        return bad_request(&state, webhook, &error, body.len(), arrived);
+    }
+    let permit = match hold_room(&state, &mut reservation, body.len(), counts, deadline).await {
+        Ok(permit) => permit,
+        Err(shed) => return shed_response(&state, webhook, shed),
+    };
+    // A small body is decided in tens of microseconds: on this thread, where handing it to
+    // another one and back would cost more than the decision. Larger ones run on the blocking
+    // pool, so that they cannot hold up the threads serving connections and probes.
+    if body.len() <= INLINE_DECISION_BYTES {
+        let _held = (permit, reservation);
+        return answer_body(&state, webhook, &body, arrived);
+    }
+    let task_state = state.clone();
+    let task = tokio::task::spawn_blocking(move || {
+        let _held = (permit, reservation);
+        answer_body(&task_state, webhook, &body, arrived)
+    });
+    match tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), task).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(error)) => {
+            tracing::error!(%error, webhook = webhook.as_str(), "a decision failed");
+            plain_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Guardrails failed while deciding this request".into(),
+            )
+        }
+        // The decision keeps its slot and budget until it ends; the client is answered now.
+        Err(_) => overran(&state, webhook),
+    }
+}
+
+/// Read the whole body within the size limit, the budget and the deadline; a refusal comes
+/// back as the answer to send.
+async fn receive(
+    state: &AppState,
+    webhook: Webhook,
+    headers: &HeaderMap,
+    body: Body,
+    deadline: Instant,
+) -> Result<(Bytes, JsonCounts, Reservation), Response> {
     let limits = &state.gate.limits;
-    let deadline = arrived + limits.request_timeout;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     let mut stream = body.into_data_stream();
-
     let reserved = if declared.is_some_and(|n| n > limits.max_body_bytes) {
         Err(BodyError::TooLarge)
     } else {
@@ -95,87 +141,61 @@ pub(super) async fn admit(
         .map(|(body, counts)| (body, counts, reservation)),
         Err(error) => Err(error),
     };
-    let (body, counts, mut reservation) = match read {
-        Ok(read) => read,
-        Err(error) => {
-            // The rest of a refused body is read and dropped after the answer is sent, so the
-            // client gets the answer instead of a reset (HTTP/1.1) or a stream error (HTTP/2),
-            // and an HTTP/1.1 connection stays usable.
-            // At least a moment more than the deadline, for a client that is merely slow.
-            let until = deadline.max(Instant::now() + SLOW_BODY_DRAIN);
-            if !matches!(error, BodyError::Broken) {
-                tokio::spawn(drain(stream, until));
-            }
-            return body_error(&state, webhook, error);
+    read.map_err(|error| {
+        // The rest of a refused body is read and dropped after the answer is sent, so the
+        // client gets the answer instead of a reset (HTTP/1.1) or a stream error (HTTP/2),
+        // and an HTTP/1.1 connection stays usable.
+        // At least a moment more than the deadline, for a client that is merely slow.
+        let until = deadline.max(Instant::now() + SLOW_BODY_DRAIN);
+        if !matches!(error, BodyError::Broken) {
+            tokio::spawn(drain(stream, until));
         }
-    };
-    if let Err(error) = crate::admission::check_counts(&counts) {
-        return bad_request(&state, webhook, &error, body.len(), arrived);
-    }
-    // Charge what the decision will hold before waiting for a slot, so that a queue of large
-    // bodies can never leave a running decision short of budget. Until then the body stays in
-    // the receiving share: bodies waiting for memory cannot take the room they wait for.
-    let needed = limits::estimate(body.len(), counts);
+        body_error(state, webhook, error)
+    })
+}
+
+/// Charge what the decision will hold, then wait for a decision slot, both by the deadline.
+async fn hold_room(
+    state: &AppState,
+    reservation: &mut Reservation,
+    body_bytes: usize,
+    counts: JsonCounts,
+    deadline: Instant,
+) -> Result<tokio::sync::OwnedSemaphorePermit, Shed> {
+    // Charged before waiting for a slot, so that a queue of large bodies can never leave a
+    // running decision short of budget. Until then the body stays in the receiving share:
+    // bodies waiting for memory cannot take the room they wait for.
+    let needed = limits::estimate(body_bytes, counts);
     if needed > reservation.bytes() {
         let more = needed - reservation.bytes();
-        if let Err(shed) = state
-            .gate
-            .grow_or_wait(&mut reservation, more, deadline)
-            .await
-        {
-            return shed_response(&state, webhook, shed);
-        }
+        state.gate.grow_or_wait(reservation, more, deadline).await?;
     }
     reservation.received();
-
-    let permit = match state.gate.slot(deadline).await {
-        Ok(permit) => permit,
-        Err(shed) => return shed_response(&state, webhook, shed),
-    };
+    let permit = state.gate.slot(deadline).await?;
     // A decision started with almost no time left would be answered 503 and wasted: shed it
     // now (429, retried) and leave the slot to a request that can still make it.
-    if deadline.saturating_duration_since(Instant::now()) < limits.request_timeout / 10 {
-        return shed_response(&state, webhook, Shed::Deadline);
+    if deadline.saturating_duration_since(Instant::now()) < state.gate.limits.request_timeout / 10 {
+        return Err(Shed::Deadline);
     }
-    // A small body is decided in tens of microseconds: on this thread, where handing it to
-    // another one and back would cost more than the decision. Larger ones run on the blocking
-    // pool, so that they cannot hold up the threads serving connections and probes.
-    if body.len() <= INLINE_DECISION_BYTES {
-        let _held = (permit, reservation);
-        return decide(&state, webhook, &body, arrived);
-    }
-    let task_state = state.clone();
-    let task = tokio::task::spawn_blocking(move || {
-        let _held = (permit, reservation);
-        decide(&task_state, webhook, &body, arrived)
-    });
-    match tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), task).await {
-        Ok(Ok(response)) => response,
-        Ok(Err(error)) => {
-            tracing::error!(%error, webhook = webhook.as_str(), "a decision failed");
-            plain_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Guardrails failed while deciding this request".into(),
-            )
-        }
-        // The decision keeps its slot and budget until it ends; the client is answered now.
-        Err(_) => {
-            state.metrics.limits.record_shed(Shed::Deadline.as_str());
-            log_limit(
-                &state.throttles.shed,
-                webhook,
-                "deadline",
-                "a decision overran the request deadline",
-            );
-            plain_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!(
-                    "Guardrails could not decide within {} ms",
-                    limits.request_timeout.as_millis()
-                ),
-            )
-        }
-    }
+    Ok(permit)
+}
+
+/// A decision that overran the request deadline: counted as shed, answered 503.
+fn overran(state: &AppState, webhook: Webhook) -> Response {
+    state.metrics.limits.record_shed(Shed::Deadline.as_str());
+    log_limit(
+        &state.throttles.shed,
+        webhook,
+        "deadline",
+        "a decision overran the request deadline",
+    );
+    plain_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!(
+            "Guardrails could not decide within {} ms",
+            state.gate.limits.request_timeout.as_millis()
+        ),
+    )
 }
 
 /// Read the body, charging what arrives beyond the declared length to the budget.
@@ -237,7 +257,7 @@ fn record_or_refuse(state: &AppState, reviewed: &mut Reviewed, body: &[u8], elap
 
 /// The decision proper, holding a slot and the request's budget: parse,
 /// decide, record and serialise.
-pub(super) fn decide(
+pub(super) fn answer_body(
     state: &AppState,
     webhook: Webhook,
     body: &[u8],

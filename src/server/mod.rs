@@ -31,7 +31,7 @@ mod probes;
 mod shutdown;
 
 pub use crate::connections::{ServerHandle, serve_tls};
-use admit::{mutate, validate};
+use admit::{mutate_route, validate_route};
 use probes::{healthz, metrics, readyz};
 pub use probes::{serve_probes, serve_probes_apart};
 pub use shutdown::{Signals, drain_on_signal};
@@ -113,8 +113,8 @@ impl AppState {
 
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/validate", post(validate))
-        .route("/mutate", post(mutate))
+        .route("/validate", post(validate_route))
+        .route("/mutate", post(mutate_route))
         .merge(probe_routes())
         .with_state(state)
 }
