@@ -18,6 +18,19 @@ pub struct PolicyDiagnostic {
     pub message: String,
 }
 
+impl PolicyDiagnostic {
+    /// A problem with a file as a whole (missing, empty, unreadable): no line or column.
+    pub fn whole_file(file: String, message: String) -> Self {
+        Self {
+            file,
+            line: 0,
+            column: 0,
+            policy_id: None,
+            message,
+        }
+    }
+}
+
 impl fmt::Display for PolicyDiagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}:{}: ", self.file, self.line, self.column)?;

@@ -2,24 +2,20 @@
 //! snapshot that the request path shares through an `Arc`.
 
 mod diagnostics;
+mod load;
 mod slice;
 mod sources;
 
 pub use crate::fingerprint::{sources_hash, text_hash};
 pub use diagnostics::{PolicyDiagnostic, PolicyError, unknown_names};
-use diagnostics::{diagnostic_at, display_id, line_of};
 use slice::{Slice, referenced_groups, slice_by_action, uncovered_actions};
 pub use sources::read_sources;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::Path;
-use std::str::FromStr;
 
-use cedar_policy::{
-    Effect, Entity, EntityUid, Policy, PolicyId, PolicySet, Schema, ValidationMode,
-    ValidationWarning, Validator,
-};
+use cedar_policy::{Effect, Entity, EntityUid, Policy, PolicyId, PolicySet, Schema};
 
 use crate::vocabulary::Mode;
 
@@ -198,190 +194,27 @@ impl PolicyStore {
                 policy_files.push((name, text));
             }
         }
-        // A file being rewritten in place is empty for a moment; loading it then would drop
-        // its policies. A file meant to hold none says so with a comment.
-        let empty: Vec<PolicyDiagnostic> = policy_files
-            .iter()
-            .copied()
-            .chain(schema_text.map(|text| (SCHEMA_FILE, text)))
-            .filter(|(_, text)| text.trim().is_empty())
-            .map(|(name, _)| PolicyDiagnostic {
-                file: format!("{origin}/{name}"),
-                line: 0,
-                column: 0,
-                policy_id: None,
-                message: "the file is empty (a file being rewritten looks like this); a file \
-                          meant to hold no policies says so with a comment"
-                    .into(),
-            })
-            .collect();
-        if !empty.is_empty() {
-            return Err(PolicyError::Invalid(empty));
-        }
+        load::refuse_empty_files(origin, &policy_files, schema_text)?;
         let Some(schema_text) = schema_text else {
-            return Err(PolicyError::Invalid(vec![PolicyDiagnostic {
-                file: format!("{origin}/{SCHEMA_FILE}"),
-                line: 0,
-                column: 0,
-                policy_id: None,
-                message: "the schema file is missing".into(),
-            }]));
+            return Err(PolicyError::Invalid(vec![PolicyDiagnostic::whole_file(
+                format!("{origin}/{SCHEMA_FILE}"),
+                "the schema file is missing".into(),
+            )]));
         };
-        let schema = match Schema::from_cedarschema_str(schema_text) {
-            Ok((schema, _warnings)) => schema,
-            Err(error) => {
-                return Err(PolicyError::Invalid(vec![diagnostic_at(
-                    SCHEMA_FILE,
-                    schema_text,
-                    &error,
-                    None,
-                )]));
-            }
-        };
-        let actions = schema.action_entities().map_err(|error| {
-            PolicyError::Invalid(vec![PolicyDiagnostic {
-                file: SCHEMA_FILE.into(),
-                line: 0,
-                column: 0,
-                policy_id: None,
-                message: format!("invalid action hierarchy: {error}"),
-            }])
-        })?;
-        let action_entities = actions
-            .iter()
-            .map(|action| {
-                let uid = action.uid();
-                let ancestors = actions
-                    .ancestors(&uid)
-                    .map(|a| a.cloned().collect())
-                    .unwrap_or_default();
-                (
-                    uid.id().unescaped().to_string(),
-                    Entity::new_no_attrs(uid, ancestors),
-                )
-            })
-            .collect();
-        let validator = Validator::new(schema.clone());
-
-        let mut diagnostics = Vec::new();
-        let mut warnings = Vec::new();
-        let mut policies = PolicySet::new();
-        let mut meta = HashMap::new();
-        let mut seen_ids: HashMap<String, (String, usize)> = HashMap::new();
-        // Policies Cedar proves can never apply (by their final id): not a permit for anyone.
-        let mut never_apply = std::collections::HashSet::new();
+        let (schema, action_entities) = load::schema(schema_text)?;
         let hash = sources_hash(
             std::iter::once((SCHEMA_FILE, schema_text)).chain(policy_files.iter().copied()),
         );
+        let mut loader = load::Loader::new(&schema);
         for (file, text) in policy_files {
-            let parsed = match PolicySet::from_str(text) {
-                Ok(parsed) => parsed,
-                Err(error) => {
-                    diagnostics.push(diagnostic_at(file, text, &error, None));
-                    continue;
-                }
-            };
-            let result = validator.validate(&parsed, ValidationMode::Strict);
-            for error in result.validation_errors() {
-                let id = display_id(&parsed, error.policy_id(), file);
-                diagnostics.push(diagnostic_at(file, text, error, Some(id)));
-            }
-            let mut impossible = std::collections::HashSet::new();
-            for warning in result.validation_warnings() {
-                if matches!(
-                    warning,
-                    ValidationWarning::ImpossiblePolicy(_)
-                        | ValidationWarning::InvalidActionApplication(_)
-                ) {
-                    impossible.insert(warning.policy_id().clone());
-                }
-                let id = display_id(&parsed, warning.policy_id(), file);
-                warnings.push(diagnostic_at(file, text, warning, Some(id)));
-            }
-            // Cedar numbers policies per parse ("policy0"…); rename them to something stable and
-            // unique across files: the @id, or file#N.
-            for (index, policy) in parsed.policies().enumerate() {
-                let declared_id = policy.annotation("id").filter(|id| !id.is_empty());
-                let line = declared_id
-                    .and_then(|id| line_of(text, &format!("@id(\"{id}\")")))
-                    .unwrap_or(0);
-                let mut warn = |id: &str, message: String| {
-                    warnings.push(PolicyDiagnostic {
-                        file: file.to_string(),
-                        line,
-                        column: 1,
-                        policy_id: Some(id.to_string()),
-                        message,
-                    })
-                };
-                let mut id = match declared_id {
-                    Some(id) => id.to_string(),
-                    None => {
-                        let id = format!("{file}#{index}");
-                        warn(
-                            &id,
-                            "no @id: messages, metrics and tests will use this generated name"
-                                .into(),
-                        );
-                        id
-                    }
-                };
-                if let Some((other_file, other_line)) = seen_ids.get(&id) {
-                    let renamed = format!("{id}#{file}:{line}");
-                    warn(
-                        &id,
-                        format!(
-                            "duplicate @id (first defined at {other_file}:{other_line}); this one is named {renamed:?}"
-                        ),
-                    );
-                    id = renamed;
-                }
-                let enforcement = match policy.annotation("enforcement") {
-                    None => Mode::Enforce,
-                    Some(value) => value.parse::<Mode>().unwrap_or_else(|message| {
-                        // The strictest reading of an unclear instruction is the safe one.
-                        warn(&id, format!("@enforcement: {message}; treated as enforce"));
-                        Mode::Enforce
-                    }),
-                };
-                let forbid = policy.effect() == Effect::Forbid;
-                if forbid && policy.annotation("reason").is_none() {
-                    warn(
-                        &id,
-                        "forbid without @reason: denied users will not be told why".into(),
-                    );
-                }
-                seen_ids.insert(id.clone(), (file.to_string(), line));
-                let policy_id = PolicyId::new(&id);
-                if impossible.contains(policy.id()) {
-                    never_apply.insert(policy_id.clone());
-                }
-                if let Err(error) = policies.add(policy.new_id(policy_id.clone())) {
-                    diagnostics.push(PolicyDiagnostic {
-                        file: file.to_string(),
-                        line,
-                        column: 1,
-                        policy_id: Some(id.clone()),
-                        message: error.to_string(),
-                    });
-                    continue;
-                }
-                meta.insert(
-                    policy_id,
-                    PolicyMeta {
-                        reason: policy.annotation("reason").map(str::to_string),
-                        enforcement,
-                        forbid,
-                        file: file.to_string(),
-                        line,
-                        id,
-                    },
-                );
-            }
+            loader.add_file(file, text);
         }
-        if !diagnostics.is_empty() {
-            return Err(PolicyError::Invalid(diagnostics));
-        }
+        let load::Loaded {
+            policies,
+            meta,
+            warnings,
+            never_apply,
+        } = loader.finish()?;
         let permits: Vec<&Policy> = policies
             .policies()
             .filter(|p| p.effect() == Effect::Permit && !never_apply.contains(p.id()))

@@ -1,5 +1,7 @@
 //! Unit tests for `src/policy/` (kept apart so `src/` holds only shipped code).
 
+use std::str::FromStr;
+
 use super::slice::required_team;
 use super::*;
 

@@ -1,0 +1,245 @@
+//! Reading policy text into a validated set: each policy renamed to its `@id`, its
+//! annotations read (`@reason`, `@enforcement`), every problem kept with file, line and column.
+
+use std::collections::{HashMap, HashSet};
+use std::str::FromStr;
+
+use cedar_policy::{
+    Effect, Entity, Policy, PolicyId, PolicySet, Schema, ValidationMode, ValidationWarning,
+    Validator,
+};
+
+use super::diagnostics::{PolicyDiagnostic, PolicyError, diagnostic_at, display_id, line_of};
+use super::{PolicyMeta, SCHEMA_FILE};
+use crate::vocabulary::Mode;
+
+/// A file being rewritten in place is empty for a moment; loading it then would drop its
+/// policies. A file meant to hold none says so with a comment.
+pub(super) fn refuse_empty_files(
+    origin: &str,
+    policy_files: &[(&str, &str)],
+    schema_text: Option<&str>,
+) -> Result<(), PolicyError> {
+    let empty: Vec<PolicyDiagnostic> = policy_files
+        .iter()
+        .copied()
+        .chain(schema_text.map(|text| (SCHEMA_FILE, text)))
+        .filter(|(_, text)| text.trim().is_empty())
+        .map(|(name, _)| {
+            PolicyDiagnostic::whole_file(
+                format!("{origin}/{name}"),
+                "the file is empty (a file being rewritten looks like this); a file \
+                 meant to hold no policies says so with a comment"
+                    .into(),
+            )
+        })
+        .collect();
+    if empty.is_empty() {
+        Ok(())
+    } else {
+        Err(PolicyError::Invalid(empty))
+    }
+}
+
+/// The schema, and each action as an entity whose parents are all its groups.
+pub(super) fn schema(text: &str) -> Result<(Schema, HashMap<String, Entity>), PolicyError> {
+    let schema = match Schema::from_cedarschema_str(text) {
+        Ok((schema, _warnings)) => schema,
+        Err(error) => {
+            return Err(PolicyError::Invalid(vec![diagnostic_at(
+                SCHEMA_FILE,
+                text,
+                &error,
+                None,
+            )]));
+        }
+    };
+    let actions = schema.action_entities().map_err(|error| {
+        PolicyError::Invalid(vec![PolicyDiagnostic::whole_file(
+            SCHEMA_FILE.into(),
+            format!("invalid action hierarchy: {error}"),
+        )])
+    })?;
+    let action_entities = actions
+        .iter()
+        .map(|action| {
+            let uid = action.uid();
+            let ancestors = actions
+                .ancestors(&uid)
+                .map(|a| a.cloned().collect())
+                .unwrap_or_default();
+            (
+                uid.id().unescaped().to_string(),
+                Entity::new_no_attrs(uid, ancestors),
+            )
+        })
+        .collect();
+    Ok((schema, action_entities))
+}
+
+/// What a successful load produced.
+pub(super) struct Loaded {
+    pub policies: PolicySet,
+    pub meta: HashMap<PolicyId, PolicyMeta>,
+    pub warnings: Vec<PolicyDiagnostic>,
+    /// Policies Cedar proves can never apply (by their final id): not a permit for anyone.
+    pub never_apply: HashSet<PolicyId>,
+}
+
+/// Policy files added one at a time, validated against the schema.
+pub(super) struct Loader {
+    validator: Validator,
+    diagnostics: Vec<PolicyDiagnostic>,
+    loaded: Loaded,
+    /// Each final id and where it was first defined.
+    seen_ids: HashMap<String, (String, usize)>,
+}
+
+impl Loader {
+    pub(super) fn new(schema: &Schema) -> Self {
+        Self {
+            validator: Validator::new(schema.clone()),
+            diagnostics: Vec::new(),
+            loaded: Loaded {
+                policies: PolicySet::new(),
+                meta: HashMap::new(),
+                warnings: Vec::new(),
+                never_apply: HashSet::new(),
+            },
+            seen_ids: HashMap::new(),
+        }
+    }
+
+    pub(super) fn add_file(&mut self, file: &str, text: &str) {
+        let parsed = match PolicySet::from_str(text) {
+            Ok(parsed) => parsed,
+            Err(error) => {
+                self.diagnostics
+                    .push(diagnostic_at(file, text, &error, None));
+                return;
+            }
+        };
+        let result = self.validator.validate(&parsed, ValidationMode::Strict);
+        for error in result.validation_errors() {
+            let id = display_id(&parsed, error.policy_id(), file);
+            self.diagnostics
+                .push(diagnostic_at(file, text, error, Some(id)));
+        }
+        let mut impossible = HashSet::new();
+        for warning in result.validation_warnings() {
+            if matches!(
+                warning,
+                ValidationWarning::ImpossiblePolicy(_)
+                    | ValidationWarning::InvalidActionApplication(_)
+            ) {
+                impossible.insert(warning.policy_id().clone());
+            }
+            let id = display_id(&parsed, warning.policy_id(), file);
+            self.loaded
+                .warnings
+                .push(diagnostic_at(file, text, warning, Some(id)));
+        }
+        for (index, policy) in parsed.policies().enumerate() {
+            self.add_policy(file, text, index, policy, impossible.contains(policy.id()));
+        }
+    }
+
+    /// Cedar numbers policies per parse ("policy0"…): each is renamed to something stable and
+    /// unique across files, the @id or file#N.
+    fn add_policy(
+        &mut self,
+        file: &str,
+        text: &str,
+        index: usize,
+        policy: &Policy,
+        impossible: bool,
+    ) {
+        let declared_id = policy.annotation("id").filter(|id| !id.is_empty());
+        let line = declared_id
+            .and_then(|id| line_of(text, &format!("@id(\"{id}\")")))
+            .unwrap_or(0);
+        let mut warnings = Vec::new();
+        let mut id = match declared_id {
+            Some(id) => id.to_string(),
+            None => {
+                let id = format!("{file}#{index}");
+                warnings.push((
+                    id.clone(),
+                    "no @id: messages, metrics and tests will use this generated name".to_string(),
+                ));
+                id
+            }
+        };
+        if let Some((other_file, other_line)) = self.seen_ids.get(&id) {
+            let renamed = format!("{id}#{file}:{line}");
+            warnings.push((
+                id.clone(),
+                format!(
+                    "duplicate @id (first defined at {other_file}:{other_line}); this one is named {renamed:?}"
+                ),
+            ));
+            id = renamed;
+        }
+        let enforcement = match policy.annotation("enforcement") {
+            None => Mode::Enforce,
+            Some(value) => value.parse::<Mode>().unwrap_or_else(|message| {
+                // The strictest reading of an unclear instruction is the safe one.
+                warnings.push((
+                    id.clone(),
+                    format!("@enforcement: {message}; treated as enforce"),
+                ));
+                Mode::Enforce
+            }),
+        };
+        let forbid = policy.effect() == Effect::Forbid;
+        if forbid && policy.annotation("reason").is_none() {
+            warnings.push((
+                id.clone(),
+                "forbid without @reason: denied users will not be told why".to_string(),
+            ));
+        }
+        for (policy_id, message) in warnings {
+            self.loaded.warnings.push(PolicyDiagnostic {
+                file: file.to_string(),
+                line,
+                column: 1,
+                policy_id: Some(policy_id),
+                message,
+            });
+        }
+        self.seen_ids.insert(id.clone(), (file.to_string(), line));
+        let policy_id = PolicyId::new(&id);
+        if impossible {
+            self.loaded.never_apply.insert(policy_id.clone());
+        }
+        if let Err(error) = self.loaded.policies.add(policy.new_id(policy_id.clone())) {
+            self.diagnostics.push(PolicyDiagnostic {
+                file: file.to_string(),
+                line,
+                column: 1,
+                policy_id: Some(id),
+                message: error.to_string(),
+            });
+            return;
+        }
+        self.loaded.meta.insert(
+            policy_id,
+            PolicyMeta {
+                reason: policy.annotation("reason").map(str::to_string),
+                enforcement,
+                forbid,
+                file: file.to_string(),
+                line,
+                id,
+            },
+        );
+    }
+
+    pub(super) fn finish(self) -> Result<Loaded, PolicyError> {
+        if self.diagnostics.is_empty() {
+            Ok(self.loaded)
+        } else {
+            Err(PolicyError::Invalid(self.diagnostics))
+        }
+    }
+}
