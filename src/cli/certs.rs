@@ -7,6 +7,43 @@ use anyhow::Context;
 
 use crate::tls;
 
+/// Write a serving certificate for the webhook Service signed by a new CA (or, with --ca-cert
+/// and --ca-key, by an existing one), and print the base64 CA bundle for the webhook
+/// configurations' `caBundle`.
+#[derive(Debug, clap::Args)]
+pub struct CertsArgs {
+    /// The webhook's Service name.
+    #[arg(long)]
+    service: String,
+    /// The Service's namespace.
+    #[arg(long)]
+    namespace: String,
+    /// Directory to write ca.crt, ca.key (a new CA only), tls.crt and tls.key into (created if
+    /// missing).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Validity of the serving certificate in days.
+    #[arg(long, default_value_t = 365)]
+    days: i64,
+    /// Sign with this CA certificate (PEM) instead of a new CA, so the CA bundle stays the same.
+    #[arg(long, value_name = "FILE", requires = "ca_key")]
+    ca_cert: Option<PathBuf>,
+    /// The private key (PEM) of --ca-cert.
+    #[arg(long, value_name = "FILE", requires = "ca_cert")]
+    ca_key: Option<PathBuf>,
+    /// Validity of a new CA in days.
+    #[arg(long, default_value_t = 3650, conflicts_with = "ca_cert")]
+    ca_days: i64,
+}
+
+pub fn run(args: CertsArgs) -> anyhow::Result<()> {
+    let ca = match (args.ca_cert, args.ca_key) {
+        (Some(cert), Some(key)) => CaSource::Existing { cert, key },
+        _ => CaSource::New { days: args.ca_days },
+    };
+    write_certs(&args.service, &args.namespace, &args.out, args.days, &ca)
+}
+
 /// Where `guardrails certs` gets its CA.
 pub enum CaSource {
     New { days: i64 },

@@ -1,22 +1,42 @@
-//! `guardrails check` and `guardrails fmt`: validate and format a policy directory.
+//! `guardrails check`: validate a policy directory and a config.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 
 use crate::config::Config;
 use crate::policy::PolicyStore;
 
-pub fn check(
-    dir: &Path,
-    config: Option<&Path>,
+/// Parse and strictly validate the policies and config; non-zero exit on any error.
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// Policy directory.
+    #[arg(default_value = "policies")]
+    dir: PathBuf,
+    /// Configuration file to validate too, and to check the teams and environments that
+    /// policies name against [default: the embedded example].
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Treat warnings as errors.
+    #[arg(long)]
     deny_warnings: bool,
+    /// Accept a policy set in which some action has no permit for anyone (a warning instead
+    /// of an error). The config's `allowDefaultDeny: true` does the same.
+    #[arg(long)]
     allow_default_deny: bool,
-) -> anyhow::Result<()> {
-    let store = PolicyStore::load_dir(dir)?;
+}
+
+pub fn run(args: CheckArgs) -> anyhow::Result<()> {
+    let CheckArgs {
+        dir,
+        config,
+        deny_warnings,
+        allow_default_deny,
+    } = args;
+    let store = PolicyStore::load_dir(&dir)?;
     let config = match config {
-        Some(path) => Config::load(path)?,
+        Some(path) => Config::load(&path)?,
         None => Config::embedded()?,
     };
     let mut warnings: Vec<String> = store.warnings.iter().map(ToString::to_string).collect();
@@ -44,37 +64,6 @@ pub fn check(
     outln!("policies {}, config {}", store.hash, config.hash);
     if deny_warnings && !warnings.is_empty() {
         bail!("{} warning(s) and --deny-warnings", warnings.len());
-    }
-    Ok(())
-}
-
-pub fn format_policies(dir: &Path, check: bool) -> anyhow::Result<()> {
-    let config = cedar_policy_formatter::Config::default();
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot read {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "cedar"))
-        .collect();
-    entries.sort();
-    let mut unformatted = Vec::new();
-    for path in entries {
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        let pretty = cedar_policy_formatter::policies_str_to_pretty(&text, &config)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        if pretty != text {
-            if check {
-                outln!("would reformat {}", path.display());
-            } else {
-                std::fs::write(&path, &pretty)
-                    .with_context(|| format!("cannot write {}", path.display()))?;
-                outln!("formatted {}", path.display());
-            }
-            unformatted.push(path);
-        }
-    }
-    if check && !unformatted.is_empty() {
-        bail!("{} file(s) are not formatted", unformatted.len());
     }
     Ok(())
 }

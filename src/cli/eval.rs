@@ -1,13 +1,90 @@
 //! `guardrails eval`: decide one request offline, from a review or from manifests.
 
 use std::io::{Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
 use super::{OutputFormat, PolicyArgs, load_engine};
 use crate::respond;
 use crate::synth::{Synthetic, read_manifest};
+
+/// Decide one request offline: an AdmissionReview (prints the response `serve` would send), or
+/// manifests as a kubectl-style dry run. Exit 0 whatever the decision.
+#[derive(Debug, clap::Args)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    policy: PolicyArgs,
+    /// AdmissionReview JSON file (a bare `request` object is accepted too); `-` for stdin.
+    /// The default input when -f is not given.
+    #[arg(long, value_name = "FILE|-", conflicts_with = "filename")]
+    review: Option<String>,
+    /// The manifest being written (YAML or JSON; for DELETE, the object being deleted).
+    #[arg(short = 'f', long, value_name = "FILE")]
+    filename: Option<PathBuf>,
+    /// The object as it is now, for UPDATE.
+    #[arg(long, value_name = "FILE", requires = "filename")]
+    old: Option<PathBuf>,
+    /// CREATE, UPDATE or DELETE [default: UPDATE with --old, else CREATE].
+    #[arg(long, requires = "filename")]
+    operation: Option<String>,
+    /// The user making the request.
+    #[arg(
+        long = "as",
+        value_name = "USER",
+        requires = "filename",
+        default_value = "anonymous"
+    )]
+    as_user: String,
+    /// A group of the user (repeatable).
+    #[arg(long = "as-group", value_name = "GROUP", requires = "filename")]
+    as_group: Vec<String>,
+    /// Send through a subresource: `scale` (the manifests are turned into Scale objects) or `status`.
+    #[arg(long, requires = "filename")]
+    subresource: Option<String>,
+    /// The request is sent by this delegator (e.g. argocd-server) on the user's behalf.
+    #[arg(long, value_name = "USER", requires = "filename")]
+    delegated_by: Option<String>,
+    /// Output: `text` (default with -f) or `json` (the AdmissionReview response; default with --review).
+    #[arg(long, value_enum)]
+    output: Option<OutputFormat>,
+}
+
+pub fn run(args: EvalArgs) -> anyhow::Result<()> {
+    let Some(file) = &args.filename else {
+        let body = read_review(args.review.as_deref().unwrap_or("-"))?;
+        return eval(
+            &args.policy,
+            &body,
+            args.output.unwrap_or(OutputFormat::Json),
+        );
+    };
+    let synthetic = Synthetic {
+        object: None,
+        old_object: None,
+        operation: args.operation.clone().unwrap_or_else(|| {
+            if args.old.is_some() {
+                "UPDATE"
+            } else {
+                "CREATE"
+            }
+            .to_string()
+        }),
+        user: args.as_user.clone(),
+        groups: args.as_group.clone(),
+        sub_resource: args.subresource.clone(),
+        delegated_by: args.delegated_by.clone(),
+        dry_run: false,
+        uid: "guardrails-eval".into(),
+    };
+    eval_manifests(
+        &args.policy,
+        synthetic,
+        file,
+        args.old.as_deref(),
+        args.output.unwrap_or(OutputFormat::Text),
+    )
+}
 
 /// Accept a full AdmissionReview, or a bare `request` stanza (as many projects' test data is).
 fn wrap_bare_request(text: &str) -> anyhow::Result<Vec<u8>> {
@@ -27,7 +104,7 @@ fn wrap_bare_request(text: &str) -> anyhow::Result<Vec<u8>> {
     Ok(text.as_bytes().to_vec())
 }
 
-pub fn read_review(review: &str) -> anyhow::Result<Vec<u8>> {
+fn read_review(review: &str) -> anyhow::Result<Vec<u8>> {
     let mut text = String::new();
     if review == "-" {
         std::io::stdin()
@@ -40,7 +117,7 @@ pub fn read_review(review: &str) -> anyhow::Result<Vec<u8>> {
     wrap_bare_request(&text)
 }
 
-pub fn eval_manifests(
+fn eval_manifests(
     args: &PolicyArgs,
     mut synthetic: Synthetic,
     file: &Path,
@@ -53,7 +130,7 @@ pub fn eval_manifests(
     eval(args, &body, output)
 }
 
-pub fn eval(args: &PolicyArgs, body: &[u8], output: OutputFormat) -> anyhow::Result<()> {
+fn eval(args: &PolicyArgs, body: &[u8], output: OutputFormat) -> anyhow::Result<()> {
     let engine = load_engine(args)?;
     let reviewed = respond::review(&engine, body)?;
     match output {

@@ -6,8 +6,27 @@ use anyhow::Context;
 
 use super::{OutputFormat, PolicyArgs, load_engine};
 
-pub fn replay(log: &str, args: &PolicyArgs, output: OutputFormat) -> anyhow::Result<()> {
-    let engine = load_engine(args)?;
+/// Re-decide requests recorded in an audit log (`serve --audit-log-requests`) with candidate
+/// policies and report what would change. Exit 0 whatever changes.
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    /// Audit log (JSON lines); `-` for stdin.
+    #[arg(long, value_name = "FILE|-")]
+    log: String,
+    #[command(flatten)]
+    policy: PolicyArgs,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    output: OutputFormat,
+}
+
+pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
+    let ReplayArgs {
+        log,
+        policy,
+        output,
+    } = args;
+    let log = log.as_str();
+    let engine = load_engine(&policy)?;
     let report = if log == "-" {
         crate::replay::replay(&engine, std::io::stdin().lock())
     } else {

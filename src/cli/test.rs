@@ -1,7 +1,7 @@
 //! `guardrails test`: run policy test files.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::bail;
 
@@ -9,11 +9,25 @@ use crate::config::Config;
 use crate::decide::Engine;
 use crate::policy::PolicyStore;
 
-pub fn run_policy_tests(
-    dir: &Path,
-    config: Option<&Path>,
-    tests: Option<&Path>,
-) -> anyhow::Result<()> {
+/// Run the policy test files in DIR/tests against the policies in DIR; non-zero exit on any
+/// failure.
+#[derive(Debug, clap::Args)]
+pub struct TestArgs {
+    /// Policy directory (its `tests/` holds the test files).
+    #[arg(default_value = "policies")]
+    dir: PathBuf,
+    /// Configuration for cases whose file names none (default: the embedded example).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Test files to run instead of DIR/tests: one file, or a directory of them (e.g. a
+    /// corpus of recorded AdmissionReviews).
+    #[arg(long, value_name = "FILE|DIR")]
+    tests: Option<PathBuf>,
+}
+
+pub fn run(args: TestArgs) -> anyhow::Result<()> {
+    let TestArgs { dir, config, tests } = args;
+    let (dir, config, tests) = (dir.as_path(), config.as_deref(), tests.as_deref());
     use crate::policy_test;
     let policies = PolicyStore::load_dir(dir)?;
     let default_config = match config {
