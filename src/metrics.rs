@@ -11,11 +11,11 @@ use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
 use crate::audit::AuditLog;
-use crate::recognize::Kind;
 use crate::respond::Reviewed;
+use crate::vocabulary::Kind;
 
 /// Label value for anything outside a closed set.
 pub const OTHER: &str = "other";
@@ -66,6 +66,12 @@ pub struct Metrics {
     pub limits: LimitMetrics,
 }
 
+/// Register `metric` under `name` and hand it back (a metric is a shared handle).
+fn registered<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
 fn latency_histogram() -> Histogram {
     // 25 µs .. ~0.8 s: decisions take tens of microseconds, so the low end must be fine-grained.
     Histogram::new(exponential_buckets(0.000_025, 2.0, 16))
@@ -80,90 +86,78 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("guardrails");
-        let requests = Family::<RequestLabels, Counter>::default();
-        registry.register(
-            "admission_requests",
-            "Decided admission requests, one per recognised action",
-            requests.clone(),
-        );
-        let policy_matches = Family::<PolicyLabels, Counter>::default();
-        registry.register(
-            "policy_matches",
-            "Forbid policies that matched, by policy id and effective mode",
-            policy_matches.clone(),
-        );
-        let latency = Family::<WebhookLabels, Histogram, fn() -> Histogram>::new_with_constructor(
-            latency_histogram as fn() -> Histogram,
-        );
-        registry.register(
-            "request_duration_seconds",
-            "Time to parse, decide and answer one request",
-            latency.clone(),
-        );
-        let rejected = Family::<WebhookLabels, Counter>::default();
-        registry.register(
-            "rejected_requests",
-            "Bodies that were not AdmissionReviews (answered 400)",
-            rejected.clone(),
-        );
-        let patches = Counter::default();
-        registry.register(
-            "mutations",
-            "Mutating responses that carried a patch",
-            patches.clone(),
-        );
-        let policy_reloads = Family::<ResultLabels, Counter>::default();
-        registry.register(
-            "policy_reloads",
-            "Policy and config reloads by result",
-            policy_reloads.clone(),
-        );
-        let tls_reloads = Family::<ResultLabels, Counter>::default();
-        registry.register(
-            "tls_certificate_reloads",
-            "TLS certificate reloads by result",
-            tls_reloads.clone(),
-        );
-        let policy_reloads_held = Family::<ReasonLabels, Counter>::default();
-        registry.register(
-            "policy_reloads_held",
-            "Changes on disk held back until they stayed unchanged for the settle interval, by what they take away",
-            policy_reloads_held.clone(),
-        );
-        let tls_certificate_expiry = Gauge::default();
-        registry.register(
-            "tls_certificate_expiry_timestamp_seconds",
-            "When the serving certificate in use expires (Unix time)",
-            tls_certificate_expiry.clone(),
-        );
-        let namespace_cache_synced = Gauge::default();
-        registry.register(
-            "namespace_cache_synced",
-            "1 once the live namespace cache has synced",
-            namespace_cache_synced.clone(),
-        );
-        let namespace_cache_errors = Counter::default();
-        registry.register(
-            "namespace_cache_errors",
-            "Errors watching namespaces (the last cache keeps serving)",
-            namespace_cache_errors.clone(),
-        );
         registry.register_collector(Box::new(LogLinesDropped));
-        let limits = LimitMetrics::register(&mut registry);
         Self {
-            limits,
+            requests: registered(
+                &mut registry,
+                "admission_requests",
+                "Decided admission requests, one per recognised action",
+                Family::<RequestLabels, Counter>::default(),
+            ),
+            policy_matches: registered(
+                &mut registry,
+                "policy_matches",
+                "Forbid policies that matched, by policy id and effective mode",
+                Family::<PolicyLabels, Counter>::default(),
+            ),
+            latency: registered(
+                &mut registry,
+                "request_duration_seconds",
+                "Time to parse, decide and answer one request",
+                Family::<WebhookLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                    latency_histogram as fn() -> Histogram,
+                ),
+            ),
+            rejected: registered(
+                &mut registry,
+                "rejected_requests",
+                "Bodies that were not AdmissionReviews (answered 400)",
+                Family::<WebhookLabels, Counter>::default(),
+            ),
+            patches: registered(
+                &mut registry,
+                "mutations",
+                "Mutating responses that carried a patch",
+                Counter::default(),
+            ),
+            policy_reloads: registered(
+                &mut registry,
+                "policy_reloads",
+                "Policy and config reloads by result",
+                Family::<ResultLabels, Counter>::default(),
+            ),
+            tls_reloads: registered(
+                &mut registry,
+                "tls_certificate_reloads",
+                "TLS certificate reloads by result",
+                Family::<ResultLabels, Counter>::default(),
+            ),
+            policy_reloads_held: registered(
+                &mut registry,
+                "policy_reloads_held",
+                "Changes on disk held back until they stayed unchanged for the settle interval, by what they take away",
+                Family::<ReasonLabels, Counter>::default(),
+            ),
+            tls_certificate_expiry: registered(
+                &mut registry,
+                "tls_certificate_expiry_timestamp_seconds",
+                "When the serving certificate in use expires (Unix time)",
+                Gauge::default(),
+            ),
+            namespace_cache_synced: registered(
+                &mut registry,
+                "namespace_cache_synced",
+                "1 once the live namespace cache has synced",
+                Gauge::default(),
+            ),
+            namespace_cache_errors: registered(
+                &mut registry,
+                "namespace_cache_errors",
+                "Errors watching namespaces (the last cache keeps serving)",
+                Counter::default(),
+            ),
+            limits: LimitMetrics::register(&mut registry),
             registry,
-            requests,
-            policy_matches,
-            latency,
-            rejected,
-            patches,
-            policy_reloads,
-            tls_reloads,
-            policy_reloads_held,
-            tls_certificate_expiry,
-            namespace_cache_synced,
-            namespace_cache_errors,
         }
     }
 
