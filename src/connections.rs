@@ -24,10 +24,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tower::ServiceExt;
 
-use crate::limits::{Limits, MAX_HEADER_BUFFER, Throttle};
 use crate::metrics::Metrics;
+use crate::server::limits::{Limits, MAX_HEADER_BUFFER, Throttle};
+use crate::server::tls::ReloadableTls;
 use crate::sync::lock;
-use crate::tls::ReloadableTls;
 
 /// Concurrent streams one HTTP/2 connection may open. Go's client (the API server's) opens
 /// another connection beyond this; a hostile client needs many connections to hold many

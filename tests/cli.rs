@@ -326,7 +326,8 @@ fn certs_writes_a_ca_and_serving_pair_and_prints_the_ca_bundle() {
         .unwrap();
     assert_eq!(ca, std::fs::read(out.join("ca.crt")).unwrap());
     // The pair is usable as the server's TLS configuration.
-    guardrails::tls::load_server_config(&out.join("tls.crt"), &out.join("tls.key")).unwrap();
+    guardrails::server::tls::load_server_config(&out.join("tls.crt"), &out.join("tls.key"))
+        .unwrap();
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -381,9 +382,15 @@ fn certs_writes_the_new_ca_key_and_reuses_an_existing_ca() {
     let leaf = std::fs::read_to_string(out.join("tls.crt")).unwrap();
     assert_ne!(leaf, first_leaf, "a new serving certificate");
     let der = rustls::pki_types::CertificateDer::from_pem_slice(leaf.as_bytes()).unwrap();
-    guardrails::tls::verify_server_cert(&der, &ca, "gr.ns.svc", rustls::pki_types::UnixTime::now())
+    guardrails::server::tls::verify_server_cert(
+        &der,
+        &ca,
+        "gr.ns.svc",
+        rustls::pki_types::UnixTime::now(),
+    )
+    .unwrap();
+    guardrails::server::tls::load_server_config(&out.join("tls.crt"), &out.join("tls.key"))
         .unwrap();
-    guardrails::tls::load_server_config(&out.join("tls.crt"), &out.join("tls.key")).unwrap();
     // A key that is not the CA's, a certificate that is not a CA, and a CA that expires first are
     // refused.
     let other = dir.path().join("other");

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::process::{Guardrails, client, validate};
 use common::*;
-use guardrails::tls::{self, PemPair};
+use guardrails::server::tls::{self, PemPair};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::{Value, json};

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use common::engine;
 use guardrails::audit::AuditLog;
-use guardrails::limits::Limits;
+use guardrails::reload::watch::WatchOptions;
+use guardrails::server::limits::Limits;
+use guardrails::server::tls::{self, PemPair};
 use guardrails::server::{self, AppState, ServerHandle};
-use guardrails::tls::{self, PemPair};
-use guardrails::watch::WatchOptions;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 

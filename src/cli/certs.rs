@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use crate::tls;
+use crate::server::tls;
 
 /// Write a serving certificate for the webhook Service signed by a new CA (or, with --ca-cert
 /// and --ca-key, by an existing one), and print the base64 CA bundle for the webhook

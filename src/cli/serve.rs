@@ -10,8 +10,8 @@ use anyhow::{Context, bail};
 use super::PolicyArgs;
 use crate::audit::{AuditLog, AuditOptions, LossPolicy};
 use crate::reload::EngineSource;
+use crate::server::{self, tls};
 use crate::units::parse_duration;
-use crate::{server, tls};
 
 /// `guardrails serve`'s arguments (README: "guardrails serve").
 #[derive(Debug, clap::Args)]
@@ -95,7 +95,7 @@ pub struct ServeArgs {
     pub client_ca: Option<PathBuf>,
     /// `serve`'s limits (README: "Limits and shedding").
     #[command(flatten)]
-    pub limits: crate::limits::Limits,
+    pub limits: crate::server::limits::Limits,
 }
 
 pub fn serve(options: ServeArgs) -> anyhow::Result<()> {
@@ -116,7 +116,7 @@ pub fn serve(options: ServeArgs) -> anyhow::Result<()> {
     let (certificate, dev_ca) = options.serving_certificate()?;
     let loaded_certificate = certificate.load_with_expiry(options.client_ca.as_deref())?;
     let mut limits = options.limits.clone();
-    for note in limits.normalise(crate::limits::open_file_limit()) {
+    for note in limits.normalise(crate::server::limits::open_file_limit()) {
         tracing::warn!("{note}");
     }
     let state =
@@ -265,7 +265,7 @@ impl ServeArgs {
         certificate: tls::ServingCertificate,
         tls: &tls::ReloadableTls,
         state: &server::AppState,
-    ) -> anyhow::Result<Option<crate::watch::Following>> {
+    ) -> anyhow::Result<Option<crate::reload::watch::Following>> {
         if self.no_reload {
             return Ok(None);
         }
@@ -274,7 +274,7 @@ impl ServeArgs {
             self.client_ca.clone(),
             tls.clone(),
             state.metrics.clone(),
-            crate::watch::WatchOptions {
+            crate::reload::watch::WatchOptions {
                 file_events: true,
                 interval: self.reload_interval(),
             },
@@ -312,7 +312,7 @@ fn write_dev_ca(path: &std::path::Path, ca_pem: &str, port: u16) -> anyhow::Resu
 fn log_start(
     state: &server::AppState,
     listen: SocketAddr,
-    limits: &crate::limits::Limits,
+    limits: &crate::server::limits::Limits,
     mutual_tls: bool,
 ) {
     let engine = state.engine.load();

@@ -12,8 +12,8 @@ use serde_json::json;
 
 use super::{AppState, MAX_DRAINED_BYTES, RETRY_AFTER_SECONDS, SLOW_BODY_DRAIN};
 use crate::admission::{JsonCounter, JsonCounts};
-use crate::limits::{self, Reservation, Shed, Throttle};
 use crate::respond::{self, Reviewed};
+use crate::server::limits::{self, Reservation, Shed, Throttle};
 
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Webhook {

@@ -21,14 +21,16 @@ use tower_http::timeout::TimeoutLayer;
 
 use crate::audit::AuditLog;
 use crate::decide::Engine;
-use crate::limits::{Gate, Limits, Throttle};
 use crate::metrics::Metrics;
 use crate::reload::ReloadStatus;
-use crate::tls::CertificateStatus;
+use crate::server::limits::{Gate, Limits, Throttle};
+use crate::server::tls::CertificateStatus;
 
 mod admit;
+pub mod limits;
 mod probes;
 mod shutdown;
+pub mod tls;
 
 pub use crate::connections::{ServerHandle, serve_tls};
 use admit::{mutate_route, validate_route};

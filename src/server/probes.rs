@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::{AppState, ServerHandle, probe_router};
-use crate::limits::{self, Limits};
+use crate::server::limits::{self, Limits};
 
 pub(super) async fn metrics(State(state): State<AppState>) -> Response {
     let limits = &state.metrics.limits;

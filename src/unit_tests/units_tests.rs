@@ -3,7 +3,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use super::*;
-use crate::limits::Limits;
+use crate::server::limits::Limits;
 
 #[test]
 fn durations_and_sizes_in_every_accepted_form() {

@@ -95,8 +95,8 @@ fn run_rendered_pods(
             .find(|d| d["kind"] == "ConfigMap" && d["metadata"]["name"] == name)
             .cloned()
     };
-    let pair =
-        guardrails::tls::generate(&["127.0.0.1".into()], "variant").map_err(|e| e.to_string())?;
+    let pair = guardrails::server::tls::generate(&["127.0.0.1".into()], "variant")
+        .map_err(|e| e.to_string())?;
     let secret = |_: &str| {
         Some(BTreeMap::from([
             ("tls.crt".to_string(), pair.cert_pem.clone()),
@@ -1003,7 +1003,7 @@ fn the_check_job_refuses_what_serve_would_refuse() {
         );
         // And serve, with the Deployment's args and the same files, would not start.
         let deployment = find(&docs, "Deployment", "").expect("deployment");
-        let pair = guardrails::tls::generate(&["127.0.0.1".into()], "x").expect("pair");
+        let pair = guardrails::server::tls::generate(&["127.0.0.1".into()], "x").expect("pair");
         let secret = |_: &str| {
             Some(BTreeMap::from([
                 ("tls.crt".to_string(), pair.cert_pem.clone()),

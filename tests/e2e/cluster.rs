@@ -789,9 +789,11 @@ impl Cluster {
         write(&kubeconfig_path, &admin.to_string())?;
 
         // Guardrails' serving certificate, from the crate's own generator.
-        let tls =
-            guardrails::tls::generate(&["127.0.0.1".into(), "localhost".into()], "guardrails-e2e")
-                .map_err(|e| e.to_string())?;
+        let tls = guardrails::server::tls::generate(
+            &["127.0.0.1".into(), "localhost".into()],
+            "guardrails-e2e",
+        )
+        .map_err(|e| e.to_string())?;
         write(&pki_dir.join("guardrails.crt"), &tls.cert_pem)?;
         write(&pki_dir.join("guardrails.key"), &tls.key_pem)?;
         write(&pki_dir.join("guardrails-ca.crt"), &tls.ca_pem)?;
@@ -965,8 +967,9 @@ impl Cluster {
     /// Start another `guardrails serve --watch-namespaces` (reading Namespaces as the chart's
     /// service account) with `args` added. It is not registered as a webhook.
     pub fn start_guardrails(&self, name: &str, args: &[&str]) -> Result<Guardrails, String> {
-        let tls = guardrails::tls::generate(&["127.0.0.1".into(), "localhost".into()], name)
-            .map_err(|e| e.to_string())?;
+        let tls =
+            guardrails::server::tls::generate(&["127.0.0.1".into(), "localhost".into()], name)
+                .map_err(|e| e.to_string())?;
         self.base().start_guardrails_sa(&tls, name, args)
     }
 
@@ -1155,7 +1158,7 @@ impl PartialCluster {
     /// `guardrails serve --watch-namespaces` reading Namespaces as the chart's service account.
     fn start_guardrails_sa(
         &self,
-        tls: &guardrails::tls::PemPair,
+        tls: &guardrails::server::tls::PemPair,
         name: &str,
         extra: &[&str],
     ) -> Result<Guardrails, String> {

@@ -155,7 +155,7 @@ fn verifies(cert_pem: &str, ca_pem: &str) -> Result<(), String> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     let leaf = CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|e| e.to_string())?;
-    guardrails::tls::verify_server_cert(
+    guardrails::server::tls::verify_server_cert(
         &leaf,
         ca_pem,
         "guardrails.guardrails-system.svc",

@@ -11,6 +11,8 @@
 //! again. A bad change keeps the last good engine, is logged, counted and shown on `/readyz`;
 //! the same bad content is not retried until it changes.
 
+pub mod watch;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -25,7 +27,9 @@ use crate::metrics::Metrics;
 use crate::policy::{self, EMBEDDED_POLICIES, PolicyError, PolicyStore};
 use crate::vocabulary::Mode;
 
-pub use crate::watch::{DEFAULT_INTERVAL as DEFAULT_RELOAD_INTERVAL, Following as Reloader};
+pub use crate::reload::watch::{
+    DEFAULT_INTERVAL as DEFAULT_RELOAD_INTERVAL, Following as Reloader,
+};
 /// How long a change that takes something away must stay unchanged on disk before it is loaded.
 pub const DEFAULT_SETTLE: Duration = Duration::from_secs(2);
 
@@ -319,14 +323,14 @@ impl EngineFollower {
     }
 }
 
-impl crate::watch::Follow for EngineFollower {
-    fn targets(&self) -> Vec<crate::watch::Target> {
+impl crate::reload::watch::Follow for EngineFollower {
+    fn targets(&self) -> Vec<crate::reload::watch::Target> {
         let mut targets = Vec::new();
         if let Some(dir) = &self.source.policies {
-            targets.push(crate::watch::Target::Dir(dir.clone()));
+            targets.push(crate::reload::watch::Target::Dir(dir.clone()));
         }
         if let Some(file) = &self.source.config {
-            targets.push(crate::watch::Target::File(file.clone()));
+            targets.push(crate::reload::watch::Target::File(file.clone()));
         }
         targets
     }
@@ -404,13 +408,13 @@ pub fn watch(
         last,
         pending: None,
     };
-    let watch_options = crate::watch::WatchOptions {
+    let watch_options = crate::reload::watch::WatchOptions {
         file_events: options.file_events,
         interval: options.interval,
     };
-    crate::watch::follow(follower, "policies and config", watch_options).map(Some)
+    crate::reload::watch::follow(follower, "policies and config", watch_options).map(Some)
 }
 
 #[cfg(test)]
-#[path = "unit_tests/reload_tests.rs"]
+#[path = "../unit_tests/reload_tests.rs"]
 mod tests;

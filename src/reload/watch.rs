@@ -381,5 +381,5 @@ async fn settle(events: &mut UnboundedReceiver<()>) {
 }
 
 #[cfg(test)]
-#[path = "unit_tests/watch_tests.rs"]
+#[path = "../unit_tests/watch_tests.rs"]
 mod tests;

@@ -351,13 +351,13 @@ struct CertificateFollower {
     last: String,
 }
 
-impl crate::watch::Follow for CertificateFollower {
-    fn targets(&self) -> Vec<crate::watch::Target> {
+impl crate::reload::watch::Follow for CertificateFollower {
+    fn targets(&self) -> Vec<crate::reload::watch::Target> {
         self.certificate
             .files()
             .into_iter()
             .chain(self.client_ca.as_deref())
-            .map(|file| crate::watch::Target::File(file.to_path_buf()))
+            .map(|file| crate::reload::watch::Target::File(file.to_path_buf()))
             .collect()
     }
 
@@ -402,8 +402,8 @@ pub fn watch_certificate(
     client_ca: Option<PathBuf>,
     tls: ReloadableTls,
     metrics: Arc<crate::metrics::Metrics>,
-    options: crate::watch::WatchOptions,
-) -> notify::Result<Option<crate::watch::Following>> {
+    options: crate::reload::watch::WatchOptions,
+) -> notify::Result<Option<crate::reload::watch::Following>> {
     if certificate.files().is_empty() && client_ca.is_none() {
         return Ok(None);
     }
@@ -420,7 +420,7 @@ pub fn watch_certificate(
         metrics,
         last,
     };
-    crate::watch::follow(follower, "TLS certificate", options).map(Some)
+    crate::reload::watch::follow(follower, "TLS certificate", options).map(Some)
 }
 
 /// A throwaway CA and a serving certificate signed by it for `names` (DNS names or IPs).
@@ -586,5 +586,5 @@ pub fn generate_dev() -> Result<PemPair, TlsError> {
 }
 
 #[cfg(test)]
-#[path = "unit_tests/tls_tests.rs"]
+#[path = "../unit_tests/tls_tests.rs"]
 mod tests;

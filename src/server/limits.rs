@@ -472,5 +472,5 @@ impl Throttle {
 }
 
 #[cfg(test)]
-#[path = "unit_tests/limits_tests.rs"]
+#[path = "../unit_tests/limits_tests.rs"]
 mod tests;
