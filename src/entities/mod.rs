@@ -338,7 +338,7 @@ fn core_subjects(
     entities.push(principal_entity(identity, principal.clone(), policies)?);
 
     let (mut attrs, resource_parents) = placement_attributes(placement, &mut entities)?;
-    attrs.extend(object_attributes(recognition.kind, request, argocd));
+    push_object_attributes(&mut attrs, recognition.kind, request, argocd);
     let object = request.object.as_ref().or(request.old_object.as_ref());
     let resource = core_resource_uid(recognition.kind, request)?;
     entities.push(entity(
@@ -439,15 +439,18 @@ fn placement_attributes(
 
 /// The resource's attributes read from the request and its object: name and namespace, an
 /// Application's project and destination, the Application managing a Deployment or Rollout.
-fn object_attributes(kind: Kind, request: &Request, argocd: &ArgoCdConfig) -> Attributes {
+fn push_object_attributes(
+    attrs: &mut Attributes,
+    kind: Kind,
+    request: &Request,
+    argocd: &ArgoCdConfig,
+) {
     let object = request.object.as_ref().or(request.old_object.as_ref());
-    let mut attrs: Attributes = vec![
-        ("name".into(), string(&request.name).into()),
-        (
-            "namespace".into(),
-            string(request.namespace.as_deref().unwrap_or("")).into(),
-        ),
-    ];
+    attrs.push(("name".into(), string(&request.name).into()));
+    attrs.push((
+        "namespace".into(),
+        string(request.namespace.as_deref().unwrap_or("")).into(),
+    ));
     match kind {
         Kind::Application => {
             for (attr, path) in [
@@ -470,7 +473,6 @@ fn object_attributes(kind: Kind, request: &Request, argocd: &ArgoCdConfig) -> At
             }
         }
     }
-    attrs
 }
 
 /// The object's labels, as the resource's tags.
