@@ -199,70 +199,106 @@ async fn serve(
     let cap_reached = Throttle::new(Duration::from_secs(5));
     let accept_errors = Throttle::new(Duration::from_secs(5));
     let mut stop = handle.stop.subscribe();
-    'accept: loop {
-        // Accept first, then find room: room is only made (connections closed) for a
-        // connection that is really waiting, never ahead of one.
-        let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    // EMFILE and friends: back off instead of spinning; the cap keeps this rare.
-                    if let Some(suppressed) = accept_errors.ready() {
-                        tracing::error!(%error, suppressed, "cannot accept a connection");
-                    }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = until_true(&mut stop) => break 'accept,
-        };
+    // Accept first, then find room: room is only made (connections closed) for a connection
+    // that is really waiting, never ahead of one.
+    while let Some((tcp, peer)) = accept(&listener, &accept_errors, &mut stop).await {
         let permit = match permits.clone().try_acquire_owned() {
             Ok(permit) => permit,
-            Err(_) => {
-                shared.metrics.limits.connection_limit_reached.inc();
-                if let Some(suppressed) = cap_reached.ready() {
-                    tracing::warn!(
-                        max_connections = shared.limits.max_connections,
-                        suppressed,
-                        "connection limit reached: closing connections that sent nothing, else idle ones; new connections wait"
-                    );
+            Err(_) => match make_room(&shared, &permits, &cap_reached, &mut stop).await {
+                Room::Made(permit) => permit,
+                Room::Stopped => {
+                    spawn_connection(&shared, tcp, peer, None);
+                    break;
                 }
-                loop {
-                    if !shared.unproven.close_oldest() {
-                        shared.pressure.send_modify(|generation| *generation += 1);
-                    }
-                    tokio::select! {
-                        permit = permits.clone().acquire_owned() => match permit {
-                            Ok(permit) => break permit,
-                            Err(_) => break 'accept,
-                        },
-                        // The one told to close had just become busy: make room again.
-                        () = tokio::time::sleep(ROOM_RETRY) => {}
-                        () = until_true(&mut stop) => {
-                            spawn_connection(&shared, tcp, peer, None);
-                            break 'accept;
-                        }
-                    }
-                }
-            }
+                Room::Closed => break,
+            },
         };
         spawn_connection(&shared, tcp, peer, Some(permit));
     }
     take_backlog(&shared, listener, &permits);
+    wait_for_connections(&handle, shared.limits.shutdown_grace).await;
+    Ok(())
+}
+
+/// The next connection, or None once stopped.
+async fn accept(
+    listener: &TcpListener,
+    errors: &Throttle,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<(TcpStream, SocketAddr)> {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => return Some(accepted),
+                Err(error) => {
+                    // EMFILE and friends: back off instead of spinning; the cap keeps this rare.
+                    if let Some(suppressed) = errors.ready() {
+                        tracing::error!(%error, suppressed, "cannot accept a connection");
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            () = until_true(stop) => return None,
+        }
+    }
+}
+
+/// How waiting for room at the connection cap ended.
+enum Room {
+    Made(OwnedSemaphorePermit),
+    /// Stopped while waiting: the connection accepted is served over the cap.
+    Stopped,
+    /// The permits are gone.
+    Closed,
+}
+
+/// At the connection cap: close the oldest connection that has sent nothing (else idle ones)
+/// until a permit is free.
+async fn make_room(
+    shared: &Shared,
+    permits: &Arc<Semaphore>,
+    cap_reached: &Throttle,
+    stop: &mut watch::Receiver<bool>,
+) -> Room {
+    shared.metrics.limits.connection_limit_reached.inc();
+    if let Some(suppressed) = cap_reached.ready() {
+        tracing::warn!(
+            max_connections = shared.limits.max_connections,
+            suppressed,
+            "connection limit reached: closing connections that sent nothing, else idle ones; new connections wait"
+        );
+    }
+    loop {
+        if !shared.unproven.close_oldest() {
+            shared.pressure.send_modify(|generation| *generation += 1);
+        }
+        tokio::select! {
+            permit = permits.clone().acquire_owned() => return match permit {
+                Ok(permit) => Room::Made(permit),
+                Err(_) => Room::Closed,
+            },
+            // The one told to close had just become busy: make room again.
+            () = tokio::time::sleep(ROOM_RETRY) => {}
+            () = until_true(stop) => return Room::Stopped,
+        }
+    }
+}
+
+/// Wait until every connection has finished, or `grace` has passed.
+async fn wait_for_connections(handle: &ServerHandle, grace: Duration) {
     let mut open = handle.open.subscribe();
     let all_closed = async move {
         let _ = open.wait_for(|count| *count == 0).await;
     };
-    let finished = tokio::time::timeout(shared.limits.shutdown_grace, all_closed).await;
+    let finished = tokio::time::timeout(grace, all_closed).await;
     match finished {
         Ok(_) => tracing::info!("every connection finished"),
         Err(_) => tracing::warn!(
             connections = handle.connection_count(),
-            grace_ms = shared.limits.shutdown_grace.as_millis(),
+            grace_ms = grace.as_millis(),
             "connections still open when the shutdown grace ran out"
         ),
     }
-    Ok(())
 }
 
 /// Connections the kernel completed before the listener closes were sent by clients that
@@ -336,6 +372,18 @@ struct Activity {
     became_idle: tokio::sync::Notify,
 }
 
+impl Activity {
+    /// Nothing in flight yet, and idle since `now_ms`.
+    fn new(now_ms: u64) -> Self {
+        Self {
+            in_flight: AtomicUsize::new(0),
+            idle_since_ms: AtomicU64::new(now_ms),
+            served: AtomicBool::new(false),
+            became_idle: tokio::sync::Notify::new(),
+        }
+    }
+}
+
 /// Marks a request in flight until dropped.
 struct InFlight {
     activity: Arc<Activity>,
@@ -357,7 +405,8 @@ impl Drop for InFlight {
 enum Phase {
     Serving,
     Draining,
-    Closing,
+    /// A graceful close started at this instant.
+    Closing(Instant),
 }
 
 async fn connection(
@@ -463,31 +512,11 @@ async fn serve_connection<I>(
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let activity = Arc::new(Activity {
-        in_flight: AtomicUsize::new(0),
-        idle_since_ms: AtomicU64::new(shared.now_ms()),
-        served: AtomicBool::new(false),
-        became_idle: tokio::sync::Notify::new(),
-    });
+    let activity = Arc::new(Activity::new(shared.now_ms()));
     let unproven = Arc::new(unproven);
     let service = {
         let (activity, shared, unproven) = (activity.clone(), shared.clone(), unproven.clone());
-        hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-            activity.in_flight.fetch_add(1, Ordering::AcqRel);
-            if !activity.served.swap(true, Ordering::AcqRel) {
-                unproven.proven();
-            }
-            let guard = InFlight {
-                activity: activity.clone(),
-                shared: shared.clone(),
-            };
-            let app = shared.app.clone();
-            async move {
-                let response = app.oneshot(request).await;
-                drop(guard);
-                response
-            }
-        })
+        hyper::service::service_fn(move |request| answer(&activity, &shared, &unproven, request))
     };
     let conn = shared.builder.serve_connection(io, service);
     tokio::pin!(conn);
@@ -499,54 +528,24 @@ async fn serve_connection<I>(
     } else {
         Phase::Serving
     };
-    let mut closing_since: Option<Instant> = None;
     // Start a graceful close once, counting why.
     macro_rules! close {
         ($reason:expr) => {
-            if phase != Phase::Closing {
+            if !matches!(phase, Phase::Closing(_)) {
                 conn.as_mut().graceful_shutdown();
                 shared.metrics.limits.record_connection_closed($reason);
-                phase = Phase::Closing;
-                closing_since = Some(Instant::now());
+                phase = Phase::Closing(Instant::now());
             }
         };
     }
     loop {
-        let idle = activity.in_flight.load(Ordering::Acquire) == 0;
-        let idle_for = Duration::from_millis(
-            shared
-                .now_ms()
-                .saturating_sub(activity.idle_since_ms.load(Ordering::Acquire)),
-        );
-        let served = activity.served.load(Ordering::Acquire);
-        let (timeout, reason) = if served {
-            (shared.limits.idle_timeout, "idle")
-        } else {
-            (shared.limits.first_request_timeout, "first-request")
-        };
-        match phase {
-            Phase::Serving if idle && idle_for >= timeout => close!(reason),
-            // A connection with a request in flight closes once it is answered (HTTP/1.1
-            // with `Connection: close`, HTTP/2 with GOAWAY naming the last stream served).
-            // HTTP/2 drains without races once its preface is read; an idle HTTP/1.1
-            // connection is given a moment, so a request already sent is read first.
-            Phase::Draining if !idle || idle_for >= DRAIN_QUIET || (http2 && served) => {
-                close!("drain")
-            }
-            // A peer that does not let a graceful close finish is cut off.
-            Phase::Closing
-                if closing_since.is_some_and(|t| t.elapsed() >= shared.limits.shutdown_grace) =>
-            {
-                return;
-            }
-            _ => {}
+        let now = Snapshot::take(shared, &activity);
+        match now.due(phase, http2, shared.limits.shutdown_grace) {
+            Some(Due::Close(reason)) => close!(reason),
+            Some(Due::CutOff) => return,
+            None => {}
         }
-        let wake = match phase {
-            Phase::Serving if idle => timeout.saturating_sub(idle_for),
-            Phase::Serving => timeout,
-            Phase::Draining => DRAIN_QUIET / 5,
-            Phase::Closing => shared.limits.shutdown_grace,
-        };
+        let wake = now.wake(phase, shared.limits.shutdown_grace);
         tokio::select! {
             result = conn.as_mut() => {
                 if let Err(error) = result {
@@ -571,6 +570,102 @@ async fn serve_connection<I>(
                 // The quiet period counts from now, not from the last request.
                 activity.idle_since_ms.fetch_max(shared.now_ms(), Ordering::AcqRel);
             }
+        }
+    }
+}
+
+/// One request through the app, in flight until answered. The first proves the connection.
+fn answer(
+    activity: &Arc<Activity>,
+    shared: &Arc<Shared>,
+    unproven: &Registration,
+    request: hyper::Request<Incoming>,
+) -> impl Future<Output = Result<axum::response::Response, std::convert::Infallible>> + Send + use<>
+{
+    activity.in_flight.fetch_add(1, Ordering::AcqRel);
+    if !activity.served.swap(true, Ordering::AcqRel) {
+        unproven.proven();
+    }
+    let guard = InFlight {
+        activity: activity.clone(),
+        shared: shared.clone(),
+    };
+    let app = shared.app.clone();
+    async move {
+        let response = app.oneshot(request).await;
+        drop(guard);
+        response
+    }
+}
+
+/// One look at a connection's activity, and the timeout that applies to it now.
+struct Snapshot {
+    idle: bool,
+    idle_for: Duration,
+    served: bool,
+    /// The idle timeout once a request was served, else the first-request timeout.
+    timeout: Duration,
+    /// Why the connection is closed when `timeout` runs out.
+    reason: &'static str,
+}
+
+/// What a connection's state calls for.
+enum Due {
+    Close(&'static str),
+    CutOff,
+}
+
+impl Snapshot {
+    fn take(shared: &Shared, activity: &Activity) -> Self {
+        let idle = activity.in_flight.load(Ordering::Acquire) == 0;
+        let idle_for = Duration::from_millis(
+            shared
+                .now_ms()
+                .saturating_sub(activity.idle_since_ms.load(Ordering::Acquire)),
+        );
+        let served = activity.served.load(Ordering::Acquire);
+        let (timeout, reason) = if served {
+            (shared.limits.idle_timeout, "idle")
+        } else {
+            (shared.limits.first_request_timeout, "first-request")
+        };
+        Self {
+            idle,
+            idle_for,
+            served,
+            timeout,
+            reason,
+        }
+    }
+
+    /// A graceful close due in `phase` (and why), or a close that took longer than `grace`.
+    fn due(&self, phase: Phase, http2: bool, grace: Duration) -> Option<Due> {
+        match phase {
+            Phase::Serving if self.idle && self.idle_for >= self.timeout => {
+                Some(Due::Close(self.reason))
+            }
+            // A connection with a request in flight closes once it is answered (HTTP/1.1
+            // with `Connection: close`, HTTP/2 with GOAWAY naming the last stream served).
+            // HTTP/2 drains without races once its preface is read; an idle HTTP/1.1
+            // connection is given a moment, so a request already sent is read first.
+            Phase::Draining
+                if !self.idle || self.idle_for >= DRAIN_QUIET || (http2 && self.served) =>
+            {
+                Some(Due::Close("drain"))
+            }
+            // A peer that does not let a graceful close finish is cut off.
+            Phase::Closing(since) if since.elapsed() >= grace => Some(Due::CutOff),
+            _ => None,
+        }
+    }
+
+    /// How long to wait in `phase` before looking again.
+    fn wake(&self, phase: Phase, grace: Duration) -> Duration {
+        match phase {
+            Phase::Serving if self.idle => self.timeout.saturating_sub(self.idle_for),
+            Phase::Serving => self.timeout,
+            Phase::Draining => DRAIN_QUIET / 5,
+            Phase::Closing(_) => grace,
         }
     }
 }

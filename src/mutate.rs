@@ -3,6 +3,7 @@
 
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation};
+use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionResponse, Operation};
 use serde_json::{Value, json};
 
@@ -47,70 +48,92 @@ pub fn mutations(
         return Vec::new();
     };
     let mut operations = Vec::new();
-    let caller = request.user_info.username.as_deref().unwrap_or("");
-
-    if kind == Kind::Application
-        && let Some(operation) = object.data.get("operation").filter(|o| o.is_object())
-        && !config.is_delegator(caller)
-    {
-        let old_operation = request
-            .old_object
-            .as_ref()
-            .and_then(|o| o.data.get("operation"))
-            .filter(|o| !o.is_null());
-        // Only an operation this request writes is attributed to its caller.
-        if old_operation != Some(operation) {
-            let initiated = operation.get("initiatedBy");
-            let claimed = initiated
-                .and_then(|i| i.get("username"))
-                .and_then(Value::as_str);
-            let automated = initiated
-                .and_then(|i| i.get("automated"))
-                .and_then(Value::as_bool)
-                == Some(true);
-            let trusted_automation = automated && config.is_automation(caller);
-            if !trusted_automation {
-                match initiated.filter(|i| i.is_object()) {
-                    None => operations.push(add(
-                        &["operation", "initiatedBy"],
-                        json!({"username": caller}),
-                    )),
-                    Some(_) => {
-                        if claimed != Some(caller) {
-                            let path = ["operation", "initiatedBy", "username"];
-                            operations.push(if claimed.is_some() {
-                                replace(&path, json!(caller))
-                            } else {
-                                add(&path, json!(caller))
-                            });
-                        }
-                        if automated {
-                            // Only automation may claim an automated sync.
-                            operations.push(replace(
-                                &["operation", "initiatedBy", "automated"],
-                                json!(false),
-                            ));
-                        }
-                    }
-                }
-            }
-        }
+    if kind == Kind::Application {
+        operations.extend(attribute_operation(request, object, config));
     }
-
     if config.file.mutation.stamp_team_label && request.operation == Operation::Create {
-        let placement = entities::placement(kind, request, config, live);
-        let key = config.file.namespace_labels.team.as_str();
-        let labels = object.metadata.labels.as_ref();
-        if let Some(team) = placement.team
-            && labels.and_then(|l| l.get(key)).is_none()
-        {
-            operations.push(match labels {
-                Some(_) => add(&["metadata", "labels", key], json!(team)),
-                None => add(&["metadata", "labels"], json!({ key: team })),
-            });
-        }
+        operations.extend(team_label(kind, request, object, config, live));
     }
     operations
+}
+
+/// An Application operation this request writes names its caller in `initiatedBy`, and only
+/// automation keeps `automated: true`. A delegator's write is left as it is: it names the person
+/// it acts for.
+fn attribute_operation(
+    request: &Request,
+    object: &DynamicObject,
+    config: &Config,
+) -> Vec<PatchOperation> {
+    let caller = request.user_info.username.as_deref().unwrap_or("");
+    let Some(operation) = object.data.get("operation").filter(|o| o.is_object()) else {
+        return Vec::new();
+    };
+    let old_operation = request
+        .old_object
+        .as_ref()
+        .and_then(|o| o.data.get("operation"))
+        .filter(|o| !o.is_null());
+    // Only an operation this request writes is attributed to its caller.
+    if config.is_delegator(caller) || old_operation == Some(operation) {
+        return Vec::new();
+    }
+    let initiated = operation.get("initiatedBy");
+    let claimed = initiated
+        .and_then(|i| i.get("username"))
+        .and_then(Value::as_str);
+    let automated = initiated
+        .and_then(|i| i.get("automated"))
+        .and_then(Value::as_bool)
+        == Some(true);
+    if automated && config.is_automation(caller) {
+        return Vec::new();
+    }
+    let mut operations = Vec::new();
+    if initiated.filter(|i| i.is_object()).is_none() {
+        operations.push(add(
+            &["operation", "initiatedBy"],
+            json!({"username": caller}),
+        ));
+        return operations;
+    }
+    if claimed != Some(caller) {
+        let path = ["operation", "initiatedBy", "username"];
+        operations.push(if claimed.is_some() {
+            replace(&path, json!(caller))
+        } else {
+            add(&path, json!(caller))
+        });
+    }
+    if automated {
+        // Only automation may claim an automated sync.
+        operations.push(replace(
+            &["operation", "initiatedBy", "automated"],
+            json!(false),
+        ));
+    }
+    operations
+}
+
+/// The owning team's label, on a created object that has none.
+fn team_label(
+    kind: Kind,
+    request: &Request,
+    object: &DynamicObject,
+    config: &Config,
+    live: &NamespaceLabels,
+) -> Option<PatchOperation> {
+    let placement = entities::placement(kind, request, config, live);
+    let key = config.file.namespace_labels.team.as_str();
+    let labels = object.metadata.labels.as_ref();
+    let team = placement.team?;
+    if labels.and_then(|l| l.get(key)).is_some() {
+        return None;
+    }
+    Some(match labels {
+        Some(_) => add(&["metadata", "labels", key], json!(team)),
+        None => add(&["metadata", "labels"], json!({ key: team })),
+    })
 }
 
 /// Parse and answer a `/mutate` review: always allowed (deciding is `/validate`'s job). The

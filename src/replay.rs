@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::audit::RecordedDecision;
 use crate::decide::Engine;
-use crate::respond;
+use crate::respond::{self, Reviewed};
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
@@ -76,82 +76,108 @@ pub fn replay(engine: &Engine, log: impl BufRead) -> Report {
         if line.trim().is_empty() {
             continue;
         }
-        let record: RecordedDecision = match serde_json::from_str(&line) {
-            Ok(record) => record,
-            Err(error) if error.is_eof() && line.trim_start().starts_with('{') => {
-                report.torn.push(format!(
-                    "line {number}: a record cut off after {} bytes (the process writing it stopped mid-write)",
-                    line.len()
-                ));
-                continue;
-            }
-            Err(error) => {
-                report
-                    .invalid
-                    .push(format!("line {number}: not an audit record: {error}"));
-                continue;
-            }
-        };
-        let Some(request) = &record.request else {
-            report.skipped += 1;
-            continue;
-        };
-        let reviewed = match respond::review(engine, request.get().as_bytes()) {
-            Ok(reviewed) => reviewed,
-            Err(error) => {
-                report.invalid.push(format!(
-                    "line {number}: recorded request is invalid: {error}"
-                ));
-                continue;
-            }
-        };
-        report.replayed += 1;
-        let now_allowed = reviewed.review.response.as_ref().is_some_and(|r| r.allowed);
-        if now_allowed == record.allowed {
-            report.unchanged += 1;
-            continue;
+        if let Some(record) = parse_record(&mut report, number, &line) {
+            replay_record(engine, &mut report, number, record);
         }
-        let outcome = reviewed.outcome.as_ref();
-        let policies = if now_allowed {
-            report.newly_allowed += 1;
-            enforced_ids(&record.matches)
-        } else {
-            report.newly_denied += 1;
-            enforced_ids(outcome.map_or(&[], |o| o.matches.as_slice()))
-        };
-        let tally = if now_allowed {
-            &mut report.releasing_policies
-        } else {
-            &mut report.denying_policies
-        };
-        for id in &policies {
-            *tally.entry(id.clone()).or_default() += 1;
-        }
-        report.changes.push(Change {
-            line: number,
-            time: record.time,
-            uid: record.uid,
-            user: record.user,
-            kind: record.kind,
-            namespace: record.namespace,
-            name: record.name,
-            operation: record.operation,
-            actions: outcome
-                .and_then(|o| o.recognition.as_ref())
-                .map(|r| r.actions.iter().map(|a| a.as_str().to_string()).collect())
-                .unwrap_or_default(),
-            was_allowed: record.allowed,
-            now_allowed,
-            policies,
-            message: reviewed
-                .review
-                .response
-                .as_ref()
-                .map(|r| r.result.message.clone())
-                .unwrap_or_default(),
-        });
     }
     report
+}
+
+/// The audit record on line `number`; a torn or invalid line goes into the report instead.
+fn parse_record(report: &mut Report, number: usize, line: &str) -> Option<RecordedDecision> {
+    match serde_json::from_str(line) {
+        Ok(record) => Some(record),
+        Err(error) if error.is_eof() && line.trim_start().starts_with('{') => {
+            report.torn.push(format!(
+                "line {number}: a record cut off after {} bytes (the process writing it stopped mid-write)",
+                line.len()
+            ));
+            None
+        }
+        Err(error) => {
+            report
+                .invalid
+                .push(format!("line {number}: not an audit record: {error}"));
+            None
+        }
+    }
+}
+
+/// Re-decide one record's request and count the outcome: skipped, invalid, unchanged or a change.
+fn replay_record(engine: &Engine, report: &mut Report, number: usize, record: RecordedDecision) {
+    let Some(request) = &record.request else {
+        report.skipped += 1;
+        return;
+    };
+    let reviewed = match respond::review(engine, request.get().as_bytes()) {
+        Ok(reviewed) => reviewed,
+        Err(error) => {
+            report.invalid.push(format!(
+                "line {number}: recorded request is invalid: {error}"
+            ));
+            return;
+        }
+    };
+    report.replayed += 1;
+    let now_allowed = reviewed.review.response.as_ref().is_some_and(|r| r.allowed);
+    if now_allowed == record.allowed {
+        report.unchanged += 1;
+        return;
+    }
+    let policies = if now_allowed {
+        report.newly_allowed += 1;
+        enforced_ids(&record.matches)
+    } else {
+        report.newly_denied += 1;
+        let outcome = reviewed.outcome.as_ref();
+        enforced_ids(outcome.map_or(&[], |o| o.matches.as_slice()))
+    };
+    let tally = if now_allowed {
+        &mut report.releasing_policies
+    } else {
+        &mut report.denying_policies
+    };
+    for id in &policies {
+        *tally.entry(id.clone()).or_default() += 1;
+    }
+    report
+        .changes
+        .push(change(number, record, &reviewed, now_allowed, policies));
+}
+
+/// The report's entry for a request whose answer changed.
+fn change(
+    number: usize,
+    record: RecordedDecision,
+    reviewed: &Reviewed,
+    now_allowed: bool,
+    policies: Vec<String>,
+) -> Change {
+    Change {
+        line: number,
+        time: record.time,
+        uid: record.uid,
+        user: record.user,
+        kind: record.kind,
+        namespace: record.namespace,
+        name: record.name,
+        operation: record.operation,
+        actions: reviewed
+            .outcome
+            .as_ref()
+            .and_then(|o| o.recognition.as_ref())
+            .map(|r| r.actions.iter().map(|a| a.as_str().to_string()).collect())
+            .unwrap_or_default(),
+        was_allowed: record.allowed,
+        now_allowed,
+        policies,
+        message: reviewed
+            .review
+            .response
+            .as_ref()
+            .map(|r| r.result.message.clone())
+            .unwrap_or_default(),
+    }
 }
 
 /// The report for a person.

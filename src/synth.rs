@@ -54,11 +54,80 @@ fn as_scale(manifest: &Value) -> Value {
     })
 }
 
+/// What a manifest names: its apiVersion and kind, and where it lives.
+struct Target {
+    api_version: String,
+    kind: String,
+    name: String,
+    namespace: String,
+}
+
+impl Target {
+    fn of(manifest: &Value) -> Result<Self, SynthError> {
+        let field = |pointer: &str, name: &'static str| {
+            manifest
+                .pointer(pointer)
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .ok_or(SynthError::Field(name))
+        };
+        Ok(Self {
+            api_version: field("/apiVersion", "apiVersion")?,
+            kind: field("/kind", "kind")?,
+            name: field("/metadata/name", "metadata.name")?,
+            namespace: field("/metadata/namespace", "").unwrap_or_else(|_| "default".into()),
+        })
+    }
+}
+
 impl Synthetic {
     /// Build the AdmissionReview v1 JSON.
     pub fn review(&self) -> Result<Value, SynthError> {
         let operation = self.operation.to_uppercase();
-        let (object, old_object) = match operation.as_str() {
+        let (object, old_object) = self.objects(&operation)?;
+        let source = object
+            .as_ref()
+            .or(old_object.as_ref())
+            .ok_or(SynthError::Field("object"))?;
+        let target = Target::of(source)?;
+        let (group, version, resource) = resource_of(&target.api_version, &target.kind);
+        let mut request_kind = json!({"group": group, "version": version, "kind": target.kind});
+
+        let (mut object, mut old_object) = (object, old_object);
+        match self.sub_resource.as_deref() {
+            None | Some("") | Some("status") => {}
+            Some("scale") => {
+                object = object.as_ref().map(as_scale);
+                old_object = old_object.as_ref().map(as_scale);
+                request_kind = json!({"group": "autoscaling", "version": "v1", "kind": "Scale"});
+            }
+            Some(other) => return Err(SynthError::SubResource(other.to_string())),
+        }
+
+        let (username, groups) = self.sender(object.as_mut());
+        let mut request = json!({
+            "uid": self.uid,
+            "kind": request_kind,
+            "resource": {"group": group, "version": version, "resource": resource},
+            "name": target.name,
+            "namespace": target.namespace,
+            "operation": operation,
+            "userInfo": {"username": username, "groups": groups},
+            "object": object.unwrap_or(Value::Null),
+            "oldObject": old_object.unwrap_or(Value::Null),
+            "dryRun": self.dry_run,
+        });
+        if let Some(sub) = self.sub_resource.as_deref().filter(|s| !s.is_empty()) {
+            request["subResource"] = json!(sub);
+        }
+        Ok(
+            json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request}),
+        )
+    }
+
+    /// The object and old object a request with `operation` carries.
+    fn objects(&self, operation: &str) -> Result<(Option<Value>, Option<Value>), SynthError> {
+        Ok(match operation {
             "CREATE" => (
                 Some(
                     self.object
@@ -89,41 +158,17 @@ impl Synthetic {
                 ),
             ),
             other => return Err(SynthError::Operation(other.to_string())),
-        };
-        let source = object
-            .as_ref()
-            .or(old_object.as_ref())
-            .ok_or(SynthError::Field("object"))?;
-        let field = |pointer: &str, name: &'static str| {
-            source
-                .pointer(pointer)
-                .and_then(Value::as_str)
-                .map(str::to_string)
-                .ok_or(SynthError::Field(name))
-        };
-        let api_version = field("/apiVersion", "apiVersion")?;
-        let kind = field("/kind", "kind")?;
-        let name = field("/metadata/name", "metadata.name")?;
-        let namespace = field("/metadata/namespace", "").unwrap_or_else(|_| "default".into());
-        let (group, version, resource) = resource_of(&api_version, &kind);
-        let mut request_kind = json!({"group": group, "version": version, "kind": kind});
+        })
+    }
 
-        let (mut object, mut old_object) = (object, old_object);
-        match self.sub_resource.as_deref() {
-            None | Some("") | Some("status") => {}
-            Some("scale") => {
-                object = object.as_ref().map(as_scale);
-                old_object = old_object.as_ref().map(as_scale);
-                request_kind = json!({"group": "autoscaling", "version": "v1", "kind": "Scale"});
-            }
-            Some(other) => return Err(SynthError::SubResource(other.to_string())),
-        }
-
+    /// The user name and groups the API server would report: the person's, or the delegator's
+    /// when one sends the request (the person then named in the operation it starts).
+    fn sender(&self, object: Option<&mut Value>) -> (String, Vec<String>) {
         let mut username = self.user.clone();
         let mut groups = self.groups.clone();
         if let Some(delegator) = &self.delegated_by {
             // The delegator sends the request; the person travels in the operation it starts.
-            if let Some(operation) = object.as_mut().and_then(|o| o.get_mut("operation"))
+            if let Some(operation) = object.and_then(|o| o.get_mut("operation"))
                 && operation.is_object()
             {
                 operation["initiatedBy"] = json!({"username": self.user});
@@ -134,24 +179,7 @@ impl Synthetic {
         if !groups.iter().any(|g| g == "system:authenticated") {
             groups.push("system:authenticated".to_string());
         }
-        let mut request = json!({
-            "uid": self.uid,
-            "kind": request_kind,
-            "resource": {"group": group, "version": version, "resource": resource},
-            "name": name,
-            "namespace": namespace,
-            "operation": operation,
-            "userInfo": {"username": username, "groups": groups},
-            "object": object.unwrap_or(Value::Null),
-            "oldObject": old_object.unwrap_or(Value::Null),
-            "dryRun": self.dry_run,
-        });
-        if let Some(sub) = self.sub_resource.as_deref().filter(|s| !s.is_empty()) {
-            request["subResource"] = json!(sub);
-        }
-        Ok(
-            json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request}),
-        )
+        (username, groups)
     }
 }
 

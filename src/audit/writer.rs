@@ -100,59 +100,14 @@ pub(super) fn run_writer(sink: Box<dyn AuditSink>, receiver: Receiver<Vec<u8>>, 
     let mut batch = Vec::new();
     loop {
         let received = receiver.recv_timeout(IDLE_WAKE);
-        if shared.reopen_requested.swap(false, Ordering::AcqRel) {
-            writer.reopen(shared, "SIGHUP");
-            last_check = Instant::now();
-        } else if last_check.elapsed() >= ROTATION_CHECK {
-            last_check = Instant::now();
-            if writer.sink.moved() {
-                writer.reopen(shared, "renamed or deleted");
-            } else if shared.write_failing.load(Ordering::Acquire) {
-                writer.reopen(shared, "after a failed write");
-            }
-        }
+        reopen_if_due(&mut writer, shared, &mut last_check);
         let line = match received {
             Ok(line) => line,
             Err(RecvTimeoutError::Timeout) => continue,
             Err(RecvTimeoutError::Disconnected) => return,
         };
-        // Under load, lines arrive faster than one write each: whatever else is already
-        // waiting goes out in the same write (still whole lines, in order).
-        batch.clear();
-        batch.extend_from_slice(&line);
-        let mut lines: u64 = 1;
-        while batch.len() < MAX_BATCH_BYTES {
-            match receiver.try_recv() {
-                Ok(line) => {
-                    batch.extend_from_slice(&line);
-                    lines += 1;
-                }
-                Err(_) => break,
-            }
-        }
-        match writer.write_lines(&batch) {
-            Ok(()) => {
-                shared.counters.written.inc_by(lines);
-                shared.write_failing.store(false, Ordering::Release);
-            }
-            Err((written, error)) => {
-                // Lines wholly written before the failure were kept.
-                let kept = batch[..written].iter().filter(|&&b| b == b'\n').count() as u64;
-                shared.counters.written.inc_by(kept);
-                shared.write_failing.store(true, Ordering::Release);
-                for _ in kept..lines {
-                    shared.lost(LossReason::WriteError, Some(&error));
-                }
-            }
-        }
-        shared
-            .counters
-            .buffered_records
-            .dec_by(i64::try_from(lines).unwrap_or(i64::MAX));
-        shared
-            .counters
-            .buffered_bytes
-            .dec_by(i64::try_from(batch.len()).unwrap_or(i64::MAX));
+        let lines = gather_batch(&receiver, &line, &mut batch);
+        write_batch(&mut writer, shared, &batch, lines);
         // A burst must not keep a large buffer alive once it has passed.
         if batch.capacity() > MAX_BATCH_BYTES * 2 {
             batch = Vec::new();
@@ -164,4 +119,68 @@ pub(super) fn run_writer(sink: Box<dyn AuditSink>, receiver: Receiver<Vec<u8>>, 
             std::thread::sleep(BATCH_LINGER);
         }
     }
+}
+
+/// Reopen on SIGHUP at once; every `ROTATION_CHECK`, when the file was renamed or deleted or the
+/// last write failed.
+fn reopen_if_due(writer: &mut LineWriter, shared: &Shared, last_check: &mut Instant) {
+    if shared.reopen_requested.swap(false, Ordering::AcqRel) {
+        writer.reopen(shared, "SIGHUP");
+        *last_check = Instant::now();
+    } else if last_check.elapsed() >= ROTATION_CHECK {
+        *last_check = Instant::now();
+        if writer.sink.moved() {
+            writer.reopen(shared, "renamed or deleted");
+        } else if shared.write_failing.load(Ordering::Acquire) {
+            writer.reopen(shared, "after a failed write");
+        }
+    }
+}
+
+/// `first` and the records already waiting behind it, up to `MAX_BATCH_BYTES`, into `batch`;
+/// how many records that is.
+fn gather_batch(receiver: &Receiver<Vec<u8>>, first: &[u8], batch: &mut Vec<u8>) -> u64 {
+    // Under load, lines arrive faster than one write each: whatever else is already
+    // waiting goes out in the same write (still whole lines, in order).
+    batch.clear();
+    batch.extend_from_slice(first);
+    let mut lines: u64 = 1;
+    while batch.len() < MAX_BATCH_BYTES {
+        match receiver.try_recv() {
+            Ok(line) => {
+                batch.extend_from_slice(&line);
+                lines += 1;
+            }
+            Err(_) => break,
+        }
+    }
+    lines
+}
+
+/// Write a batch of `lines` records and count them: written, or lost to the write error, and no
+/// longer buffered either way.
+fn write_batch(writer: &mut LineWriter, shared: &Shared, batch: &[u8], lines: u64) {
+    match writer.write_lines(batch) {
+        Ok(()) => {
+            shared.counters.written.inc_by(lines);
+            shared.write_failing.store(false, Ordering::Release);
+        }
+        Err((written, error)) => {
+            // Lines wholly written before the failure were kept.
+            let kept = batch[..written].iter().filter(|&&b| b == b'\n').count() as u64;
+            shared.counters.written.inc_by(kept);
+            shared.write_failing.store(true, Ordering::Release);
+            for _ in kept..lines {
+                shared.lost(LossReason::WriteError, Some(&error));
+            }
+        }
+    }
+    shared
+        .counters
+        .buffered_records
+        .dec_by(i64::try_from(lines).unwrap_or(i64::MAX));
+    shared
+        .counters
+        .buffered_bytes
+        .dec_by(i64::try_from(batch.len()).unwrap_or(i64::MAX));
 }

@@ -58,14 +58,54 @@ pub fn write_certs(
     ca_source: &CaSource,
 ) -> anyhow::Result<()> {
     use base64::Engine as _;
-    let names = vec![
+    let names = service_names(service, namespace);
+    let common_name = format!("{service}.{namespace}.svc");
+    let (ca, ca_origin) = load_ca(ca_source, &common_name)?;
+    let pair = tls::issue(&names, &common_name, days, &ca)?;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    if ca_origin.is_none() {
+        write_file(out, "ca.key", &ca.key_pem, true)?;
+    }
+    write_file(out, "ca.crt", &ca.cert_pem, false)?;
+    write_file(out, "tls.crt", &pair.cert_pem, false)?;
+    write_file(out, "tls.key", &pair.key_pem, true)?;
+    eprintln!(
+        "wrote {0}/tls.crt, {0}/tls.key for {1} (valid {days} days) signed by {2}; caBundle:",
+        out.display(),
+        names.join(", "),
+        match ca_origin {
+            None => format!(
+                "a new CA ({0}/ca.crt, key {0}/ca.key: keep it to sign the next pair with --ca-cert/--ca-key)",
+                out.display()
+            ),
+            Some(cert) => format!("the CA of {}", cert.display()),
+        }
+    );
+    outln!(
+        "{}",
+        base64::engine::general_purpose::STANDARD.encode(&ca.cert_pem)
+    );
+    Ok(())
+}
+
+/// The DNS names the serving certificate is valid for: every way in-cluster clients name the
+/// Service.
+fn service_names(service: &str, namespace: &str) -> Vec<String> {
+    vec![
         format!("{service}.{namespace}.svc"),
         service.to_string(),
         format!("{service}.{namespace}"),
         format!("{service}.{namespace}.svc.cluster.local"),
-    ];
-    let common_name = format!("{service}.{namespace}.svc");
-    let (ca, ca_origin) = match ca_source {
+    ]
+}
+
+/// A new CA, or the existing one read from its files (with the certificate's path, for the
+/// summary).
+fn load_ca<'a>(
+    ca_source: &'a CaSource,
+    common_name: &str,
+) -> anyhow::Result<(tls::CaPem, Option<&'a PathBuf>)> {
+    Ok(match ca_source {
         CaSource::New { days: ca_days } => (
             tls::generate_ca(&format!("{common_name} CA"), *ca_days)?,
             None,
@@ -83,53 +123,30 @@ pub fn write_certs(
                 Some(cert),
             )
         }
-    };
-    let pair = tls::issue(&names, &common_name, days, &ca)?;
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    let write = |name: &str, contents: &str, private: bool| -> anyhow::Result<()> {
-        use std::io::Write as _;
-        let path = out.join(name);
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        if private {
-            // Created unreadable by others; an existing file is narrowed below.
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut file = options
-            .open(&path)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        #[cfg(unix)]
-        if private {
-            use std::os::unix::fs::PermissionsExt;
-            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-        }
-        file.write_all(contents.as_bytes())
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        Ok(())
-    };
-    if ca_origin.is_none() {
-        write("ca.key", &ca.key_pem, true)?;
+    })
+}
+
+/// Write `contents` to `out/name`, replacing the file; a private one is readable by its owner
+/// only.
+fn write_file(out: &Path, name: &str, contents: &str, private: bool) -> anyhow::Result<()> {
+    let path = out.join(name);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    if private {
+        // Created unreadable by others; an existing file is narrowed below.
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
     }
-    write("ca.crt", &ca.cert_pem, false)?;
-    write("tls.crt", &pair.cert_pem, false)?;
-    write("tls.key", &pair.key_pem, true)?;
-    eprintln!(
-        "wrote {0}/tls.crt, {0}/tls.key for {1} (valid {days} days) signed by {2}; caBundle:",
-        out.display(),
-        names.join(", "),
-        match ca_origin {
-            None => format!(
-                "a new CA ({0}/ca.crt, key {0}/ca.key: keep it to sign the next pair with --ca-cert/--ca-key)",
-                out.display()
-            ),
-            Some(cert) => format!("the CA of {}", cert.display()),
-        }
-    );
-    outln!(
-        "{}",
-        base64::engine::general_purpose::STANDARD.encode(&ca.cert_pem)
-    );
+    let mut file = options
+        .open(&path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    #[cfg(unix)]
+    if private {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    file.write_all(contents.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }

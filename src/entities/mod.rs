@@ -30,7 +30,7 @@ use crate::cluster::NamespaceLabels;
 use crate::config::{ArgoCdConfig, Config, NamespaceConfig, TrackingMethod};
 use crate::identity::{Identity, PrincipalKind};
 use crate::policy::PolicyStore;
-use crate::recognize::{Kind, Recognition};
+use crate::recognize::{AutoSync, Kind, Recognition, SyncOptions};
 
 pub const TRACKING_ID_ANNOTATION: &str = "argocd.argoproj.io/tracking-id";
 
@@ -333,13 +333,35 @@ fn core_subjects(
     argocd: &ArgoCdConfig,
     policies: &PolicyStore,
 ) -> Result<(EntityUID, EntityUID, Vec<CoreEntity>), EntityError> {
-    let t = types()?;
     let mut entities = Vec::with_capacity(3 + recognition.actions.len());
+    let principal = principal_uid(identity)?;
+    entities.push(principal_entity(identity, principal.clone(), policies)?);
 
+    let (mut attrs, resource_parents) = placement_attributes(placement, &mut entities)?;
+    push_object_attributes(&mut attrs, recognition.kind, request, argocd);
+    let object = request.object.as_ref().or(request.old_object.as_ref());
+    let resource = core_resource_uid(recognition.kind, request)?;
+    entities.push(entity(
+        resource.clone(),
+        attrs,
+        resource_parents,
+        label_tags(object),
+    ));
+    Ok((principal, resource, entities))
+}
+
+/// The principal entity: its teams and the groups policies name as parents, and its name,
+/// teams, automation, delegator and (for a service account) namespace as attributes.
+fn principal_entity(
+    identity: &Identity,
+    principal: EntityUID,
+    policies: &PolicyStore,
+) -> Result<CoreEntity, EntityError> {
+    let t = types()?;
     // Teams are direct parents of the principal (resolved from groups and users in config), so
     // neither Group nor Team entities need to be materialised: `in` only follows parent edges.
     // Groups no policy names are left out: Cedar reaches a group only through a literal.
-    let principal_parents = identity
+    let parents = identity
         .teams
         .iter()
         .map(|team| uid(&t.team, team))
@@ -351,7 +373,6 @@ fn core_subjects(
                 .map(|group| uid(&t.group, group)),
         )
         .collect();
-    let principal = principal_uid(identity)?;
     let (name, namespace) = match &identity.kind {
         PrincipalKind::ServiceAccount { namespace, name } => (name.as_str(), Some(namespace)),
         PrincipalKind::User => (identity.username.as_str(), None),
@@ -363,7 +384,7 @@ fn core_subjects(
             .map(|team| CedarValue::from(uid(&t.team, team))),
         None,
     );
-    let mut principal_attrs: Attributes = vec![
+    let mut attrs: Attributes = vec![
         ("name".into(), string(name).into()),
         ("teams".into(), teams.into()),
         (
@@ -376,19 +397,22 @@ fn core_subjects(
         ),
     ];
     if let Some(namespace) = namespace {
-        principal_attrs.push(("namespace".into(), string(namespace).into()));
+        attrs.push(("namespace".into(), string(namespace).into()));
     }
-    entities.push(entity(
-        principal.clone(),
-        principal_attrs,
-        principal_parents,
-        Vec::new(),
-    ));
+    Ok(entity(principal, attrs, parents, Vec::new()))
+}
 
-    let (mut attrs, mut resource_parents) = placed_in(placement, &mut entities)?;
+/// The resource's attributes and parents from where it is placed: its place, the place a move
+/// leaves (the `previous…` attributes) and an ApplicationSet's or AppProject's reach, adding
+/// the namespace entities to `entities`.
+fn placement_attributes(
+    placement: &Placement,
+    entities: &mut Vec<CoreEntity>,
+) -> Result<(Attributes, HashSet<EntityUID>), EntityError> {
+    let (mut attrs, mut parents) = placed_in(placement, entities)?;
     if let Some(previous) = &placement.previous {
         // The resource sits in its old place too: leaving prod or a team is decided there.
-        let (previous_attrs, previous_parents) = placed_in(previous, &mut entities)?;
+        let (previous_attrs, previous_parents) = placed_in(previous, entities)?;
         attrs.push((
             "previousNamespace".into(),
             string(previous.namespace.as_deref().unwrap_or("")).into(),
@@ -401,23 +425,33 @@ fn core_subjects(
             };
             attrs.push((previous_name.into(), value));
         }
-        resource_parents.extend(previous_parents);
+        parents.extend(previous_parents);
     }
     if let Some(reach) = &placement.reach {
         attrs.extend(destinations::reach_attributes(
             reach,
-            &mut entities,
-            &mut resource_parents,
+            entities,
+            &mut parents,
         )?);
     }
+    Ok((attrs, parents))
+}
 
+/// The resource's attributes read from the request and its object: name and namespace, an
+/// Application's project and destination, the Application managing a Deployment or Rollout.
+fn push_object_attributes(
+    attrs: &mut Attributes,
+    kind: Kind,
+    request: &Request,
+    argocd: &ArgoCdConfig,
+) {
     let object = request.object.as_ref().or(request.old_object.as_ref());
     attrs.push(("name".into(), string(&request.name).into()));
     attrs.push((
         "namespace".into(),
         string(request.namespace.as_deref().unwrap_or("")).into(),
     ));
-    match recognition.kind {
+    match kind {
         Kind::Application => {
             for (attr, path) in [
                 ("project", "/spec/project"),
@@ -439,15 +473,16 @@ fn core_subjects(
             }
         }
     }
-    let tags = object
+}
+
+/// The object's labels, as the resource's tags.
+fn label_tags(object: Option<&DynamicObject>) -> Attributes {
+    object
         .and_then(|o| o.metadata.labels.as_ref())
         .into_iter()
         .flatten()
         .map(|(k, v)| (SmolStr::from(k.as_str()), string(v).into()))
-        .collect();
-    let resource = core_resource_uid(recognition.kind, request)?;
-    entities.push(entity(resource.clone(), attrs, resource_parents, tags));
-    Ok((principal, resource, entities))
+        .collect()
 }
 
 /// The `team`/`environment` attributes of a placement and the resource's parents there (team,
@@ -498,41 +533,8 @@ pub fn build_context(
     recognition: &Recognition,
     request: &Request,
 ) -> Result<Context, EntityError> {
-    let sync = &recognition.sync;
-    let sync_record = CedarValue::record(
-        [
-            ("prune", CedarValue::from(sync.prune)),
-            ("force", CedarValue::from(sync.force)),
-            ("dryRun", CedarValue::from(sync.dry_run)),
-            ("selective", CedarValue::from(sync.selective)),
-            ("override", CedarValue::from(sync.is_override())),
-            ("localManifests", CedarValue::from(sync.local_manifests)),
-            ("revision", string(&sync.revision)),
-            (
-                "syncOptions",
-                CedarValue::set(sync.sync_options.iter().map(|o| string(o)), None),
-            ),
-        ],
-        None,
-    );
-    let auto = recognition.auto_sync;
-    let auto_record = CedarValue::record(
-        [
-            ("enabled", auto.enabled),
-            ("prune", auto.prune),
-            ("selfHeal", auto.self_heal),
-        ],
-        None,
-    );
-    // As kube serialises it.
-    let operation = match request.operation {
-        Operation::Create => "CREATE",
-        Operation::Update => "UPDATE",
-        Operation::Delete => "DELETE",
-        Operation::Connect => "CONNECT",
-    };
     let pairs: BTreeMap<SmolStr, CedarValue> = [
-        ("operation", string(operation)),
+        ("operation", string(operation_name(&request.operation))),
         ("dryRun", CedarValue::from(request.dry_run)),
         (
             "subResource",
@@ -548,8 +550,8 @@ pub fn build_context(
             CedarValue::from(identity.forged_initiator.is_some() || recognition.forged_automation),
         ),
         ("automated", CedarValue::from(identity.automation)),
-        ("sync", sync_record),
-        ("autoSync", auto_record),
+        ("sync", sync_record(&recognition.sync)),
+        ("autoSync", auto_sync_record(recognition.auto_sync)),
         ("cascade", CedarValue::from(recognition.cascade)),
         (
             "oldReplicas",
@@ -564,6 +566,48 @@ pub fn build_context(
     .map(|(key, value)| (SmolStr::new_static(key), value))
     .collect();
     Ok(CoreContext::Value(Arc::new(pairs)).into())
+}
+
+/// `context.sync`: the options of the sync operation this request starts.
+fn sync_record(sync: &SyncOptions) -> CedarValue {
+    CedarValue::record(
+        [
+            ("prune", CedarValue::from(sync.prune)),
+            ("force", CedarValue::from(sync.force)),
+            ("dryRun", CedarValue::from(sync.dry_run)),
+            ("selective", CedarValue::from(sync.selective)),
+            ("override", CedarValue::from(sync.is_override())),
+            ("localManifests", CedarValue::from(sync.local_manifests)),
+            ("revision", string(&sync.revision)),
+            (
+                "syncOptions",
+                CedarValue::set(sync.sync_options.iter().map(|o| string(o)), None),
+            ),
+        ],
+        None,
+    )
+}
+
+/// `context.autoSync`: the auto-sync policy after the change.
+fn auto_sync_record(auto: AutoSync) -> CedarValue {
+    CedarValue::record(
+        [
+            ("enabled", auto.enabled),
+            ("prune", auto.prune),
+            ("selfHeal", auto.self_heal),
+        ],
+        None,
+    )
+}
+
+/// The operation as kube serialises it.
+fn operation_name(operation: &Operation) -> &'static str {
+    match operation {
+        Operation::Create => "CREATE",
+        Operation::Update => "UPDATE",
+        Operation::Delete => "DELETE",
+        Operation::Connect => "CONNECT",
+    }
 }
 
 #[cfg(test)]

@@ -236,15 +236,7 @@ pub(super) fn normalized_source(source: &Value) -> Value {
 
 fn sync_options(sync: &Value, app: Option<&DynamicObject>) -> SyncOptions {
     let spec = spec_sources(app);
-    // What the controller deploys: `sync.sources`/`sync.source` when given, else the spec's.
-    let requested_sources: Vec<&Value> = match sync.get("sources").and_then(Value::as_array) {
-        Some(list) if !list.is_empty() => list.iter().collect(),
-        _ => sync
-            .get("source")
-            .filter(|s| !s.is_null())
-            .into_iter()
-            .collect(),
-    };
+    let requested_sources = requested_sources(sync);
     let override_source = !requested_sources.is_empty()
         && (requested_sources.len() != spec.len()
             || requested_sources
@@ -259,6 +251,43 @@ fn sync_options(sync: &Value, app: Option<&DynamicObject>) -> SyncOptions {
             .map(|s| target_revision(s).to_string())
             .collect();
     }
+    let override_revision = revisions_override(sync, &requested, &requested_sources, &spec);
+    SyncOptions {
+        prune: sync.get("prune").and_then(Value::as_bool) == Some(true),
+        force: json::pointer(sync, "/syncStrategy/apply/force").and_then(Value::as_bool)
+            == Some(true)
+            || json::pointer(sync, "/syncStrategy/hook/force").and_then(Value::as_bool)
+                == Some(true),
+        dry_run: sync.get("dryRun").and_then(Value::as_bool) == Some(true),
+        selective: non_empty_array(sync.get("resources")),
+        override_revision,
+        override_source,
+        local_manifests: non_empty_array(sync.get("manifests")),
+        revision: requested.join(","),
+        sync_options: string_list(sync.get("syncOptions")),
+    }
+}
+
+/// What the controller deploys: `sync.sources`/`sync.source` when given (empty: the spec's).
+fn requested_sources(sync: &Value) -> Vec<&Value> {
+    match sync.get("sources").and_then(Value::as_array) {
+        Some(list) if !list.is_empty() => list.iter().collect(),
+        _ => sync
+            .get("source")
+            .filter(|s| !s.is_null())
+            .into_iter()
+            .collect(),
+    }
+}
+
+/// Does a `requested` revision, or a requested source's own targetRevision, override the one the
+/// spec's source tracks?
+fn revisions_override(
+    sync: &Value,
+    requested: &[String],
+    requested_sources: &[&Value],
+    spec: &[Cow<'_, Value>],
+) -> bool {
     // `argocd app sync --revisions r --source-positions 2` names sources by 1-based position.
     let positions: Vec<usize> = sync
         .get("sourcePositions")
@@ -282,28 +311,14 @@ fn sync_options(sync: &Value, app: Option<&DynamicObject>) -> SyncOptions {
     };
     // A requested source's own targetRevision is what `--revisions` rewrites for multi-source
     // apps (the resolved SHAs go to `revisions`).
-    let override_revision = requested
+    requested
         .iter()
         .enumerate()
         .any(|(i, r)| revision_overrides(r, target_at(i)))
         || requested_sources
             .iter()
-            .zip(&spec)
-            .any(|(a, b)| revision_overrides(target_revision(a), target_revision(b)));
-    SyncOptions {
-        prune: sync.get("prune").and_then(Value::as_bool) == Some(true),
-        force: json::pointer(sync, "/syncStrategy/apply/force").and_then(Value::as_bool)
-            == Some(true)
-            || json::pointer(sync, "/syncStrategy/hook/force").and_then(Value::as_bool)
-                == Some(true),
-        dry_run: sync.get("dryRun").and_then(Value::as_bool) == Some(true),
-        selective: non_empty_array(sync.get("resources")),
-        override_revision,
-        override_source,
-        local_manifests: non_empty_array(sync.get("manifests")),
-        revision: requested.join(","),
-        sync_options: string_list(sync.get("syncOptions")),
-    }
+            .zip(spec)
+            .any(|(a, b)| revision_overrides(target_revision(a), target_revision(b)))
 }
 
 /// What argocd-server's Rollback writes: a sync to an *earlier* `/status/history` entry's
@@ -472,9 +487,29 @@ pub fn recognize_update(
     {
         actions.push(Action::RemoveFinalizer);
     }
+    spec_change_actions(old, new, recognition.auto_sync, actions);
+    let writer = Writer {
+        automation: caller_is_automation,
+        recognised: !actions.is_empty(),
+        refresh_annotations: &REFRESH_ANNOTATIONS,
+        refreshed,
+        finalizer_action: true,
+    };
+    if changed_beyond_actions(old, new, writer, started.is_some() || terminate) {
+        actions.push(Action::Update);
+    }
+}
+
+/// Auto-sync turning on or off, the sync policy, the destination and the sources changing.
+fn spec_change_actions(
+    old: Option<&DynamicObject>,
+    new: Option<&DynamicObject>,
+    auto_sync: AutoSync,
+    actions: &mut Vec<Action>,
+) {
     auto_sync_actions(
         auto_sync_at(pointer(old, "/spec/syncPolicy")),
-        recognition.auto_sync,
+        auto_sync,
         actions,
     );
     if sync_policy_changed(
@@ -501,12 +536,20 @@ pub fn recognize_update(
     {
         actions.push(Action::ChangeSource);
     }
-    // Whatever the recognised actions do not explain is a plain update. Status and clearing a
-    // finished operation are the controllers' own; from anyone else only the operation a start
-    // or terminate explains.
-    let owned: &[&str] = if caller_is_automation {
+}
+
+/// Whatever the recognised actions do not explain is a plain update. Status and clearing a
+/// finished operation are the controllers' own; from anyone else only the operation a start
+/// or terminate explains (`operation_explained`).
+fn changed_beyond_actions(
+    old: Option<&DynamicObject>,
+    new: Option<&DynamicObject>,
+    writer: Writer<'_>,
+    operation_explained: bool,
+) -> bool {
+    let owned: &[&str] = if writer.automation {
         &["/status", "/operation"]
-    } else if started.is_some() || terminate {
+    } else if operation_explained {
         &["/status/operationState", "/operation"]
     } else {
         &[]
@@ -520,14 +563,5 @@ pub fn recognize_update(
         "/spec/syncPolicy",
     ];
     let explained: Vec<&str> = EXPLAINED.iter().chain(owned).copied().collect();
-    let writer = Writer {
-        automation: caller_is_automation,
-        recognised: !actions.is_empty(),
-        refresh_annotations: &REFRESH_ANNOTATIONS,
-        refreshed,
-        finalizer_action: true,
-    };
-    if data_differs(old, new, &explained) || metadata_differs(old, new, writer) {
-        actions.push(Action::Update);
-    }
+    data_differs(old, new, &explained) || metadata_differs(old, new, writer)
 }

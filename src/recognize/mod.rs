@@ -96,95 +96,19 @@ pub fn recognize(request: &Request, config: &Config) -> Recognized {
     let Some(kind) = Kind::from_resource(&request.resource.group, &request.resource.resource)
     else {
         return Recognized::Unsupported {
-            resource: format!(
-                "{}/{}",
-                if request.resource.group.is_empty() {
-                    "core"
-                } else {
-                    &request.resource.group
-                },
-                request.resource.resource
-            ),
+            resource: resource_name(request),
         };
     };
     let caller_is_automation =
         config.is_automation(request.user_info.username.as_deref().unwrap_or(""));
-    let new = request.object.as_ref();
-    let old = request.old_object.as_ref();
-    let sync_policy_path = match kind {
-        Kind::ApplicationSet => "/spec/template/spec/syncPolicy",
-        _ => "/spec/syncPolicy",
-    };
-    let mut recognition = Recognition {
-        kind,
-        actions: Vec::new(),
-        sync: SyncOptions::default(),
-        auto_sync: match kind {
-            Kind::Application | Kind::ApplicationSet => {
-                application::auto_sync_at(pointer(new.or(old), sync_policy_path))
-            }
-            _ => AutoSync::default(),
-        },
-        cascade: false,
-        old_replicas: workload::replicas(old),
-        new_replicas: workload::replicas(new),
-        initiated_by: None,
-        forged_automation: false,
-    };
+    let mut recognition = without_actions(kind, request);
     match request.operation {
-        Operation::Create => {
-            recognition.actions.push(Action::Create);
-            // An Application created with auto-sync deploys at once, and so does every
-            // Application an ApplicationSet with an auto-syncing template generates.
-            if recognition.auto_sync.enabled {
-                recognition.actions.push(Action::EnableAutoSync);
-            }
-            if kind == Kind::Application
-                && let Some(operation) = pointer(new, "/operation")
-            {
-                application::recognize_operation_start(
-                    &mut recognition,
-                    operation,
-                    new,
-                    new,
-                    caller_is_automation,
-                );
-            }
-        }
+        Operation::Create => recognize_create(&mut recognition, request, caller_is_automation),
         Operation::Delete => {
             recognition.actions.push(Action::Delete);
-            let orphaned = request
-                .options
-                .as_ref()
-                .and_then(|o| json::pointer(&o.0, "/propagationPolicy"))
-                .and_then(Value::as_str)
-                == Some("Orphan");
-            recognition.cascade = match kind {
-                Kind::Application => has_resources_finalizer(old),
-                Kind::ApplicationSet => !orphaned && applicationset::deletes_resources(old),
-                // Deployments and Rollouts cascade to their ReplicaSets unless orphaned.
-                Kind::Deployment | Kind::Rollout => !orphaned,
-                Kind::AppProject => false,
-            };
+            recognition.cascade = delete_cascades(kind, request);
         }
-        Operation::Update => match kind {
-            Kind::Application => {
-                application::recognize_update(&mut recognition, old, new, caller_is_automation)
-            }
-            Kind::ApplicationSet => {
-                applicationset::recognize_update(&mut recognition, old, new, caller_is_automation)
-            }
-            Kind::AppProject => {
-                appproject::recognize_update(&mut recognition, old, new, caller_is_automation)
-            }
-            Kind::Deployment | Kind::Rollout => workload::recognize_update(
-                &mut recognition,
-                request.sub_resource.as_deref(),
-                old,
-                new,
-                caller_is_automation,
-            ),
-        },
+        Operation::Update => recognize_update(&mut recognition, request, caller_is_automation),
         // CONNECT is never routed to Guardrails.
         Operation::Connect => {}
     }
@@ -200,6 +124,109 @@ pub fn recognize(request: &Request, config: &Config) -> Recognized {
     recognition.actions.sort_by_key(|a| a.as_str());
     recognition.actions.dedup();
     Recognized::Known(recognition)
+}
+
+/// `group/resource` of a request Guardrails does not decide (`core` for the core group).
+fn resource_name(request: &Request) -> String {
+    format!(
+        "{}/{}",
+        if request.resource.group.is_empty() {
+            "core"
+        } else {
+            &request.resource.group
+        },
+        request.resource.resource
+    )
+}
+
+/// What is read alike for every operation: auto-sync after the change, replicas before and after.
+fn without_actions(kind: Kind, request: &Request) -> Recognition {
+    let new = request.object.as_ref();
+    let old = request.old_object.as_ref();
+    let sync_policy_path = match kind {
+        Kind::ApplicationSet => "/spec/template/spec/syncPolicy",
+        _ => "/spec/syncPolicy",
+    };
+    Recognition {
+        kind,
+        actions: Vec::new(),
+        sync: SyncOptions::default(),
+        auto_sync: match kind {
+            Kind::Application | Kind::ApplicationSet => {
+                application::auto_sync_at(pointer(new.or(old), sync_policy_path))
+            }
+            _ => AutoSync::default(),
+        },
+        cascade: false,
+        old_replicas: workload::replicas(old),
+        new_replicas: workload::replicas(new),
+        initiated_by: None,
+        forged_automation: false,
+    }
+}
+
+/// A create, and what it starts: auto-sync, or an Application's operation written with it.
+fn recognize_create(recognition: &mut Recognition, request: &Request, caller_is_automation: bool) {
+    let new = request.object.as_ref();
+    recognition.actions.push(Action::Create);
+    // An Application created with auto-sync deploys at once, and so does every Application an
+    // ApplicationSet with an auto-syncing template generates.
+    if recognition.auto_sync.enabled {
+        recognition.actions.push(Action::EnableAutoSync);
+    }
+    if recognition.kind == Kind::Application
+        && let Some(operation) = pointer(new, "/operation")
+    {
+        application::recognize_operation_start(
+            recognition,
+            operation,
+            new,
+            new,
+            caller_is_automation,
+        );
+    }
+}
+
+/// Whether deleting the object deletes what it manages too.
+fn delete_cascades(kind: Kind, request: &Request) -> bool {
+    let old = request.old_object.as_ref();
+    let orphaned = request
+        .options
+        .as_ref()
+        .and_then(|o| json::pointer(&o.0, "/propagationPolicy"))
+        .and_then(Value::as_str)
+        == Some("Orphan");
+    match kind {
+        Kind::Application => has_resources_finalizer(old),
+        Kind::ApplicationSet => !orphaned && applicationset::deletes_resources(old),
+        // Deployments and Rollouts cascade to their ReplicaSets unless orphaned.
+        Kind::Deployment | Kind::Rollout => !orphaned,
+        Kind::AppProject => false,
+    }
+}
+
+/// An update, by the kind's own rules.
+fn recognize_update(recognition: &mut Recognition, request: &Request, caller_is_automation: bool) {
+    let new = request.object.as_ref();
+    let old = request.old_object.as_ref();
+    match recognition.kind {
+        Kind::Application => {
+            application::recognize_update(recognition, old, new, caller_is_automation)
+        }
+        Kind::ApplicationSet => {
+            applicationset::recognize_update(recognition, old, new, caller_is_automation)
+        }
+        Kind::AppProject => {
+            appproject::recognize_update(recognition, old, new, caller_is_automation)
+        }
+        Kind::Deployment | Kind::Rollout => workload::recognize_update(
+            recognition,
+            request.sub_resource.as_deref(),
+            old,
+            new,
+            caller_is_automation,
+        ),
+    }
 }
 
 #[cfg(test)]

@@ -82,19 +82,8 @@ pub fn recognize_update(
         // An autoscaling/v1 Scale body carries nothing else a person can change.
         return;
     }
-    let (was_paused, is_paused) = (bool_at(old, "/spec/paused"), bool_at(new, "/spec/paused"));
-    if !was_paused && is_paused {
-        actions.push(Action::Pause);
-    }
-    if was_paused && !is_paused {
-        actions.push(Action::Resume);
-    }
-    let restart_path = match kind {
-        Kind::Rollout => "/spec/restartAt",
-        _ => "/spec/template/metadata/annotations/kubectl.kubernetes.io~1restartedAt",
-    };
-    let restart = pointer(new, restart_path);
-    if restart.is_some() && !same_opt(restart, pointer(old, restart_path)) {
+    pause_actions(old, new, actions);
+    if restarted(kind, old, new) {
         actions.push(Action::Restart);
     }
     let undo = kind == Kind::Rollout && !caller_is_automation && is_rollout_undo(old, new);
@@ -108,6 +97,51 @@ pub fn recognize_update(
     let status_action = kind == Kind::Rollout
         && !caller_is_automation
         && recognize_rollout_status(actions, old, new);
+    let explained = explained_paths(caller_is_automation, undo, status_action);
+    let writer = Writer {
+        automation: caller_is_automation,
+        recognised: !actions.is_empty(),
+        refresh_annotations: &[],
+        refreshed: false,
+        finalizer_action: false,
+    };
+    if data_differs(old, new, &explained) || metadata_differs(old, new, writer) {
+        actions.push(Action::Update);
+    }
+}
+
+/// `pause` when `/spec/paused` turns on, `resume` when it turns off.
+fn pause_actions(
+    old: Option<&DynamicObject>,
+    new: Option<&DynamicObject>,
+    actions: &mut Vec<Action>,
+) {
+    let (was_paused, is_paused) = (bool_at(old, "/spec/paused"), bool_at(new, "/spec/paused"));
+    if !was_paused && is_paused {
+        actions.push(Action::Pause);
+    }
+    if was_paused && !is_paused {
+        actions.push(Action::Resume);
+    }
+}
+
+/// A new restart time: a Rollout's `/spec/restartAt`, a Deployment's `restartedAt` annotation
+/// on its pod template (what `kubectl rollout restart` writes).
+fn restarted(kind: Kind, old: Option<&DynamicObject>, new: Option<&DynamicObject>) -> bool {
+    let restart_path = match kind {
+        Kind::Rollout => "/spec/restartAt",
+        _ => "/spec/template/metadata/annotations/kubectl.kubernetes.io~1restartedAt",
+    };
+    let restart = pointer(new, restart_path);
+    restart.is_some() && !same_opt(restart, pointer(old, restart_path))
+}
+
+/// The paths the recognised actions account for; a change anywhere else is a plain update.
+fn explained_paths(
+    caller_is_automation: bool,
+    undo: bool,
+    status_action: bool,
+) -> Vec<&'static str> {
     let mut explained = vec![
         "/spec/replicas",
         "/spec/paused",
@@ -125,16 +159,7 @@ pub fn recognize_update(
     if caller_is_automation || status_action {
         explained.push("/status");
     }
-    let writer = Writer {
-        automation: caller_is_automation,
-        recognised: !actions.is_empty(),
-        refresh_annotations: &[],
-        refreshed: false,
-        finalizer_action: false,
-    };
-    if data_differs(old, new, &explained) || metadata_differs(old, new, writer) {
-        actions.push(Action::Update);
-    }
+    explained
 }
 
 /// Promote, promote-full, abort and retry; true when any was recognised.
