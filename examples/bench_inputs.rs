@@ -109,7 +109,7 @@ fn measured_loop(
             }
             "review" => {
                 let reviewed =
-                    respond::review(engine, black_box(body)).map_err(|e| e.to_string())?;
+                    respond::validate_review(engine, black_box(body)).map_err(|e| e.to_string())?;
                 black_box(serde_json::to_vec(&reviewed.review).map_err(|e| e.to_string())?);
             }
             other => return Err(format!("unknown stage {other}")),

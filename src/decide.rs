@@ -10,8 +10,8 @@ use crate::config::Config;
 use crate::entities::{self, EntityError, Placement};
 use crate::identity::{self, Identity};
 use crate::policy::PolicyStore;
-use crate::recognize::{self, Action, Recognition, Recognized};
-use crate::vocabulary::{Mode, Verdict};
+use crate::recognize::{self, Recognition, Recognized};
+use crate::vocabulary::{Action, Mode, Verdict};
 
 /// Everything a decision depends on, immutable once built; reloads build a new one and swap it.
 #[derive(Debug)]

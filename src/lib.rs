@@ -9,13 +9,12 @@
 
 pub mod admission;
 pub mod audit;
+pub mod authoring;
 pub mod cli;
 pub mod cluster;
 pub mod config;
-pub mod connections;
 pub mod decide;
 pub mod entities;
-pub mod explain;
 pub mod fingerprint;
 pub mod identity;
 pub mod json;
@@ -23,13 +22,10 @@ pub mod metrics;
 pub mod mutate;
 pub mod namespace_watch;
 pub mod policy;
-pub mod policy_test;
 pub mod recognize;
 pub mod reload;
-pub mod replay;
 pub mod respond;
 pub mod server;
 pub mod sync;
-pub mod synth;
 pub mod units;
 pub mod vocabulary;

@@ -11,7 +11,7 @@ use crate::admission::{self, EnvelopeError, Request};
 use crate::cluster::NamespaceLabels;
 use crate::config::Config;
 use crate::entities;
-use crate::recognize::Kind;
+use crate::vocabulary::Kind;
 
 fn pointer(segments: &[&str]) -> PointerBuf {
     PointerBuf::from_tokens(segments.iter().copied())
@@ -139,7 +139,7 @@ fn team_label(
 /// Parse and answer a `/mutate` review: always allowed (deciding is `/validate`'s job). The
 /// patch is base64 text, as the AdmissionReview API documents (kube's type would write it as an
 /// array of numbers).
-pub fn review(
+pub fn mutate_review(
     config: &Config,
     live: &NamespaceLabels,
     body: &[u8],

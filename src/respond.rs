@@ -30,7 +30,7 @@ pub struct Reviewed {
 
 /// Parse, decide and answer one AdmissionReview body. An envelope error is the caller's to turn
 /// into HTTP 400; anything after parsing is answered inside the review.
-pub fn review(engine: &Engine, body: &[u8]) -> Result<Reviewed, EnvelopeError> {
+pub fn validate_review(engine: &Engine, body: &[u8]) -> Result<Reviewed, EnvelopeError> {
     let request = admission::parse_review(body)?;
     let (response, outcome) = match decide::decide(engine, &request) {
         Ok(outcome) => (respond(&request, &outcome), Some(outcome)),

@@ -17,7 +17,7 @@ struct Case {
 }
 
 fn run(review: &Review) -> Reviewed {
-    respond::review(&engine(), &review.body()).expect("valid review")
+    respond::validate_review(&engine(), &review.body()).expect("valid review")
 }
 
 fn actions_of(reviewed: &Reviewed) -> Vec<String> {
@@ -769,7 +769,7 @@ fn kubewarden_admission_requests() {
         let request = fixture(&format!(
             "admission/kubewarden-echo-deployment-{file}.admissionrequest.json"
         ));
-        let reviewed = respond::review(&engine(), &wrap_request(request.clone())).unwrap();
+        let reviewed = respond::validate_review(&engine(), &wrap_request(request.clone())).unwrap();
         let response = reviewed.review.response.as_ref().unwrap();
         assert_eq!(response.uid, request["uid"].as_str().unwrap(), "{file}");
         assert!(response.allowed, "{file}: namespace default is unowned");
@@ -790,14 +790,15 @@ fn kubewarden_admission_requests() {
 #[test]
 fn unknown_kinds_are_allowed_and_annotated_never_silently() {
     let request = fixture("admission/kubewarden-pod-delete.admissionrequest.json");
-    let reviewed = respond::review(&engine(), &wrap_request(request)).unwrap();
+    let reviewed = respond::validate_review(&engine(), &wrap_request(request)).unwrap();
     let response = reviewed.review.response.unwrap();
     assert!(response.allowed);
     assert_eq!(response.audit_annotations["decision"], "unsupported");
     assert_eq!(response.audit_annotations["resource"], "core/pods");
 
     let review = fixture("admission/kubewarden-policy-server-pod-create.admissionreview.json");
-    let reviewed = respond::review(&engine(), &serde_json::to_vec(&review).unwrap()).unwrap();
+    let reviewed =
+        respond::validate_review(&engine(), &serde_json::to_vec(&review).unwrap()).unwrap();
     assert_eq!(
         reviewed.review.response.unwrap().audit_annotations["decision"],
         "unsupported"
@@ -883,7 +884,7 @@ fn global_audit_mode_never_denies_but_records() {
     engine.mode = guardrails::vocabulary::Mode::Audit;
     let prod = app_to("payments-prod");
     let review = Review::update(&prod, &syncing(&prod, json!({}), Value::Null)).by(PAYMENTS_DEV);
-    let reviewed = respond::review(&engine, &review.body()).unwrap();
+    let reviewed = respond::validate_review(&engine, &review.body()).unwrap();
     let response = reviewed.review.response.unwrap();
     assert!(response.allowed);
     assert_eq!(response.audit_annotations["decision"], "allow-audit");
@@ -907,7 +908,7 @@ fn warn_mode_allows_with_a_warning() {
     engine.mode = guardrails::vocabulary::Mode::Warn;
     let prod = app_to("payments-prod");
     let review = Review::update(&prod, &syncing(&prod, json!({}), Value::Null)).by(PAYMENTS_DEV);
-    let response = respond::review(&engine, &review.body())
+    let response = respond::validate_review(&engine, &review.body())
         .unwrap()
         .review
         .response
@@ -927,7 +928,8 @@ fn answers_in_the_apiversion_it_was_asked_in() {
         .by(PAYMENTS_DEV)
         .json();
     review["apiVersion"] = json!("admission.k8s.io/v1beta1");
-    let reviewed = respond::review(&engine(), &serde_json::to_vec(&review).unwrap()).unwrap();
+    let reviewed =
+        respond::validate_review(&engine(), &serde_json::to_vec(&review).unwrap()).unwrap();
     assert_eq!(
         reviewed.review.types.api_version,
         "admission.k8s.io/v1beta1"
@@ -972,7 +974,7 @@ fn enforcement_and_global_mode_combinations() {
             config,
             Some(mode),
         );
-        let reviewed = respond::review(&engine, &review.body()).unwrap();
+        let reviewed = respond::validate_review(&engine, &review.body()).unwrap();
         let response = reviewed.review.response.unwrap();
         let case =
             format!("@enforcement({enforcement}) under {mode}, auditWarnings {audit_warnings}");

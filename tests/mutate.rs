@@ -15,7 +15,8 @@ use tower::ServiceExt;
 
 /// Run /mutate's logic, apply its patch to the request's object, and return (patched, op count).
 fn mutate_and_apply(review: &Review, config: &Config) -> (Value, usize) {
-    let (answer, count) = mutate::review(config, &Default::default(), &review.body()).unwrap();
+    let (answer, count) =
+        mutate::mutate_review(config, &Default::default(), &review.body()).unwrap();
     let response = &answer["response"];
     assert_eq!(response["allowed"], true, "mutation never denies");
     let mut object = review.request["object"].clone();

@@ -159,7 +159,7 @@ async fn namespace_labels_are_watched_and_survive_an_api_outage() {
     // Decisions use the live labels: ledger-prod is payments' prod only according to the cluster.
     let app = app_to("ledger-prod");
     let review = Review::update(&app, &syncing(&app, json!({}), Value::Null)).by(STOREFRONT_DEV);
-    let response = respond::review(&engine, &review.body())
+    let response = respond::validate_review(&engine, &review.body())
         .unwrap()
         .review
         .response
@@ -172,7 +172,7 @@ async fn namespace_labels_are_watched_and_survive_an_api_outage() {
     let app = app_to("sandbox");
     let review = Review::update(&app, &syncing(&app, json!({}), Value::Null)).by(STOREFRONT_DEV);
     assert!(
-        respond::review(&engine, &review.body())
+        respond::validate_review(&engine, &review.body())
             .unwrap()
             .review
             .response

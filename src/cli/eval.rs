@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use super::{OutputFormat, PolicyArgs, load_engine};
+use crate::authoring::synth::{Synthetic, read_manifest};
 use crate::respond;
-use crate::synth::{Synthetic, read_manifest};
 
 /// Decide one request offline: an AdmissionReview (prints the response `serve` would send), or
 /// manifests as a kubectl-style dry run. Exit 0 whatever the decision.
@@ -126,16 +126,16 @@ fn eval_manifests(
 ) -> anyhow::Result<()> {
     synthetic.object = Some(read_manifest(file)?);
     synthetic.old_object = old.map(read_manifest).transpose()?;
-    let body = serde_json::to_vec(&synthetic.review()?)?;
+    let body = serde_json::to_vec(&synthetic.admission_review()?)?;
     eval(args, &body, output)
 }
 
 fn eval(args: &PolicyArgs, body: &[u8], output: OutputFormat) -> anyhow::Result<()> {
     let engine = load_engine(args)?;
-    let reviewed = respond::review(&engine, body)?;
+    let reviewed = respond::validate_review(&engine, body)?;
     match output {
         OutputFormat::Json => outln!("{}", serde_json::to_string_pretty(&reviewed.review)?),
-        OutputFormat::Text => out!("{}", crate::explain::explain(&reviewed)),
+        OutputFormat::Text => out!("{}", crate::authoring::explain::explain(&reviewed)),
     }
     Ok(())
 }

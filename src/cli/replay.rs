@@ -28,14 +28,14 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
     let log = log.as_str();
     let engine = load_engine(&policy)?;
     let report = if log == "-" {
-        crate::replay::replay(&engine, std::io::stdin().lock())
+        crate::authoring::replay::replay(&engine, std::io::stdin().lock())
     } else {
         let file =
             std::fs::File::open(log).with_context(|| format!("cannot read the log {log}"))?;
-        crate::replay::replay(&engine, std::io::BufReader::new(file))
+        crate::authoring::replay::replay(&engine, std::io::BufReader::new(file))
     };
     match output {
-        OutputFormat::Text => out!("{}", crate::replay::render(&report)),
+        OutputFormat::Text => out!("{}", crate::authoring::replay::render(&report)),
         OutputFormat::Json => outln!("{}", serde_json::to_string_pretty(&report)?),
     }
     Ok(())

@@ -130,12 +130,12 @@ pub fn serve(options: ServeArgs) -> anyhow::Result<()> {
         reopen_audit_log_on_hangup(hangup, state.audit.clone());
         // Bind before anything is written: a second instance on a busy port must fail without
         // touching the running one's files (the --dev CA).
-        let listener = crate::connections::listen(listen, limits.listen_backlog)
+        let listener = crate::server::connections::listen(listen, limits.listen_backlog)
             .and_then(tokio::net::TcpListener::from_std)
             .with_context(|| format!("cannot listen on {listen}"))?;
         let probe_listener = match options.probe_listen {
             Some(address) => Some(
-                crate::connections::listen(address, limits.listen_backlog)
+                crate::server::connections::listen(address, limits.listen_backlog)
                     .with_context(|| format!("cannot listen on {address} for probes"))?,
             ),
             None => None,

@@ -28,7 +28,7 @@ pub struct TestArgs {
 pub fn run(args: TestArgs) -> anyhow::Result<()> {
     let TestArgs { dir, config, tests } = args;
     let (dir, config, tests) = (dir.as_path(), config.as_deref(), tests.as_deref());
-    use crate::policy_test;
+    use crate::authoring::test_files;
     let policies = PolicyStore::load_dir(dir)?;
     let default_config = match config {
         Some(path) => Config::load(path)?,
@@ -36,13 +36,13 @@ pub fn run(args: TestArgs) -> anyhow::Result<()> {
     };
     let files = match tests {
         Some(file) if file.is_file() => vec![file.to_path_buf()],
-        Some(tests_dir) => policy_test::test_files(tests_dir)?,
-        None => policy_test::test_files(&dir.join("tests"))?,
+        Some(tests_dir) => test_files::files_in(tests_dir)?,
+        None => test_files::files_in(&dir.join("tests"))?,
     };
     let default_engine = Engine::new(policies, default_config, None);
     let (mut passed, mut failed) = (0usize, 0usize);
     for path in files {
-        let file = policy_test::load(&path)?;
+        let file = test_files::load(&path)?;
         let results = match &file.config {
             Some(relative) => {
                 let config_path = path.parent().unwrap_or(Path::new(".")).join(relative);
@@ -51,9 +51,9 @@ pub fn run(args: TestArgs) -> anyhow::Result<()> {
                     Config::load(&config_path)?,
                     None,
                 );
-                policy_test::run_file(&engine, &path, &file)
+                test_files::run_file(&engine, &path, &file)
             }
-            None => policy_test::run_file(&default_engine, &path, &file),
+            None => test_files::run_file(&default_engine, &path, &file),
         };
         for result in results {
             if result.passed() {

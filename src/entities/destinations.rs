@@ -19,7 +19,7 @@ use crate::admission::Request;
 use crate::cluster::NamespaceLabels;
 use crate::config::Config;
 use crate::json;
-use crate::recognize::Kind;
+use crate::vocabulary::Kind;
 
 /// One destination as written (rendered for an ApplicationSet, a pattern for an AppProject).
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]

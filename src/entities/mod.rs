@@ -30,7 +30,8 @@ use crate::cluster::NamespaceLabels;
 use crate::config::{ArgoCdConfig, Config, NamespaceConfig, TrackingMethod};
 use crate::identity::{Identity, PrincipalKind};
 use crate::policy::PolicyStore;
-use crate::recognize::{AutoSync, Kind, Recognition, SyncOptions};
+use crate::recognize::{AutoSync, Recognition, SyncOptions};
+use crate::vocabulary::Kind;
 
 pub const TRACKING_ID_ANNOTATION: &str = "argocd.argoproj.io/tracking-id";
 
@@ -224,10 +225,6 @@ fn principal_uid(identity: &Identity) -> Result<EntityUID, EntityError> {
         PrincipalKind::User => uid(&t.user, &identity.username),
         PrincipalKind::ServiceAccount { .. } => uid(&t.service_account, &identity.username),
     })
-}
-
-pub fn resource_uid(kind: Kind, request: &Request) -> Result<EntityUid, EntityError> {
-    core_resource_uid(kind, request).map(EntityUid::from)
 }
 
 fn core_resource_uid(kind: Kind, request: &Request) -> Result<EntityUID, EntityError> {

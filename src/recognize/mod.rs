@@ -24,7 +24,7 @@ use serde_json::Value;
 use crate::admission::Request;
 use crate::config::Config;
 use crate::json;
-pub use crate::vocabulary::{Action, Kind};
+use crate::vocabulary::{Action, Kind};
 use object::{has_resources_finalizer, pointer};
 
 /// Sync options carried by `/operation/sync`.

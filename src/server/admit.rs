@@ -266,7 +266,7 @@ pub(super) fn answer_body(
     let started = Instant::now();
     let engine = state.engine.load();
     match webhook {
-        Webhook::Validate => match respond::review(&engine, body) {
+        Webhook::Validate => match respond::validate_review(&engine, body) {
             Ok(mut reviewed) => {
                 let elapsed = started.elapsed();
                 record_or_refuse(state, &mut reviewed, body, elapsed);
@@ -278,7 +278,8 @@ pub(super) fn answer_body(
             Err(error) => bad_request(state, webhook, &error, body.len(), arrived),
         },
         Webhook::Mutate => {
-            match crate::mutate::review(&engine.config, &engine.live_namespaces.load(), body) {
+            match crate::mutate::mutate_review(&engine.config, &engine.live_namespaces.load(), body)
+            {
                 Ok((review, operations)) => {
                     state
                         .metrics

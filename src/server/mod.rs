@@ -27,12 +27,13 @@ use crate::server::limits::{Gate, Limits, Throttle};
 use crate::server::tls::CertificateStatus;
 
 mod admit;
+pub mod connections;
 pub mod limits;
 mod probes;
 mod shutdown;
 pub mod tls;
 
-pub use crate::connections::{ServerHandle, serve_tls};
+pub use crate::server::connections::{ServerHandle, serve_tls};
 use admit::{mutate_route, validate_route};
 use probes::{healthz, metrics, readyz};
 pub use probes::{serve_probes, serve_probes_apart};

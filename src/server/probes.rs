@@ -101,7 +101,8 @@ pub async fn serve_probes(
         ..state.gate.limits.clone()
     };
     let metrics = state.metrics.clone();
-    crate::connections::serve_plain(listener, probe_router(state), limits, metrics, handle).await
+    crate::server::connections::serve_plain(listener, probe_router(state), limits, metrics, handle)
+        .await
 }
 
 /// `serve_probes` on a thread and runtime of its own: the kubelet's probes are answered however

@@ -18,7 +18,7 @@ fn scale_subresource_sends_scale_objects() {
         uid: "u".into(),
         ..Default::default()
     }
-    .review()
+    .admission_review()
     .unwrap();
     let request = &review["request"];
     assert_eq!(request["kind"]["kind"], "Scale");
@@ -40,7 +40,7 @@ fn delegation_moves_the_person_into_initiated_by() {
         delegated_by: Some("system:serviceaccount:argocd:argocd-server".into()),
         ..Default::default()
     }
-    .review()
+    .admission_review()
     .unwrap();
     assert_eq!(
         review["request"]["userInfo"]["username"],
@@ -60,7 +60,7 @@ fn missing_pieces_are_clear_errors() {
         ..Default::default()
     };
     assert_eq!(
-        update.review(),
+        update.admission_review(),
         Err(SynthError::Missing("UPDATE", "an old object"))
     );
     let bad = Synthetic {
@@ -68,5 +68,8 @@ fn missing_pieces_are_clear_errors() {
         operation: "PATCH".into(),
         ..Default::default()
     };
-    assert_eq!(bad.review(), Err(SynthError::Operation("PATCH".into())));
+    assert_eq!(
+        bad.admission_review(),
+        Err(SynthError::Operation("PATCH".into()))
+    );
 }

@@ -109,7 +109,7 @@ fn replay_record(engine: &Engine, report: &mut Report, number: usize, record: Re
         report.skipped += 1;
         return;
     };
-    let reviewed = match respond::review(engine, request.get().as_bytes()) {
+    let reviewed = match respond::validate_review(engine, request.get().as_bytes()) {
         Ok(reviewed) => reviewed,
         Err(error) => {
             report.invalid.push(format!(

@@ -82,7 +82,7 @@ impl Target {
 
 impl Synthetic {
     /// Build the AdmissionReview v1 JSON.
-    pub fn review(&self) -> Result<Value, SynthError> {
+    pub fn admission_review(&self) -> Result<Value, SynthError> {
         let operation = self.operation.to_uppercase();
         let (object, old_object) = self.objects(&operation)?;
         let source = object
@@ -184,7 +184,7 @@ impl Synthetic {
 }
 
 #[cfg(test)]
-#[path = "unit_tests/synth_tests.rs"]
+#[path = "../unit_tests/synth_tests.rs"]
 mod tests;
 
 /// Read a YAML or JSON manifest (the first document of a multi-document file).

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::authoring::synth::Synthetic;
 use crate::decide::Engine;
 use crate::respond;
-use crate::synth::Synthetic;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TestFileError {
@@ -95,7 +95,7 @@ fn load_manifest(base: &Path, manifest: &Manifest) -> Result<Value, String> {
     match manifest {
         Manifest::Inline(value) => Ok(value.clone()),
         Manifest::Path(path) => {
-            crate::synth::read_manifest(&base.join(path)).map_err(|e| format!("{e:#}"))
+            crate::authoring::synth::read_manifest(&base.join(path)).map_err(|e| format!("{e:#}"))
         }
     }
 }
@@ -153,7 +153,7 @@ fn case_body(base: &Path, case: &TestCase, index: usize) -> Result<Vec<u8>, Stri
         dry_run: case.dry_run,
         uid: format!("policy-test-{index}"),
     };
-    let review = synthetic.review().map_err(|e| e.to_string())?;
+    let review = synthetic.admission_review().map_err(|e| e.to_string())?;
     serde_json::to_vec(&review).map_err(|e| e.to_string())
 }
 
@@ -183,7 +183,7 @@ fn run_case(engine: &Engine, base: &Path, case: &TestCase, index: usize) -> Vec<
         Ok(body) => body,
         Err(error) => return vec![format!("cannot build the request: {error}")],
     };
-    let reviewed = match respond::review(engine, &body) {
+    let reviewed = match respond::validate_review(engine, &body) {
         Ok(reviewed) => reviewed,
         Err(error) => return vec![format!("invalid request: {error}")],
     };
@@ -247,7 +247,7 @@ fn run_case(engine: &Engine, base: &Path, case: &TestCase, index: usize) -> Vec<
 }
 
 /// All `*.yaml`/`*.yml` files in `dir`, sorted.
-pub fn test_files(dir: &Path) -> Result<Vec<PathBuf>, TestFileError> {
+pub fn files_in(dir: &Path) -> Result<Vec<PathBuf>, TestFileError> {
     let read_error = |source| TestFileError::Read {
         path: dir.display().to_string(),
         source,
