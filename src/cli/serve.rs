@@ -130,16 +130,8 @@ pub fn serve(options: ServeArgs) -> anyhow::Result<()> {
         reopen_audit_log_on_hangup(hangup, state.audit.clone());
         // Bind before anything is written: a second instance on a busy port must fail without
         // touching the running one's files (the --dev CA).
-        let listener = crate::server::connections::listen(listen, limits.listen_backlog)
-            .and_then(tokio::net::TcpListener::from_std)
-            .with_context(|| format!("cannot listen on {listen}"))?;
-        let probe_listener = match options.probe_listen {
-            Some(address) => Some(
-                crate::server::connections::listen(address, limits.listen_backlog)
-                    .with_context(|| format!("cannot listen on {address} for probes"))?,
-            ),
-            None => None,
-        };
+        let (listener, probe_listener) =
+            bind(listen, options.probe_listen, limits.listen_backlog)?;
         if let Some(ca_pem) = &dev_ca {
             write_dev_ca(&options.dev_ca_out, ca_pem, listen.port())?;
         }
@@ -174,14 +166,37 @@ pub fn serve(options: ServeArgs) -> anyhow::Result<()> {
     });
     // Decisions still running past their deadline must not hold the exit for long.
     runtime.shutdown_timeout(Duration::from_secs(1));
-    // Write out what is buffered; a stalled destination must not hold up the exit for long.
+    flush_at_exit(&audit);
+    result
+}
+
+/// The webhook listener, and the probe listener when one is asked for.
+fn bind(
+    listen: SocketAddr,
+    probe_listen: Option<SocketAddr>,
+    backlog: u32,
+) -> anyhow::Result<(tokio::net::TcpListener, Option<std::net::TcpListener>)> {
+    let listener = crate::server::connections::listen(listen, backlog)
+        .and_then(tokio::net::TcpListener::from_std)
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let probe_listener = match probe_listen {
+        Some(address) => Some(
+            crate::server::connections::listen(address, backlog)
+                .with_context(|| format!("cannot listen on {address} for probes"))?,
+        ),
+        None => None,
+    };
+    Ok((listener, probe_listener))
+}
+
+/// Write out what is buffered; a stalled destination must not hold up the exit for long.
+fn flush_at_exit(audit: &AuditLog) {
     if !audit.flush(crate::audit::DRAIN_TIMEOUT) {
         tracing::warn!(
             buffered = audit.counters().buffered_records.get(),
             "audit records still buffered at exit are lost"
         );
     }
-    result
 }
 
 impl ServeArgs {

@@ -6,23 +6,24 @@
 //! parents (a team or environment is never itself an entity here, and a namespace's parents
 //! are its resource's too), so the hierarchy is already transitively closed.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::str::FromStr;
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
-use cedar_policy::{Context, Entities, Entity, EntityTypeName, EntityUid};
+use cedar_policy::{Entities, Entity, EntityTypeName, EntityUid};
 use cedar_policy_core::ast::{
-    Context as CoreContext, Eid, Entity as CoreEntity, EntityUID, PartialValue, Value as CedarValue,
+    Eid, Entity as CoreEntity, EntityUID, PartialValue, Value as CedarValue,
 };
 use cedar_policy_core::entities::{Entities as CoreEntities, NoEntitiesSchema, TCComputation};
 use cedar_policy_core::extensions::Extensions;
 use kube::core::DynamicObject;
-use kube::core::admission::Operation;
 use serde_json::Value;
 use smol_str::SmolStr;
 
+mod context;
 mod destinations;
 
+pub use context::build_context;
 pub use destinations::{Destination, Destinations, glob_matches, is_pattern};
 
 use crate::admission::Request;
@@ -30,7 +31,7 @@ use crate::cluster::NamespaceLabels;
 use crate::config::{ArgoCdConfig, Config, NamespaceConfig, TrackingMethod};
 use crate::identity::{Identity, PrincipalKind};
 use crate::policy::PolicyStore;
-use crate::recognize::{AutoSync, Recognition, SyncOptions};
+use crate::recognize::Recognition;
 use crate::vocabulary::Kind;
 
 pub const TRACKING_ID_ANNOTATION: &str = "argocd.argoproj.io/tracking-id";
@@ -523,88 +524,6 @@ fn placed_in(
         parents.insert(namespace_uid);
     }
     Ok((attrs, parents))
-}
-
-pub fn build_context(
-    identity: &Identity,
-    recognition: &Recognition,
-    request: &Request,
-) -> Result<Context, EntityError> {
-    let pairs: BTreeMap<SmolStr, CedarValue> = [
-        ("operation", string(operation_name(&request.operation))),
-        ("dryRun", CedarValue::from(request.dry_run)),
-        (
-            "subResource",
-            string(request.sub_resource.as_deref().unwrap_or("")),
-        ),
-        ("delegated", CedarValue::from(identity.delegator.is_some())),
-        (
-            "delegator",
-            string(identity.delegator.as_deref().unwrap_or("")),
-        ),
-        (
-            "forgedInitiator",
-            CedarValue::from(identity.forged_initiator.is_some() || recognition.forged_automation),
-        ),
-        ("automated", CedarValue::from(identity.automation)),
-        ("sync", sync_record(&recognition.sync)),
-        ("autoSync", auto_sync_record(recognition.auto_sync)),
-        ("cascade", CedarValue::from(recognition.cascade)),
-        (
-            "oldReplicas",
-            CedarValue::from(recognition.old_replicas.unwrap_or(-1)),
-        ),
-        (
-            "newReplicas",
-            CedarValue::from(recognition.new_replicas.unwrap_or(-1)),
-        ),
-    ]
-    .into_iter()
-    .map(|(key, value)| (SmolStr::new_static(key), value))
-    .collect();
-    Ok(CoreContext::Value(Arc::new(pairs)).into())
-}
-
-/// `context.sync`: the options of the sync operation this request starts.
-fn sync_record(sync: &SyncOptions) -> CedarValue {
-    CedarValue::record(
-        [
-            ("prune", CedarValue::from(sync.prune)),
-            ("force", CedarValue::from(sync.force)),
-            ("dryRun", CedarValue::from(sync.dry_run)),
-            ("selective", CedarValue::from(sync.selective)),
-            ("override", CedarValue::from(sync.is_override())),
-            ("localManifests", CedarValue::from(sync.local_manifests)),
-            ("revision", string(&sync.revision)),
-            (
-                "syncOptions",
-                CedarValue::set(sync.sync_options.iter().map(|o| string(o)), None),
-            ),
-        ],
-        None,
-    )
-}
-
-/// `context.autoSync`: the auto-sync policy after the change.
-fn auto_sync_record(auto: AutoSync) -> CedarValue {
-    CedarValue::record(
-        [
-            ("enabled", auto.enabled),
-            ("prune", auto.prune),
-            ("selfHeal", auto.self_heal),
-        ],
-        None,
-    )
-}
-
-/// The operation as kube serialises it.
-fn operation_name(operation: &Operation) -> &'static str {
-    match operation {
-        Operation::Create => "CREATE",
-        Operation::Update => "UPDATE",
-        Operation::Delete => "DELETE",
-        Operation::Connect => "CONNECT",
-    }
 }
 
 #[cfg(test)]

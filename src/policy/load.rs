@@ -154,72 +154,38 @@ impl Loader {
         policy: &Policy,
         impossible: bool,
     ) {
-        let declared_id = policy.annotation("id").filter(|id| !id.is_empty());
-        let line = declared_id
-            .and_then(|id| line_of(text, &format!("@id(\"{id}\")")))
-            .unwrap_or(0);
+        let (id, line, named) = self.name(file, text, index, policy);
         let mut warnings = Vec::new();
-        let mut id = match declared_id {
-            Some(id) => id.to_string(),
-            None => {
-                let id = format!("{file}#{index}");
-                warnings.push((
-                    id.clone(),
-                    "no @id: messages, metrics and tests will use this generated name".to_string(),
-                ));
-                id
-            }
-        };
-        if let Some((other_file, other_line)) = self.seen_ids.get(&id) {
-            let renamed = format!("{id}#{file}:{line}");
-            warnings.push((
-                id.clone(),
-                format!(
-                    "duplicate @id (first defined at {other_file}:{other_line}); this one is named {renamed:?}"
-                ),
-            ));
-            id = renamed;
-        }
         let enforcement = match policy.annotation("enforcement") {
             None => Mode::Enforce,
             Some(value) => value.parse::<Mode>().unwrap_or_else(|message| {
                 // The strictest reading of an unclear instruction is the safe one.
-                warnings.push((
-                    id.clone(),
-                    format!("@enforcement: {message}; treated as enforce"),
-                ));
+                warnings.push(format!("@enforcement: {message}; treated as enforce"));
                 Mode::Enforce
             }),
         };
         let forbid = policy.effect() == Effect::Forbid;
         if forbid && policy.annotation("reason").is_none() {
-            warnings.push((
-                id.clone(),
-                "forbid without @reason: denied users will not be told why".to_string(),
-            ));
+            warnings.push("forbid without @reason: denied users will not be told why".to_string());
         }
-        for (policy_id, message) in warnings {
-            self.loaded.warnings.push(PolicyDiagnostic {
-                file: file.to_string(),
-                line,
-                column: 1,
-                policy_id: Some(policy_id),
-                message,
-            });
-        }
+        let at = |policy_id: &str, message: String| PolicyDiagnostic {
+            file: file.to_string(),
+            line,
+            column: 1,
+            policy_id: Some(policy_id.to_string()),
+            message,
+        };
+        let named = named.into_iter().map(|(id, message)| at(&id, message));
+        let annotated = warnings.into_iter().map(|message| at(&id, message));
+        let warnings: Vec<PolicyDiagnostic> = named.chain(annotated).collect();
+        self.loaded.warnings.extend(warnings);
         self.seen_ids.insert(id.clone(), (file.to_string(), line));
         let policy_id = PolicyId::new(&id);
         if impossible {
             self.loaded.never_apply.insert(policy_id.clone());
         }
         if let Err(error) = self.loaded.policies.add(policy.new_id(policy_id.clone())) {
-            self.diagnostics.push(PolicyDiagnostic {
-                file: file.to_string(),
-                line,
-                column: 1,
-                policy_id: Some(id),
-                message: error.to_string(),
-            });
+            self.diagnostics.push(at(&id, error.to_string()));
             return;
         }
         self.loaded.meta.insert(
@@ -233,6 +199,45 @@ impl Loader {
                 id,
             },
         );
+    }
+
+    /// The policy's final id, the line of its `@id`, and what to warn about its name (each with
+    /// the id it was found under): a generated one (no `@id`), or a duplicate renamed
+    /// `id#file:line`.
+    fn name(
+        &self,
+        file: &str,
+        text: &str,
+        index: usize,
+        policy: &Policy,
+    ) -> (String, usize, Vec<(String, String)>) {
+        let declared_id = policy.annotation("id").filter(|id| !id.is_empty());
+        let line = declared_id
+            .and_then(|id| line_of(text, &format!("@id(\"{id}\")")))
+            .unwrap_or(0);
+        let mut warnings = Vec::new();
+        let id = match declared_id {
+            Some(id) => id.to_string(),
+            None => {
+                let id = format!("{file}#{index}");
+                warnings.push((
+                    id.clone(),
+                    "no @id: messages, metrics and tests will use this generated name".to_string(),
+                ));
+                id
+            }
+        };
+        let Some((other_file, other_line)) = self.seen_ids.get(&id) else {
+            return (id, line, warnings);
+        };
+        let renamed = format!("{id}#{file}:{line}");
+        warnings.push((
+            id.clone(),
+            format!(
+                "duplicate @id (first defined at {other_file}:{other_line}); this one is named {renamed:?}"
+            ),
+        ));
+        (renamed, line, warnings)
     }
 
     pub(super) fn finish(self) -> Result<Loaded, PolicyError> {
