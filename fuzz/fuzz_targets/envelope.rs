@@ -20,7 +20,7 @@ fn engine() -> &'static Engine {
 
 fuzz_target!(|body: &[u8]| {
     let parsed = guardrails::admission::parse_review(body);
-    match guardrails::respond::review(engine(), body) {
+    match guardrails::respond::validate_review(engine(), body) {
         Ok(reviewed) => {
             assert!(parsed.is_ok());
             let response = reviewed.review.response.expect("a response");

@@ -20,7 +20,7 @@ fn engine() -> &'static Engine {
 fuzz_target!(|body: &[u8]| {
     let engine = engine();
     if let Ok((review, operations)) =
-        guardrails::mutate::review(&engine.config, &engine.live_namespaces.load(), body)
+        guardrails::mutate::mutate_review(&engine.config, &engine.live_namespaces.load(), body)
     {
         assert_eq!(review["response"]["allowed"], true);
         assert_eq!(review["response"]["patch"].is_string(), operations > 0);

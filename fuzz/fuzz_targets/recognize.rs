@@ -77,6 +77,6 @@ fuzz_target!(|data: &[u8]| {
     };
     let _ = guardrails::recognize::recognize(&request, &engine().config);
     let reviewed =
-        guardrails::respond::review(engine(), &body).expect("a parsed review is answered");
+        guardrails::respond::validate_review(engine(), &body).expect("a parsed review is answered");
     assert!(reviewed.review.response.is_some());
 });
