@@ -40,9 +40,10 @@ pub struct NamespaceConfig {
     pub environment: Option<String>,
 }
 
+/// `namespaceLabels`: which Namespace label keys carry the team and the environment.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct NamespaceLabels {
+pub struct NamespaceLabelKeys {
     #[serde(default = "default_team_label")]
     pub team: String,
     #[serde(default = "default_environment_label")]
@@ -57,7 +58,7 @@ fn default_environment_label() -> String {
     "guardrails.io/environment".to_string()
 }
 
-impl Default for NamespaceLabels {
+impl Default for NamespaceLabelKeys {
     fn default() -> Self {
         Self {
             team: default_team_label(),
@@ -132,7 +133,7 @@ pub struct ConfigFile {
     #[serde(default)]
     pub clusters: BTreeMap<String, String>,
     #[serde(default)]
-    pub namespace_labels: NamespaceLabels,
+    pub namespace_labels: NamespaceLabelKeys,
     #[serde(default)]
     pub delegators: Vec<String>,
     #[serde(default)]
