@@ -41,6 +41,17 @@ pub const ACCEPTED_API_VERSIONS: &[&str] = &["admission.k8s.io/v1", "admission.k
 
 pub type Request = AdmissionRequest<DynamicObject>;
 
+/// The namespace the object lives in, if any. The API server puts a Namespace's own name in
+/// `namespace` (kubernetes/kubernetes#95012); a Namespace does not live in itself.
+pub fn object_namespace(request: &Request) -> Option<&str> {
+    let is_namespace =
+        request.resource.group.is_empty() && request.resource.resource == "namespaces";
+    request
+        .namespace
+        .as_deref()
+        .filter(|ns| !ns.is_empty() && !is_namespace)
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum EnvelopeError {
     #[error("request body is not a valid AdmissionReview: {0}")]

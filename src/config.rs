@@ -48,6 +48,20 @@ pub struct NamespaceLabelKeys {
     pub team: String,
     #[serde(default = "default_environment_label")]
     pub environment: String,
+    /// Which wins for a namespace both the config and its labels name.
+    #[serde(default)]
+    pub precedence: LabelPrecedence,
+}
+
+/// `namespaceLabels.precedence`.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum LabelPrecedence {
+    /// A label overrides the config's entry key by key (team, environment).
+    #[default]
+    Labels,
+    /// The config is authoritative: labels only place namespaces the config does not name.
+    Config,
 }
 
 fn default_team_label() -> String {
@@ -63,6 +77,7 @@ impl Default for NamespaceLabelKeys {
         Self {
             team: default_team_label(),
             environment: default_environment_label(),
+            precedence: LabelPrecedence::default(),
         }
     }
 }
@@ -299,11 +314,23 @@ impl Config {
         live: &HashMap<String, BTreeMap<String, String>>,
         name: &str,
     ) -> NamespaceConfig {
-        let configured = self.namespace(name).cloned().unwrap_or_default();
-        let Some(labels) = live.get(name) else {
-            return configured;
-        };
+        self.resolve_namespace_labelled(name, live.get(name))
+    }
+
+    /// The team and environment of namespace `name` whose labels are `labels` (`None`: not
+    /// known), as `namespaceLabels.precedence` says.
+    pub fn resolve_namespace_labelled(
+        &self,
+        name: &str,
+        labels: Option<&BTreeMap<String, String>>,
+    ) -> NamespaceConfig {
+        let configured = self.namespace(name);
         let keys = &self.file.namespace_labels;
+        let labels = match (labels, configured, keys.precedence) {
+            (Some(labels), _, LabelPrecedence::Labels) | (Some(labels), None, _) => labels,
+            _ => return configured.cloned().unwrap_or_default(),
+        };
+        let configured = configured.cloned().unwrap_or_default();
         let label = |key: &str| labels.get(key).filter(|v| !v.is_empty()).cloned();
         NamespaceConfig {
             team: label(&keys.team).or(configured.team),

@@ -134,9 +134,9 @@ fn echo(text: &str) -> String {
 fn describe_target(request: &Request) -> String {
     let kind = echo(outcome_kind(request));
     let name = echo(&request.name);
-    match request.namespace.as_deref() {
-        Some(ns) if !ns.is_empty() => format!("{kind} {}/{name}", echo(ns)),
-        _ => format!("{kind} {name}"),
+    match admission::object_namespace(request) {
+        Some(ns) => format!("{kind} {}/{name}", echo(ns)),
+        None => format!("{kind} {name}"),
     }
 }
 

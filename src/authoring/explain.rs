@@ -41,9 +41,9 @@ pub fn explain(reviewed: &Reviewed) -> String {
 
 /// The `request:` line: operation, kind, target and subresource.
 fn write_request(out: &mut String, request: &Request) {
-    let target = match request.namespace.as_deref() {
-        Some(ns) if !ns.is_empty() => format!("{ns}/{}", request.name),
-        _ => request.name.clone(),
+    let target = match crate::admission::object_namespace(request) {
+        Some(ns) => format!("{ns}/{}", request.name),
+        None => request.name.clone(),
     };
     let operation = format!("{:?}", request.operation).to_uppercase();
     let sub = request

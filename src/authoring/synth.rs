@@ -71,11 +71,21 @@ impl Target {
                 .map(str::to_string)
                 .ok_or(SynthError::Field(name))
         };
+        let kind = field("/kind", "kind")?;
+        let name = field("/metadata/name", "metadata.name")?;
+        // The API server puts a Namespace's own name in the request's `namespace`, for every
+        // operation (kubernetes/kubernetes#95012).
+        let namespace =
+            if kind == "Namespace" && manifest.pointer("/apiVersion") == Some(&json!("v1")) {
+                name.clone()
+            } else {
+                field("/metadata/namespace", "").unwrap_or_else(|_| "default".into())
+            };
         Ok(Self {
             api_version: field("/apiVersion", "apiVersion")?,
-            kind: field("/kind", "kind")?,
-            name: field("/metadata/name", "metadata.name")?,
-            namespace: field("/metadata/namespace", "").unwrap_or_else(|_| "default".into()),
+            kind,
+            name,
+            namespace,
         })
     }
 }

@@ -12,7 +12,7 @@ use smol_str::SmolStr;
 use super::{EntityError, string};
 use crate::admission::Request;
 use crate::identity::Identity;
-use crate::recognize::{AutoSync, Recognition, SyncOptions};
+use crate::recognize::{AutoSync, Recognition, Relabel, SyncOptions};
 
 pub fn build_context(
     identity: &Identity,
@@ -37,6 +37,7 @@ pub fn build_context(
         ),
         ("automated", CedarValue::from(identity.automation)),
         ("sync", sync_record(&recognition.sync)),
+        ("relabel", relabel_record(&recognition.relabel)),
         ("autoSync", auto_sync_record(recognition.auto_sync)),
         ("cascade", CedarValue::from(recognition.cascade)),
         (
@@ -69,6 +70,19 @@ fn sync_record(sync: &SyncOptions) -> CedarValue {
                 "syncOptions",
                 CedarValue::set(sync.sync_options.iter().map(|o| string(o)), None),
             ),
+        ],
+        None,
+    )
+}
+
+/// `context.relabel`: a Namespace's trust labels before and after.
+fn relabel_record(relabel: &Relabel) -> CedarValue {
+    CedarValue::record(
+        [
+            ("oldTeam", string(&relabel.old_team)),
+            ("newTeam", string(&relabel.new_team)),
+            ("oldEnvironment", string(&relabel.old_environment)),
+            ("newEnvironment", string(&relabel.new_environment)),
         ],
         None,
     )

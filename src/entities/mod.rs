@@ -139,12 +139,20 @@ fn place(
         Kind::Deployment | Kind::Rollout => request_namespace.unwrap_or(""),
         // Placed by their reach, not one namespace (see `reach`).
         Kind::ApplicationSet | Kind::AppProject => "",
+        Kind::Namespace => object
+            .and_then(|o| o.metadata.name.as_deref())
+            .unwrap_or(""),
     };
     let namespace = (!namespace.is_empty()).then(|| namespace.to_string());
-    let resolved = namespace
-        .as_deref()
-        .map(|ns| resolve_namespace(config, live, ns))
-        .unwrap_or_default();
+    let resolved = match (&namespace, kind) {
+        (None, _) => NamespaceConfig::default(),
+        // A Namespace is placed by the labels it carries on this side of the change, not by
+        // what the watcher last saw: that is what a relabel changes.
+        (Some(ns), Kind::Namespace) => {
+            config.resolve_namespace_labelled(ns, object.and_then(|o| o.metadata.labels.as_ref()))
+        }
+        (Some(ns), _) => resolve_namespace(config, live, ns),
+    };
     let mut environment = resolved.environment;
     if kind == Kind::Application && environment.is_none() {
         // A namespace's own environment wins; the destination cluster is the fallback.
@@ -179,7 +187,7 @@ pub fn placement(
     let namespace = request.namespace.as_deref();
     let object = request.object.as_ref().or(request.old_object.as_ref());
     let mut current = place(kind, object, namespace, config, live);
-    if kind == Kind::Application
+    if matches!(kind, Kind::Application | Kind::Namespace)
         && let (Some(old), Some(_)) = (request.old_object.as_ref(), request.object.as_ref())
     {
         let before = place(kind, Some(old), namespace, config, live);
@@ -236,6 +244,8 @@ fn core_resource_uid(kind: Kind, request: &Request) -> Result<EntityUID, EntityE
         Kind::AppProject => &t.app_project,
         Kind::Deployment => &t.deployment,
         Kind::Rollout => &t.rollout,
+        // Cluster-scoped, and the same entity other resources sit in.
+        Kind::Namespace => return Ok(uid(&t.namespace, &request.name)),
     };
     let id = format!(
         "{}/{}",
@@ -335,10 +345,16 @@ fn core_subjects(
     let principal = principal_uid(identity)?;
     entities.push(principal_entity(identity, principal.clone(), policies)?);
 
-    let (mut attrs, resource_parents) = placement_attributes(placement, &mut entities)?;
+    let (mut attrs, mut resource_parents) = placement_attributes(placement, &mut entities)?;
     push_object_attributes(&mut attrs, recognition.kind, request, argocd);
     let object = request.object.as_ref().or(request.old_object.as_ref());
     let resource = core_resource_uid(recognition.kind, request)?;
+    if recognition.kind == Kind::Namespace {
+        // The namespace is the resource itself, not a place it sits in.
+        entities.retain(|e| e.uid() != &resource);
+        resource_parents.remove(&resource);
+        attrs.retain(|(name, _)| name != "previousNamespace");
+    }
     entities.push(entity(
         resource.clone(),
         attrs,
@@ -445,10 +461,12 @@ fn push_object_attributes(
 ) {
     let object = request.object.as_ref().or(request.old_object.as_ref());
     attrs.push(("name".into(), string(&request.name).into()));
-    attrs.push((
-        "namespace".into(),
-        string(request.namespace.as_deref().unwrap_or("")).into(),
-    ));
+    if kind != Kind::Namespace {
+        attrs.push((
+            "namespace".into(),
+            string(request.namespace.as_deref().unwrap_or("")).into(),
+        ));
+    }
     match kind {
         Kind::Application => {
             for (attr, path) in [
@@ -460,7 +478,7 @@ fn push_object_attributes(
                 attrs.push((attr.into(), string(data_str(object, path)).into()));
             }
         }
-        Kind::ApplicationSet | Kind::AppProject => {}
+        Kind::ApplicationSet | Kind::AppProject | Kind::Namespace => {}
         Kind::Deployment | Kind::Rollout => {
             // Tracked before or after: a `kubectl apply` of a file without Argo CD's tracking
             // annotation removes it, and is still a change to a managed object.

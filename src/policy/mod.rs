@@ -35,6 +35,10 @@ pub const EMBEDDED_POLICIES: &[(&str, &str)] = &[
     ),
     ("drift.cedar", include_str!("../../policies/drift.cedar")),
     (
+        "namespaces.cedar",
+        include_str!("../../policies/namespaces.cedar"),
+    ),
+    (
         "ownership.cedar",
         include_str!("../../policies/ownership.cedar"),
     ),

@@ -10,11 +10,13 @@ mod application;
 mod applicationset;
 mod appproject;
 mod diff;
+mod namespace;
 mod object;
 mod workload;
 
 pub use application::{HYDRATE_ANNOTATION, REFRESH_ANNOTATION, is_commit_sha};
 pub use diff::{LAST_APPLIED_ANNOTATION, NOTIFIED_ANNOTATION, REVISION_ANNOTATIONS};
+pub use namespace::Relabel;
 pub use workload::RESTARTED_AT_ANNOTATION;
 
 use kube::core::admission::Operation;
@@ -81,6 +83,8 @@ pub struct Recognition {
     /// The operation claims `automated: true` but the caller is not an automation identity, so it
     /// was recognised as a manual sync.
     pub forged_automation: bool,
+    /// A Namespace's trust labels before and after (empty for other kinds).
+    pub relabel: Relabel,
 }
 
 /// Requests for kinds Guardrails does not decide are answered, never silently: see `decide`.
@@ -102,6 +106,11 @@ pub fn recognize(request: &Request, config: &Config) -> Recognized {
     let caller_is_automation =
         config.is_automation(request.user_info.username.as_deref().unwrap_or(""));
     let mut recognition = without_actions(kind, request);
+    if kind == Kind::Namespace {
+        // Nothing else about a Namespace is Guardrails' to decide: no `update` fallback.
+        namespace::recognize(&mut recognition, request, config);
+        return Recognized::Known(recognition);
+    }
     match request.operation {
         Operation::Create => recognize_create(&mut recognition, request, caller_is_automation),
         Operation::Delete => {
@@ -162,6 +171,7 @@ fn without_actions(kind: Kind, request: &Request) -> Recognition {
         new_replicas: workload::replicas(new),
         initiated_by: None,
         forged_automation: false,
+        relabel: Relabel::default(),
     }
 }
 
@@ -202,6 +212,8 @@ fn delete_cascades(kind: Kind, request: &Request) -> bool {
         // Deployments and Rollouts cascade to their ReplicaSets unless orphaned.
         Kind::Deployment | Kind::Rollout => !orphaned,
         Kind::AppProject => false,
+        // Decided in `namespace`.
+        Kind::Namespace => true,
     }
 }
 
@@ -226,6 +238,8 @@ fn recognize_update(recognition: &mut Recognition, request: &Request, caller_is_
             new,
             caller_is_automation,
         ),
+        // Recognised apart, in `namespace`.
+        Kind::Namespace => {}
     }
 }
 

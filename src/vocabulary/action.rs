@@ -41,6 +41,7 @@ pub enum Action {
     Abort,
     Retry,
     Undo,
+    Relabel,
 }
 
 impl Action {
@@ -81,6 +82,7 @@ impl Action {
             Action::Abort => "abort",
             Action::Retry => "retry",
             Action::Undo => "undo",
+            Action::Relabel => "relabel",
         }
     }
 }

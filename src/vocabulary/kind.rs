@@ -10,6 +10,8 @@ pub enum Kind {
     AppProject,
     Deployment,
     Rollout,
+    /// Only its trust labels and its deletion (see `recognize::namespace`).
+    Namespace,
 }
 
 impl Kind {
@@ -21,6 +23,7 @@ impl Kind {
             Kind::AppProject => "AppProject",
             Kind::Deployment => "Deployment",
             Kind::Rollout => "Rollout",
+            Kind::Namespace => "Namespace",
         }
     }
 
@@ -32,6 +35,7 @@ impl Kind {
             ("argoproj.io", "appprojects") => Some(Kind::AppProject),
             ("argoproj.io", "rollouts") => Some(Kind::Rollout),
             ("apps", "deployments") => Some(Kind::Deployment),
+            ("", "namespaces") => Some(Kind::Namespace),
             _ => None,
         }
     }
