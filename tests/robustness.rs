@@ -140,9 +140,62 @@ proptest! {
     }
 
     #[test]
-    fn arbitrary_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..512)) {
-        let _ = respond::review(&ENGINE, &body);
+    fn arbitrary_bytes_get_an_envelope_error_or_an_answer_to_their_uid(
+        (body, made) in prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..512).prop_map(|bytes| (bytes, Made::Random)),
+            edited_review(),
+        ],
+    ) {
+        let parsed: Option<Value> = serde_json::from_slice(&body).ok();
+        let request = parsed.as_ref().map(|review| &review["request"]).filter(|r| r.is_object());
+        match (respond::review(&ENGINE, &body), request) {
+            (Ok(reviewed), Some(request)) => {
+                let response = reviewed.review.response.expect("a response");
+                prop_assert_eq!(Some(response.uid.as_str()), request["uid"].as_str());
+            }
+            (Ok(_), None) => prop_assert!(
+                false,
+                "answered what is not a JSON object with a request: {:?}",
+                String::from_utf8_lossy(&body)
+            ),
+            (Err(error), _) => prop_assert!(
+                made != Made::Whole,
+                "a whole review refused: {}",
+                error
+            ),
+        }
     }
+}
+
+/// How a body under test was made.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Made {
+    Random,
+    /// A well-formed review: it must be answered.
+    Whole,
+    /// A well-formed review cut short: never JSON.
+    Cut,
+    /// A well-formed review with one byte changed: JSON or not, a request or not.
+    Changed,
+}
+
+/// A well-formed review body, whole, cut short or with one byte changed.
+fn edited_review() -> impl Strategy<Value = (Vec<u8>, Made)> {
+    let app = object_from("Application", json!({"project": "default"}), 0);
+    let body = Review::update(&app, &app).by(PaymentsDev).body();
+    let whole = body.clone();
+    prop_oneof![
+        Just((whole, Made::Whole)),
+        any::<prop::sample::Index>().prop_map({
+            let body = body.clone();
+            move |at| (body[..at.index(body.len())].to_vec(), Made::Cut)
+        }),
+        (any::<prop::sample::Index>(), any::<u8>()).prop_map(move |(at, byte)| {
+            let mut changed = body.clone();
+            changed[at.index(body.len())] = byte;
+            (changed, Made::Changed)
+        }),
+    ]
 }
 
 fn objects_and_members(value: &Value) -> (usize, usize) {
