@@ -111,6 +111,42 @@ async fn validate(client: &reqwest::Client, served: &Guardrails, body: Vec<u8>) 
     response.json().await.unwrap()
 }
 
+/// The moment the reloader last started to compare the disk with what is loaded.
+async fn last_checked(served: &Guardrails) -> jiff::Timestamp {
+    let (_, ready) = served.readyz().await;
+    ready["reload"]["lastChecked"]
+        .as_str()
+        .expect("checked at start-up")
+        .parse()
+        .unwrap()
+}
+
+/// Return once the reloader has compared the disk with what is loaded from start to end at
+/// `due` or later. A check records when it starts; once two have started at `due` or later, the
+/// first of them has ended. Each is brought on by touching `config` (its time only: nothing to
+/// load).
+async fn checked_since(served: &Guardrails, config: &Path, due: jiff::Timestamp) {
+    let mut started = 0;
+    while started < 2 {
+        let before = last_checked(served).await;
+        std::fs::File::options()
+            .append(true)
+            .open(config)
+            .unwrap()
+            .set_modified(std::time::SystemTime::now())
+            .unwrap();
+        let mut now = before;
+        eventually("a check of the touched config", async || {
+            now = last_checked(served).await;
+            now != before
+        })
+        .await;
+        if now >= due {
+            started += 1;
+        }
+    }
+}
+
 // --- reloads never serve a transient state ---
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -162,19 +198,31 @@ async fn a_reload_never_serves_a_file_caught_mid_rewrite() {
     // it waits; the rest of the file arrives within the settle interval.
     let half = &full_config[..full_config.find("namespaces:").unwrap()];
     std::fs::write(&config, half).unwrap();
+    let mut held_since = None;
     eventually("the half-written config held", async || {
-        served.readyz().await.1["reload"]["held"]["reason"]
+        let (_, ready) = served.readyz().await;
+        let held = &ready["reload"]["held"];
+        held_since = held["since"].as_str().map(str::to_string);
+        held["reason"]
             .as_str()
             .is_some_and(|reason| reason.contains("namespaces"))
     })
     .await;
+    let held_since: jiff::Timestamp = held_since.unwrap().parse().unwrap();
     assert!(!allowed(&validate(&client, &served, prod_sync()).await));
     std::fs::write(&config, &full_config).unwrap();
     eventually("the hold released", async || {
         served.readyz().await.1["reload"]["held"].is_null()
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Had it stayed held, the half-written file would be loaded by a check once it has been on
+    // disk for the settle interval: after such a check the full config is still what is loaded.
+    checked_since(
+        &served,
+        &config,
+        held_since + jiff::SignedDuration::from_millis(1500),
+    )
+    .await;
     let (_, ready) = served.readyz().await;
     assert_eq!(ready["loaded"]["config"], loaded["config"], "{ready}");
     assert!(!allowed(&validate(&client, &served, prod_sync()).await));

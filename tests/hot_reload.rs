@@ -444,9 +444,22 @@ async fn the_periodic_check_reloads_without_file_events() {
     }
     let status = readyz(&state).await;
     assert!(status["reload"]["lastChecked"].is_string(), "{status}");
-    // Unchanged content is not reloaded again.
+    // Unchanged content is not reloaded again. A check records when it starts: once two more
+    // have started, the first of them has read the disk after `status` and finished.
     let succeeded = status["reload"]["succeeded"].clone();
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    let mut checked = status["reload"]["lastChecked"].clone();
+    for n in 1..=2 {
+        eventually(
+            &format!("periodic check {n} after the last reload"),
+            async || {
+                let now = readyz(&state).await["reload"]["lastChecked"].clone();
+                let new = now != checked;
+                checked = now;
+                new
+            },
+        )
+        .await;
+    }
     assert_eq!(readyz(&state).await["reload"]["succeeded"], succeeded);
 }
 

@@ -14,6 +14,7 @@ mod common {
     pub mod review;
     pub mod serve;
     pub mod tls;
+    pub mod wait;
 }
 
 use std::path::{Path, PathBuf};
@@ -27,6 +28,7 @@ use common::review::Review;
 use common::review::User::PaymentsDev;
 use common::serve::{Guardrails, Serve};
 use common::tls::tls_client_config;
+use common::wait::eventually;
 use serde_json::{Value, json};
 
 /// Tests that load the machine or bound a latency run one at a time, so they neither disturb
@@ -495,11 +497,13 @@ async fn sigterm_keeps_serving_for_the_delay_then_finishes_what_was_received() {
         .collect();
     tokio::time::sleep(Duration::from_millis(500)).await;
     server.terminate();
-    tokio::time::sleep(Duration::from_millis(300)).await;
     // During the delay: /readyz fails, and new connections are still served.
     let fresh = server.client(true);
-    let readyz = fresh.get(server.url("/readyz")).send().await.unwrap();
-    assert_eq!(readyz.status(), 503);
+    eventually("/readyz to fail after SIGTERM", async || {
+        let readyz = fresh.get(server.url("/readyz")).send().await.unwrap();
+        readyz.status() == 503
+    })
+    .await;
     assert_eq!(post(&fresh, &url, small_review("late")).await.unwrap(), 200);
     for request in heavy {
         assert_eq!(
