@@ -2,17 +2,34 @@
 //! records, each one counted and shown on `/readyz`; `--audit-log-on-loss=fail` refuses instead;
 //! the file follows rotation and SIGHUP (which never kills); `/metrics` labels stay a closed set.
 
-mod common;
+mod common {
+    pub mod engine;
+    pub mod fixtures;
+    pub mod http;
+    pub mod json;
+    pub mod objects;
+    pub mod process;
+    pub mod review;
+    pub mod serve;
+    pub mod tls;
+    pub mod wait;
+}
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::Request;
-use common::*;
+use common::engine::engine;
+use common::http::client;
+use common::objects::{app_to, syncing};
+use common::review::Review;
+use common::review::User::PaymentsDev;
+use common::serve::{Guardrails, Serve};
+use common::wait::eventually;
 use guardrails::audit::{AuditLog, AuditOptions, AuditSink, LossPolicy, LossReason};
 use guardrails::server::{self, AppState};
 use http_body_util::BodyExt;
@@ -25,8 +42,8 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(2);
 fn review(i: usize) -> Vec<u8> {
     let prod = app_to("payments-prod");
     Review::update(&prod, &syncing(&prod, json!({}), Value::Null))
-        .by(PAYMENTS_DEV)
-        .uid(&format!("uid-{i}"))
+        .by(PaymentsDev)
+        .set("uid", format!("uid-{i}"))
         .body()
 }
 
@@ -219,8 +236,8 @@ async fn with_on_loss_fail_nothing_is_admitted_unrecorded_until_the_log_recovers
     let allowed_sync = || {
         let dev = app_to("payments-dev");
         Review::update(&dev, &syncing(&dev, json!({}), Value::Null))
-            .by(PAYMENTS_DEV)
-            .uid("allowed")
+            .by(PaymentsDev)
+            .set("uid", "allowed")
             .body()
     };
     // The failure is found by the first write; that request was already answered.
@@ -275,7 +292,7 @@ async fn metrics_stay_bounded_whatever_kinds_and_resources_clients_send() {
     let state = AppState::with_audit(engine(), AuditLog::disabled());
     let prod = app_to("payments-prod");
     let template = Review::update(&prod, &syncing(&prod, json!({}), Value::Null))
-        .by(PAYMENTS_DEV)
+        .by(PaymentsDev)
         .json();
     for i in 0..2000 {
         let mut review = template.clone();
@@ -308,80 +325,46 @@ async fn metrics_stay_bounded_whatever_kinds_and_resources_clients_send() {
 
 // --- the binary: stdout and stderr that nobody reads, SIGHUP, rotation ---
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 struct Served {
-    child: Child,
-    port: u16,
-    probes: u16,
+    guardrails: Guardrails,
     ca: String,
     stdout: Option<BufReader<std::process::ChildStdout>>,
 }
 
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `guardrails serve --dev` with stdout and stderr piped (and not read unless a test does).
+/// `guardrails serve --dev` with a probe port and `args`, stdout and stderr piped (and not read
+/// unless a test does).
 fn serve(dir: &Path, args: &[&str]) -> Served {
-    let (port, probes) = (free_port(), free_port());
     let ca = dir.join("ca.pem");
-    let mut child = Command::new(assert_cmd::cargo::cargo_bin("guardrails"))
-        .args(["serve", "--dev", "--listen"])
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--probe-listen")
-        .arg(format!("127.0.0.1:{probes}"))
-        .arg("--dev-ca-out")
-        .arg(&ca)
+    let mut command = Command::new(assert_cmd::cargo::cargo_bin("guardrails"));
+    command
+        .arg("serve")
         .args(args)
         // Plenty of log lines for a stderr nobody reads.
-        .env("RUST_LOG", "debug")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        .env("RUST_LOG", "debug");
+    let mut guardrails = Guardrails::start(Serve {
+        command,
+        probes: true,
+        dev_ca: Some(&ca),
+        log: None,
+    });
+    let mut stdout = BufReader::new(guardrails.child.stdout.take().unwrap());
     let mut first = String::new();
     stdout.read_line(&mut first).unwrap();
     assert!(first.contains("development certificate"), "{first}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", probes)).is_err()
-        || std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
-    {
-        assert!(Instant::now() < deadline, "server never listened");
-        std::thread::sleep(Duration::from_millis(50));
-    }
     Served {
-        child,
-        port,
-        probes,
+        guardrails,
         ca: std::fs::read_to_string(&ca).unwrap(),
         stdout: Some(stdout),
     }
 }
 
-fn client(ca_pem: &str) -> reqwest::Client {
-    let config = tls_client_config(ca_pem);
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(config)
-        .timeout(ANSWER_WITHIN)
-        .build()
-        .unwrap()
-}
-
 impl Served {
     async fn validate(&self, client: &reqwest::Client, i: usize) {
         let response = client
-            .post(format!("https://localhost:{}/validate", self.port))
+            .post(format!(
+                "https://localhost:{}/validate",
+                self.guardrails.port
+            ))
             .header("content-type", "application/json")
             .body(review(i))
             .send()
@@ -391,8 +374,9 @@ impl Served {
     }
 
     async fn probe(&self, path: &str) -> String {
-        let response = client(&self.ca)
-            .get(format!("http://127.0.0.1:{}{path}", self.probes))
+        let probes = self.guardrails.probes.unwrap();
+        let response = client(&self.ca, true, ANSWER_WITHIN)
+            .get(format!("http://127.0.0.1:{probes}{path}"))
             .send()
             .await
             .expect("probe answered in time");
@@ -402,14 +386,14 @@ impl Served {
 
     fn signal(&self, name: &str) {
         let sent = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .args([&format!("-{name}"), &self.guardrails.child.id().to_string()])
             .status()
             .unwrap();
         assert!(sent.success());
     }
 
     fn alive(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
+        self.guardrails.child.try_wait().unwrap().is_none()
     }
 }
 
@@ -421,7 +405,7 @@ async fn stdout_and_stderr_nobody_reads_stall_nothing_and_sighup_never_kills() {
         &["--audit-log-requests", "--audit-log-buffer-bytes", "65536"],
     );
     served.signal("HUP");
-    let client = client(&served.ca);
+    let client = client(&served.ca, true, ANSWER_WITHIN);
     const SENT: usize = 300;
     for i in 0..SENT {
         served.validate(&client, i).await;
@@ -468,7 +452,7 @@ async fn the_audit_file_follows_rotation_and_sighup() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("audit.jsonl");
     let mut served = serve(dir.path(), &["--audit-log", log.to_str().unwrap()]);
-    let client = client(&served.ca);
+    let client = client(&served.ca, true, ANSWER_WITHIN);
     let lines = |path: &Path| -> usize {
         std::fs::read_to_string(path).map_or(0, |text| {
             text.lines()
@@ -478,27 +462,20 @@ async fn the_audit_file_follows_rotation_and_sighup() {
                 .count()
         })
     };
-    let eventually = |what: &str, check: &dyn Fn() -> bool| {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !check() {
-            assert!(Instant::now() < deadline, "never: {what}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
     for i in 0..3 {
         served.validate(&client, i).await;
     }
-    eventually("3 records", &|| lines(&log) == 3);
+    eventually("3 records", async || lines(&log) == 3).await;
 
     // logrotate's create mode: rename, then SIGHUP.
     let first = dir.path().join("audit.jsonl.1");
     std::fs::rename(&log, &first).unwrap();
     served.signal("HUP");
-    eventually("reopened", &|| log.exists());
+    eventually("reopened", async || log.exists()).await;
     for i in 3..6 {
         served.validate(&client, i).await;
     }
-    eventually("3 records in the new file", &|| lines(&log) == 3);
+    eventually("3 records in the new file", async || lines(&log) == 3).await;
     assert_eq!(lines(&first), 3);
     assert!(served.alive(), "SIGHUP killed the server");
 
@@ -514,9 +491,10 @@ async fn the_audit_file_follows_rotation_and_sighup() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     served.validate(&client, 999).await;
-    eventually("every record in one file or the other", &|| {
+    eventually("every record in one file or the other", async || {
         lines(&second) + lines(&log) == 3 + sent + 1
-    });
+    })
+    .await;
 
     // Deleted: a new file is created.
     std::fs::remove_file(&log).unwrap();
@@ -545,7 +523,7 @@ async fn a_restart_starts_on_a_fresh_line_after_a_torn_record() {
         dir.path(),
         &["--audit-log", log.to_str().unwrap(), "--audit-log-requests"],
     );
-    let client = client(&served.ca);
+    let client = client(&served.ca, true, ANSWER_WITHIN);
     for i in 0..2 {
         served.validate(&client, i).await;
     }

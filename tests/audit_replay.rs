@@ -1,14 +1,26 @@
 //! The audit log records each decision (and, when asked, the request); `guardrails replay`
 //! re-decides those requests with candidate policies and reports what changes.
 
-mod common;
+mod common {
+    pub mod command;
+    pub mod engine;
+    pub mod fixtures;
+    pub mod json;
+    pub mod objects;
+    pub mod review;
+}
 
 use std::path::Path;
 
 use assert_cmd::Command;
 use axum::body::Body;
 use axum::http::Request;
-use common::*;
+use common::command::SucceedsExt;
+use common::engine::engine;
+use common::fixtures::fixture;
+use common::objects::{app_to, syncing};
+use common::review::Review;
+use common::review::User::PaymentsDev;
 use guardrails::audit::AuditLog;
 use guardrails::server::{self, AppState};
 use serde_json::{Value, json};
@@ -38,21 +50,21 @@ fn traffic() -> Vec<Review> {
     let base = fixture("deployments/argocd-action-testdata-deployment.yaml");
     vec![
         Review::update(&prod, &syncing(&prod, json!({}), Value::Null))
-            .by(PAYMENTS_DEV)
-            .uid("u-prod-sync"),
+            .by(PaymentsDev)
+            .set("uid", "u-prod-sync"),
         Review::update(
             &base,
             &fixture("deployments/argocd-action-testdata-deployment-scaled.yaml"),
         )
-        .by(PAYMENTS_DEV)
-        .uid("u-scale"),
+        .by(PaymentsDev)
+        .set("uid", "u-scale"),
         Review::update(
             &base,
             &fixture("deployments/argocd-action-testdata-deployment-restarted.yaml"),
         )
-        .by(PAYMENTS_DEV)
-        .uid("u-restart")
-        .dry_run(),
+        .by(PaymentsDev)
+        .set("uid", "u-restart")
+        .set("dryRun", true),
     ]
 }
 
@@ -75,7 +87,7 @@ async fn audit_records_carry_the_decision_and_optionally_the_request() {
     assert_eq!(lines.len(), 3);
     let denied = &lines[0];
     assert_eq!(denied["uid"], "u-prod-sync");
-    assert_eq!(denied["user"], PAYMENTS_DEV.0);
+    assert_eq!(denied["user"], PaymentsDev.name());
     assert_eq!(denied["teams"], json!(["payments"]));
     assert_eq!(denied["kind"], "Application");
     assert_eq!(denied["operation"], "UPDATE");

@@ -1,9 +1,25 @@
 //! The `guardrails` binary: eval prints exactly what serve answers; check and serve fail clearly.
 
-mod common;
+mod common {
+    pub mod command;
+    pub mod engine;
+    pub mod fixtures;
+    pub mod json;
+    pub mod objects;
+    pub mod policies;
+    pub mod process;
+    pub mod review;
+    pub mod serve;
+}
 
 use assert_cmd::Command;
-use common::*;
+use common::command::SucceedsExt;
+use common::engine::engine;
+use common::objects::{app_to, syncing};
+use common::policies::policies;
+use common::review::Review;
+use common::review::User::PaymentsDev;
+use common::serve::{Guardrails, Serve};
 use serde_json::{Value, json};
 
 fn guardrails() -> Command {
@@ -17,7 +33,7 @@ fn repo(path: &str) -> String {
 #[test]
 fn eval_prints_the_same_response_as_serve_and_exits_zero_on_deny() {
     let prod = app_to("payments-prod");
-    let review = Review::update(&prod, &syncing(&prod, json!({}), Value::Null)).by(PAYMENTS_DEV);
+    let review = Review::update(&prod, &syncing(&prod, json!({}), Value::Null)).by(PaymentsDev);
     let output = guardrails()
         .args([
             "eval",
@@ -51,7 +67,7 @@ fn eval_reads_a_file_and_accepts_bare_request_fixtures() {
 #[test]
 fn eval_global_audit_mode_allows() {
     let prod = app_to("payments-prod");
-    let review = Review::update(&prod, &syncing(&prod, json!({}), Value::Null)).by(PAYMENTS_DEV);
+    let review = Review::update(&prod, &syncing(&prod, json!({}), Value::Null)).by(PaymentsDev);
     let output = guardrails()
         .args(["eval", "--mode", "audit"])
         .write_stdin(review.body())
@@ -76,10 +92,10 @@ fn eval_rejects_a_malformed_review() {
 
 #[test]
 fn broken_policy_stops_start_up_with_file_and_line() {
-    let dir = policies_with(
+    let dir = policies(&[(
         "broken.cedar",
         "@id(\"broken\")\nforbid (principal, action == Action::\"sync\", resource)\nwhen { resource.nope == 1 };\n",
-    );
+    )]);
     let dir_arg = dir.path().to_str().unwrap();
     guardrails()
         .args(["check", dir_arg])
@@ -193,10 +209,10 @@ fn shipped_policy_tests_pass() {
 
 #[test]
 fn a_failing_policy_test_fails_the_run_and_says_why() {
-    let dir = policies_with(
+    let dir = policies(&[(
         "tests/wrong.yaml",
         "cases:\n  - name: expects the wrong thing\n    oldObject: manifests/app-payments-prod.yaml\n    patch: {operation: {sync: {}}}\n    user: bob@example.com\n    groups: [payments-devs]\n    expect: {allowed: true}\n",
-    );
+    )]);
     guardrails()
         .args(["test", dir.path().to_str().unwrap()])
         .assert()
@@ -256,10 +272,10 @@ fn eval_from_manifests_explains_the_decision() {
 
 #[test]
 fn check_warns_about_names_the_config_never_defines_and_deny_warnings_fails() {
-    let dir = policies_with(
+    let dir = policies(&[(
         "typo.cedar",
         "@id(\"typo\")\n@reason(\"r\")\nforbid (principal, action == Action::\"sync\", resource in Environment::\"prd\")\nunless { principal in Team::\"platfrom\" };\n",
-    );
+    )]);
     let dir_arg = dir.path().to_str().unwrap();
     guardrails()
         .args(["check", dir_arg])
@@ -438,50 +454,31 @@ fn certs_writes_the_new_ca_key_and_reuses_an_existing_ca() {
 #[test]
 fn sigterm_drains_and_exits_cleanly() {
     use std::io::{BufRead, BufReader};
-    use std::process::{Command as Process, Stdio};
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("ca.pem");
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = probe.local_addr().unwrap().port();
-    drop(probe);
-    let mut child = Process::new(assert_cmd::cargo::cargo_bin("guardrails"))
-        .args([
-            "serve",
-            "--dev",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--dev-ca-out",
-            ca.to_str().unwrap(),
-            "--shutdown-delay",
-            "500ms",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Wait for the start-up line, then for the port to accept connections. The reader is dropped
-    // right away: a closed stdout must not stop the server.
+    let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin("guardrails"));
+    command.args(["serve", "--shutdown-delay", "500ms"]);
+    let mut served = Guardrails::start(Serve {
+        command,
+        probes: false,
+        dev_ca: Some(&ca),
+        log: None,
+    });
+    // The start-up line; the reader is dropped right away: a closed stdout must not stop the
+    // server.
     let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
+    BufReader::new(served.child.stdout.take().unwrap())
         .read_line(&mut first)
         .unwrap();
     assert!(first.contains("development certificate"), "{first}");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "server never listened"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let killed = Process::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &served.child.id().to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = served.child.try_wait().unwrap() {
             assert!(status.success(), "exit status {status}");
             break;
         }
@@ -498,14 +495,8 @@ fn a_reader_that_stops_early_is_not_an_error() {
     use std::io::{BufRead, BufReader};
     use std::process::{Command as Process, Stdio};
     // Far more output than a pipe buffers, so the command is still writing when the reader leaves.
-    let dir = tempfile::tempdir().unwrap();
-    copy_policies(dir.path());
     let case = "  - name: a platform engineer may sync prod, padded to make the output long enough to fill a pipe\n    oldObject: manifests/app-payments-prod.yaml\n    patch: {operation: {sync: {}}}\n    user: admin@example.com\n    expect: {allowed: true}\n";
-    std::fs::write(
-        dir.path().join("tests/many.yaml"),
-        format!("cases:\n{}", case.repeat(1500)),
-    )
-    .unwrap();
+    let dir = policies(&[("tests/many.yaml", &format!("cases:\n{}", case.repeat(1500)))]);
     let mut child = Process::new(assert_cmd::cargo::cargo_bin("guardrails"))
         .args(["test", dir.path().to_str().unwrap()])
         .stdout(Stdio::piped())

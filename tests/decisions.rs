@@ -1,9 +1,22 @@
 //! Table tests: real manifests from tests/fixtures, wrapped in AdmissionReviews the way the API
 //! server sends them, decided by the shipped policies and the example config.
 
-mod common;
+mod common {
+    pub mod engine;
+    pub mod envelope;
+    pub mod fixtures;
+    pub mod json;
+    pub mod objects;
+    pub mod review;
+}
 
-use common::*;
+use common::engine::engine;
+use common::envelope::wrap_request;
+use common::fixtures::{fixture, fixture_docs, fixtures_dir};
+use common::json::set;
+use common::objects::{app_to, syncing, with};
+use common::review::Review;
+use common::review::User::{ArgocdServer, Controller, PaymentsDev, Platform, StorefrontDev};
 use guardrails::respond::{self, Reviewed};
 use serde_json::{Value, json};
 
@@ -98,7 +111,7 @@ fn application_actions() {
     let plain_sync = json!({"revision": "HEAD"});
     let by = |user: &str| json!({"username": user});
     let automated = json!({"username": "argocd-application-controller", "automated": true});
-    let bob = PAYMENTS_DEV.0;
+    let bob = PaymentsDev.name();
 
     let mut terminating_old = syncing(&prod, plain_sync.clone(), by(ADMIN_SYNC));
     set(
@@ -149,238 +162,238 @@ fn application_actions() {
     let cases = vec![
         Case {
             name: "kubectl patch sync into prod by a team developer",
-            review: Review::update(&prod, &syncing(&prod, plain_sync.clone(), Value::Null)).by(PAYMENTS_DEV),
+            review: Review::update(&prod, &syncing(&prod, plain_sync.clone(), Value::Null)).by(PaymentsDev),
             actions: &["sync"],
             allowed: false,
             policies: &["prod-sync-platform-only=enforce"],
         },
         Case {
             name: "sync into prod by a platform engineer",
-            review: Review::update(&prod, &syncing(&prod, plain_sync.clone(), Value::Null)).by(PLATFORM),
+            review: Review::update(&prod, &syncing(&prod, plain_sync.clone(), Value::Null)).by(Platform),
             actions: &["sync"],
             allowed: true,
             policies: &[],
         },
         Case {
             name: "sync into dev by its team",
-            review: Review::update(&dev, &syncing(&dev, plain_sync.clone(), Value::Null)).by(PAYMENTS_DEV),
+            review: Review::update(&dev, &syncing(&dev, plain_sync.clone(), Value::Null)).by(PaymentsDev),
             actions: &["sync"],
             allowed: true,
             policies: &[],
         },
         Case {
             name: "sync into dev by another team",
-            review: Review::update(&dev, &syncing(&dev, plain_sync.clone(), Value::Null)).by(STOREFRONT_DEV),
+            review: Review::update(&dev, &syncing(&dev, plain_sync.clone(), Value::Null)).by(StorefrontDev),
             actions: &["sync"],
             allowed: false,
             policies: &["team-owns-namespace=enforce"],
         },
         Case {
             name: "argocd-server syncing prod for a platform engineer (delegation)",
-            review: Review::update(&prod, &syncing(&prod, plain_sync.clone(), by(ADMIN_SYNC))).by(ARGOCD_SERVER),
+            review: Review::update(&prod, &syncing(&prod, plain_sync.clone(), by(ADMIN_SYNC))).by(ArgocdServer),
             actions: &["sync"],
             allowed: true,
             policies: &[],
         },
         Case {
             name: "argocd-server syncing prod for a developer (delegation)",
-            review: Review::update(&prod, &syncing(&prod, plain_sync.clone(), by(bob))).by(ARGOCD_SERVER),
+            review: Review::update(&prod, &syncing(&prod, plain_sync.clone(), by(bob))).by(ArgocdServer),
             actions: &["sync"],
             allowed: false,
             policies: &["prod-sync-platform-only=enforce"],
         },
         Case {
             name: "developer forging initiatedBy as a platform engineer",
-            review: Review::update(&prod, &syncing(&prod, plain_sync.clone(), by(ADMIN_SYNC))).by(PAYMENTS_DEV),
+            review: Review::update(&prod, &syncing(&prod, plain_sync.clone(), by(ADMIN_SYNC))).by(PaymentsDev),
             actions: &["sync"],
             allowed: false,
             policies: &["prod-sync-platform-only=enforce"],
         },
         Case {
             name: "auto-sync started by the application controller",
-            review: Review::update(&prod, &syncing(&prod, json!({"revision": "HEAD", "prune": true}), automated.clone())).by(CONTROLLER),
+            review: Review::update(&prod, &syncing(&prod, json!({"revision": "HEAD", "prune": true}), automated.clone())).by(Controller),
             actions: &["auto-sync"],
             allowed: true,
             policies: &[],
         },
         Case {
             name: "developer forging automated: true is a manual sync",
-            review: Review::update(&prod, &syncing(&prod, plain_sync.clone(), automated.clone())).by(PAYMENTS_DEV),
+            review: Review::update(&prod, &syncing(&prod, plain_sync.clone(), automated.clone())).by(PaymentsDev),
             actions: &["sync"],
             allowed: false,
             policies: &["prod-sync-platform-only=enforce"],
         },
         Case {
             name: "prune + force sync into prod for a developer",
-            review: Review::update(&prod, &syncing(&prod, json!({"revision": "HEAD", "prune": true, "syncStrategy": {"apply": {"force": true}}}), by(bob))).by(ARGOCD_SERVER),
+            review: Review::update(&prod, &syncing(&prod, json!({"revision": "HEAD", "prune": true, "syncStrategy": {"apply": {"force": true}}}), by(bob))).by(ArgocdServer),
             actions: &["sync"],
             allowed: false,
             policies: &["prod-no-prune-or-force=enforce", "prod-sync-platform-only=enforce"],
         },
         Case {
             name: "rollback of prod to an earlier history revision",
-            review: Review::update(&prod, &syncing(&prod, json!({"revision": "1111111111111111111111111111111111111111"}), by(bob))).by(ARGOCD_SERVER),
+            review: Review::update(&prod, &syncing(&prod, json!({"revision": "1111111111111111111111111111111111111111"}), by(bob))).by(ArgocdServer),
             actions: &["rollback"],
             allowed: false,
             policies: &["prod-sync-platform-only=enforce"],
         },
         Case {
             name: "override: sync dev to a revision other than targetRevision",
-            review: Review::update(&dev, &syncing(&dev, json!({"revision": "feature-branch"}), by(bob))).by(ARGOCD_SERVER),
+            review: Review::update(&dev, &syncing(&dev, json!({"revision": "feature-branch"}), by(bob))).by(ArgocdServer),
             actions: &["override", "sync"],
             allowed: true,
             policies: &[],
         },
         Case {
             name: "override: local manifests into prod",
-            review: Review::update(&prod, &syncing(&prod, json!({"manifests": ["apiVersion: v1\nkind: ConfigMap"]}), by(ADMIN_SYNC))).by(ARGOCD_SERVER),
+            review: Review::update(&prod, &syncing(&prod, json!({"manifests": ["apiVersion: v1\nkind: ConfigMap"]}), by(ADMIN_SYNC))).by(ArgocdServer),
             actions: &["override", "sync"],
             allowed: true,
             policies: &[],
         },
         Case {
             name: "selective dry-run sync in dev",
-            review: Review::update(&dev, &syncing(&dev, json!({"dryRun": true, "resources": [{"kind": "Deployment", "name": "web"}]}), Value::Null)).by(PAYMENTS_DEV),
+            review: Review::update(&dev, &syncing(&dev, json!({"dryRun": true, "resources": [{"kind": "Deployment", "name": "web"}]}), Value::Null)).by(PaymentsDev),
             actions: &["sync"],
             allowed: true,
             policies: &[],
         },
         Case {
             name: "terminate a running operation",
-            review: Review::update(&terminating_old, &terminating_new).by(ARGOCD_SERVER),
+            review: Review::update(&terminating_old, &terminating_new).by(ArgocdServer),
             actions: &["terminate"],
             allowed: true,
             policies: &[],
         },
         Case {
             name: "hard refresh by a developer of the owning team",
-            review: Review::update(&dev, &with(dev.clone(), &[("/metadata/annotations", json!({"argocd.argoproj.io/refresh": "hard"}))])).by(PAYMENTS_DEV),
+            review: Review::update(&dev, &with(dev.clone(), &[("/metadata/annotations", json!({"argocd.argoproj.io/refresh": "hard"}))])).by(PaymentsDev),
             actions: &["refresh"],
             allowed: true,
             policies: &[],
         },
         Case {
             name: "cascading delete of an Application by a developer (object is null)",
-            review: Review::delete(&velero_prod).by(PAYMENTS_DEV),
+            review: Review::new("DELETE", None, Some(&velero_prod)).by(PaymentsDev),
             actions: &["delete"],
             allowed: false,
             policies: &["app-delete-platform-only=enforce"],
         },
         Case {
             name: "delete of an Application by a platform engineer",
-            review: Review::delete(&velero_prod).by(PLATFORM),
+            review: Review::new("DELETE", None, Some(&velero_prod)).by(Platform),
             actions: &["delete"],
             allowed: true,
             policies: &[],
         },
         Case {
             name: "removing the resources finalizer (non-cascading path)",
-            review: Review::update(&velero_prod, &velero_unfinalized).by(PAYMENTS_DEV),
+            review: Review::update(&velero_prod, &velero_unfinalized).by(PaymentsDev),
             actions: &["remove-finalizer"],
             allowed: false,
             policies: &["app-delete-platform-only=enforce"],
         },
         Case {
             name: "controller removing its finalizer while deleting is bookkeeping",
-            review: Review::update(&velero_deleting, &velero_deleted).by(CONTROLLER),
+            review: Review::update(&velero_deleting, &velero_deleted).by(Controller),
             actions: &["bookkeeping"],
             allowed: true,
             policies: &[],
         },
         Case {
             name: "controller writing status is bookkeeping",
-            review: Review::update(&velero_prod, &with(velero_prod.clone(), &[("/status/health/status", json!("Degraded"))])).by(CONTROLLER),
+            review: Review::update(&velero_prod, &with(velero_prod.clone(), &[("/status/health/status", json!("Degraded"))])).by(Controller),
             actions: &["bookkeeping"],
             allowed: true,
             policies: &[],
         },
         Case {
             name: "controller clearing a finished operation is bookkeeping",
-            review: Review::update(&syncing(&dev, plain_sync.clone(), automated.clone()), &dev).by(CONTROLLER),
+            review: Review::update(&syncing(&dev, plain_sync.clone(), automated.clone()), &dev).by(Controller),
             actions: &["bookkeeping"],
             allowed: true,
             policies: &[],
         },
         Case {
             name: "enable auto-sync",
-            review: Review::update(&dev, &auto).by(PAYMENTS_DEV),
+            review: Review::update(&dev, &auto).by(PaymentsDev),
             actions: &["enable-auto-sync"],
             allowed: true,
             policies: &[],
         },
         Case {
             name: "turning on prune and selfHeal counts as enabling",
-            review: Review::update(&auto, &auto_prune).by(PAYMENTS_DEV),
+            review: Review::update(&auto, &auto_prune).by(PaymentsDev),
             actions: &["enable-auto-sync"],
             allowed: true,
             policies: &[],
         },
         Case {
             name: "disable auto-sync with enabled: false",
-            review: Review::update(&auto, &auto_off).by(PAYMENTS_DEV),
+            review: Review::update(&auto, &auto_off).by(PaymentsDev),
             actions: &["disable-auto-sync"],
             allowed: true,
             policies: &[],
         },
         Case {
             name: "disable auto-sync by removing automated",
-            review: Review::update(&auto, &dev).by(PAYMENTS_DEV),
+            review: Review::update(&auto, &dev).by(PaymentsDev),
             actions: &["disable-auto-sync"],
             allowed: true,
             policies: &[],
         },
         Case {
             name: "retarget into another team's namespace",
-            review: Review::update(&dev, &app_to("storefront-dev")).by(PAYMENTS_DEV),
+            review: Review::update(&dev, &app_to("storefront-dev")).by(PaymentsDev),
             actions: &["retarget"],
             allowed: false,
             policies: &["team-owns-namespace=enforce"],
         },
         Case {
             name: "retarget + sync in one request",
-            review: Review::update(&dev, &syncing(&app_to("payments-prod"), plain_sync.clone(), Value::Null)).by(PAYMENTS_DEV),
+            review: Review::update(&dev, &syncing(&app_to("payments-prod"), plain_sync.clone(), Value::Null)).by(PaymentsDev),
             actions: &["retarget", "sync"],
             allowed: false,
             policies: &["prod-app-changes-through-git=enforce", "prod-sync-platform-only=enforce"],
         },
         Case {
             name: "change-source: targetRevision bump (real live/target pair)",
-            review: Review::update(&live, &target).by(PLATFORM),
+            review: Review::update(&live, &target).by(Platform),
             actions: &["change-source"],
             allowed: true,
             policies: &[],
         },
         Case {
             name: "plain spec edit is an update",
-            review: Review::update(&dev, &with(dev.clone(), &[("/spec/revisionHistoryLimit", json!(3))])).by(PAYMENTS_DEV),
+            review: Review::update(&dev, &with(dev.clone(), &[("/spec/revisionHistoryLimit", json!(3))])).by(PaymentsDev),
             actions: &["update"],
             allowed: true,
             policies: &[],
         },
         Case {
             name: "create an Application pointed at another team's namespace",
-            review: Review::create(&app_to("storefront-prod")).by(PAYMENTS_DEV),
+            review: Review::new("CREATE", Some(&app_to("storefront-prod")), None).by(PaymentsDev),
             actions: &["create"],
             allowed: false,
             policies: &["team-owns-namespace=enforce"],
         },
         Case {
             name: "create an Application with an operation starts a sync",
-            review: Review::create(&syncing(&app_to("payments-prod"), plain_sync.clone(), Value::Null)).by(PAYMENTS_DEV),
+            review: Review::new("CREATE", Some(&syncing(&app_to("payments-prod"), plain_sync.clone(), Value::Null)), None).by(PaymentsDev),
             actions: &["create", "sync"],
             allowed: false,
             policies: &["prod-sync-platform-only=enforce"],
         },
         Case {
             name: "dryRun requests are decided normally",
-            review: Review::update(&prod, &syncing(&prod, plain_sync.clone(), Value::Null)).by(PAYMENTS_DEV).dry_run(),
+            review: Review::update(&prod, &syncing(&prod, plain_sync.clone(), Value::Null)).by(PaymentsDev).set("dryRun", true),
             actions: &["sync"],
             allowed: false,
             policies: &["prod-sync-platform-only=enforce"],
         },
         Case {
             name: "environment from the destination cluster when the namespace has none",
-            review: Review::update(&app_to("unlisted"), &syncing(&with(app_to("unlisted"), &[("/spec/destination/server", json!("https://prod.k8s.example.com"))]), plain_sync.clone(), Value::Null)).by(PAYMENTS_DEV),
+            review: Review::update(&app_to("unlisted"), &syncing(&with(app_to("unlisted"), &[("/spec/destination/server", json!("https://prod.k8s.example.com"))]), plain_sync.clone(), Value::Null)).by(PaymentsDev),
             actions: &["retarget", "sync"],
             allowed: false,
             policies: &["prod-app-changes-through-git=enforce", "prod-sync-platform-only=enforce"],
@@ -432,27 +445,30 @@ fn deployment_actions() {
         )],
     );
     let mut scale_review = Review::new("UPDATE", Some(&scale_object(6)), Some(&scale_object(3)))
-        .by(PAYMENTS_DEV)
-        .sub_resource("scale");
+        .by(PaymentsDev)
+        .set("subResource", "scale");
     scale_review.request["kind"] =
         json!({"group": "autoscaling", "version": "v1", "kind": "Scale"});
     scale_review.request["resource"] =
         json!({"group": "apps", "version": "v1", "resource": "deployments"});
     scale_review.request["namespace"] = json!("payments-prod");
-    let mut foreign_scale = scale_review.clone().by(STOREFRONT_DEV).uid("foreign-scale");
+    let mut foreign_scale = scale_review
+        .clone()
+        .by(StorefrontDev)
+        .set("uid", "foreign-scale");
     foreign_scale.request["userInfo"]["groups"] = json!(["storefront-devs"]);
 
     let cases = vec![
         Case {
             name: "scale (real before/after pair)",
-            review: Review::update(&base, &deployment("deployment-scaled")).by(PAYMENTS_DEV),
+            review: Review::update(&base, &deployment("deployment-scaled")).by(PaymentsDev),
             actions: &["scale"],
             allowed: true,
             policies: &[],
         },
         Case {
             name: "restart (real before/after pair)",
-            review: Review::update(&base, &deployment("deployment-restarted")).by(PAYMENTS_DEV),
+            review: Review::update(&base, &deployment("deployment-restarted")).by(PaymentsDev),
             actions: &["restart"],
             allowed: true,
             policies: &[],
@@ -460,7 +476,7 @@ fn deployment_actions() {
         Case {
             name: "pause (real before/after pair)",
             review: Review::update(&base, &written_over(&base, deployment("deployment-pause")))
-                .by(PAYMENTS_DEV),
+                .by(PaymentsDev),
             actions: &["pause"],
             allowed: true,
             policies: &[],
@@ -474,14 +490,14 @@ fn deployment_actions() {
                     deployment("deployment-resume"),
                 ),
             )
-            .by(PAYMENTS_DEV),
+            .by(PaymentsDev),
             actions: &["resume"],
             allowed: true,
             policies: &[],
         },
         Case {
             name: "change-image",
-            review: Review::update(&base, &with_image).by(PAYMENTS_DEV),
+            review: Review::update(&base, &with_image).by(PaymentsDev),
             actions: &["change-image"],
             allowed: true,
             policies: &[],
@@ -506,7 +522,7 @@ fn deployment_actions() {
                 &in_prod_managed(base.clone()),
                 &in_prod_managed(deployment("deployment-restarted")),
             )
-            .by(PAYMENTS_DEV),
+            .by(PaymentsDev),
             actions: &["restart"],
             allowed: true,
             policies: &["prod-gitops-drift=audit"],
@@ -517,7 +533,7 @@ fn deployment_actions() {
                 &in_prod_managed(base.clone()),
                 &in_prod_managed(with_image.clone()),
             )
-            .by(CONTROLLER),
+            .by(Controller),
             actions: &["change-image"],
             allowed: true,
             policies: &[],
@@ -528,24 +544,29 @@ fn deployment_actions() {
                 &in_prod_managed(base.clone()),
                 &in_prod_managed(with_image.clone()),
             )
-            .by(STOREFRONT_DEV),
+            .by(StorefrontDev),
             actions: &["change-image"],
             allowed: false,
             policies: &["prod-gitops-drift=audit", "team-owns-namespace=enforce"],
         },
         Case {
             name: "create in an unowned namespace",
-            review: Review::create(&fixture(
-                "deployments/k8s-examples-guestbook-frontend-deployment.yaml",
-            ))
-            .by(PAYMENTS_DEV),
+            review: Review::new(
+                "CREATE",
+                Some(&fixture(
+                    "deployments/k8s-examples-guestbook-frontend-deployment.yaml",
+                )),
+                None,
+            )
+            .by(PaymentsDev),
             actions: &["create"],
             allowed: true,
             policies: &[],
         },
         Case {
             name: "delete in prod by its team (object is null)",
-            review: Review::delete(&in_prod_managed(base.clone())).by(PAYMENTS_DEV),
+            review: Review::new("DELETE", None, Some(&in_prod_managed(base.clone())))
+                .by(PaymentsDev),
             actions: &["delete"],
             allowed: true,
             policies: &["prod-gitops-drift=audit"],
@@ -559,7 +580,7 @@ fn deployment_actions() {
                     &[("/metadata/labels", json!({"tier": "web"}))],
                 ),
             )
-            .by(PAYMENTS_DEV),
+            .by(PaymentsDev),
             actions: &["update"],
             allowed: true,
             policies: &[],
@@ -571,7 +592,7 @@ fn deployment_actions() {
                 &with(base.clone(), &[("/status/observedGeneration", json!(99))]),
             )
             .by(DEPLOYMENT_CONTROLLER)
-            .sub_resource("status"),
+            .set("subResource", "status"),
             actions: &["bookkeeping"],
             allowed: true,
             policies: &[],
@@ -582,8 +603,8 @@ fn deployment_actions() {
                 &base,
                 &with(base.clone(), &[("/status/observedGeneration", json!(99))]),
             )
-            .by(PAYMENTS_DEV)
-            .sub_resource("status"),
+            .by(PaymentsDev)
+            .set("subResource", "status"),
             actions: &["update"],
             allowed: true,
             policies: &[],
@@ -609,8 +630,8 @@ fn rollout_actions() {
                 &paused,
                 &with(paused.clone(), &[("/status/pauseConditions", Value::Null)]),
             )
-            .by(PAYMENTS_DEV)
-            .sub_resource("status"),
+            .by(PaymentsDev)
+            .set("subResource", "status"),
             actions: &["promote"],
             allowed: true,
             policies: &[],
@@ -621,14 +642,14 @@ fn rollout_actions() {
                 &rollout("rollout-step1"),
                 &rollout("rollout-step1-after-skip-current-step"),
             )
-            .by(PAYMENTS_DEV),
+            .by(PaymentsDev),
             actions: &["promote"],
             allowed: true,
             policies: &[],
         },
         Case {
             name: "promote-full (real before/after pair)",
-            review: Review::update(&aborted, &rollout("promote-full_rollout")).by(PAYMENTS_DEV),
+            review: Review::update(&aborted, &rollout("promote-full_rollout")).by(PaymentsDev),
             actions: &["promote-full"],
             allowed: true,
             policies: &[],
@@ -639,7 +660,7 @@ fn rollout_actions() {
                 &paused,
                 &with(paused.clone(), &[("/status/abort", json!(true))]),
             )
-            .by(PAYMENTS_DEV),
+            .by(PaymentsDev),
             actions: &["abort"],
             allowed: true,
             policies: &[],
@@ -650,7 +671,7 @@ fn rollout_actions() {
                 &aborted,
                 &with(aborted.clone(), &[("/status/abort", Value::Null)]),
             )
-            .by(PAYMENTS_DEV),
+            .by(PaymentsDev),
             actions: &["retry"],
             allowed: true,
             policies: &[],
@@ -661,7 +682,7 @@ fn rollout_actions() {
                 &paused,
                 &with(paused.clone(), &[("/spec/paused", json!(true))]),
             )
-            .by(PAYMENTS_DEV),
+            .by(PaymentsDev),
             actions: &["pause"],
             allowed: true,
             policies: &[],
@@ -675,7 +696,7 @@ fn rollout_actions() {
                     &[("/spec/restartAt", json!("2025-05-15T14:13:44Z"))],
                 ),
             )
-            .by(PAYMENTS_DEV),
+            .by(PaymentsDev),
             actions: &["restart"],
             allowed: true,
             policies: &[],
@@ -692,7 +713,7 @@ fn rollout_actions() {
                     )],
                 ),
             )
-            .by(PAYMENTS_DEV),
+            .by(PaymentsDev),
             actions: &["undo"],
             allowed: true,
             policies: &[],
@@ -709,17 +730,21 @@ fn rollout_actions() {
                     )],
                 ),
             )
-            .by(PAYMENTS_DEV),
+            .by(PaymentsDev),
             actions: &["change-image"],
             allowed: true,
             policies: &[],
         },
         Case {
             name: "create the canary example",
-            review: Review::create(&fixture(
-                "rollouts/argo-rollouts-example-rollout-canary.yaml",
-            ))
-            .by(PAYMENTS_DEV),
+            review: Review::new(
+                "CREATE",
+                Some(&fixture(
+                    "rollouts/argo-rollouts-example-rollout-canary.yaml",
+                )),
+                None,
+            )
+            .by(PaymentsDev),
             actions: &["create"],
             allowed: true,
             policies: &[],
@@ -742,7 +767,7 @@ fn every_fixture_object_is_recognised_on_create() {
                 ) {
                     continue; // test tables and other kinds, not objects we decide
                 }
-                let reviewed = run(&Review::create(&value).by(CONTROLLER));
+                let reviewed = run(&Review::new("CREATE", Some(&value), None).by(Controller));
                 let actions = actions_of(&reviewed);
                 assert!(
                     actions.contains(&"create".to_string()),
@@ -813,10 +838,10 @@ fn denial_names_each_policy_with_its_reason_and_status_403() {
         &syncing(
             &prod,
             json!({"prune": true}),
-            json!({"username": PAYMENTS_DEV.0}),
+            json!({"username": PaymentsDev.name()}),
         ),
     )
-    .by(ARGOCD_SERVER);
+    .by(ArgocdServer);
     let reviewed = run(&review);
     let response = reviewed.review.response.unwrap();
     assert!(!response.allowed);
@@ -832,9 +857,9 @@ fn denial_names_each_policy_with_its_reason_and_status_403() {
         "{message}"
     );
     assert!(message.contains("argocd/nginx"), "{message}");
-    assert!(message.contains(PAYMENTS_DEV.0), "{message}");
+    assert!(message.contains(PaymentsDev.name()), "{message}");
     assert_eq!(response.audit_annotations["decision"], "deny");
-    assert_eq!(response.audit_annotations["delegator"], ARGOCD_SERVER.0);
+    assert_eq!(response.audit_annotations["delegator"], ArgocdServer.name());
     assert_eq!(
         response.audit_annotations["policies"],
         "prod-no-prune-or-force=enforce,prod-sync-platform-only=enforce"
@@ -857,11 +882,11 @@ fn forged_initiator_is_ignored_and_reported() {
         &dev,
         &syncing(&dev, json!({}), json!({"username": "admin@example.com"})),
     )
-    .by(PAYMENTS_DEV);
+    .by(PaymentsDev);
     let reviewed = run(&review);
     let outcome = reviewed.outcome.as_ref().unwrap();
     let identity = outcome.identity.as_ref().unwrap();
-    assert_eq!(identity.username, PAYMENTS_DEV.0);
+    assert_eq!(identity.username, PaymentsDev.name());
     assert_eq!(
         identity.forged_initiator.as_deref(),
         Some("admin@example.com")
@@ -883,7 +908,7 @@ fn global_audit_mode_never_denies_but_records() {
     let mut engine = engine();
     engine.mode = guardrails::vocabulary::Mode::Audit;
     let prod = app_to("payments-prod");
-    let review = Review::update(&prod, &syncing(&prod, json!({}), Value::Null)).by(PAYMENTS_DEV);
+    let review = Review::update(&prod, &syncing(&prod, json!({}), Value::Null)).by(PaymentsDev);
     let reviewed = respond::validate_review(&engine, &review.body()).unwrap();
     let response = reviewed.review.response.unwrap();
     assert!(response.allowed);
@@ -907,7 +932,7 @@ fn warn_mode_allows_with_a_warning() {
     let mut engine = engine();
     engine.mode = guardrails::vocabulary::Mode::Warn;
     let prod = app_to("payments-prod");
-    let review = Review::update(&prod, &syncing(&prod, json!({}), Value::Null)).by(PAYMENTS_DEV);
+    let review = Review::update(&prod, &syncing(&prod, json!({}), Value::Null)).by(PaymentsDev);
     let response = respond::validate_review(&engine, &review.body())
         .unwrap()
         .review
@@ -925,7 +950,7 @@ fn warn_mode_allows_with_a_warning() {
 fn answers_in_the_apiversion_it_was_asked_in() {
     let dev = app_to("payments-dev");
     let mut review = Review::update(&dev, &syncing(&dev, json!({}), Value::Null))
-        .by(PAYMENTS_DEV)
+        .by(PaymentsDev)
         .json();
     review["apiVersion"] = json!("admission.k8s.io/v1beta1");
     let reviewed =
@@ -950,7 +975,7 @@ fn enforcement_and_global_mode_combinations() {
         &base,
         &fixture("deployments/argocd-action-testdata-deployment-scaled.yaml"),
     )
-    .by(PAYMENTS_DEV);
+    .by(PaymentsDev);
     // (policy enforcement, global mode, audit warnings) -> (allowed, decision, warned)
     let table = [
         ("enforce", Mode::Enforce, false, (false, "deny", false)),

@@ -2,10 +2,14 @@
 //! everything denied, Argo CD's own status writes included) is an error for `check`, stops
 //! `serve` from starting and is refused on reload, unless explicitly allowed.
 
-mod common;
+mod common {
+    pub mod engine;
+    pub mod policies;
+}
 
 use assert_cmd::Command;
-use common::*;
+use common::engine::engine;
+use common::policies::policies;
 use guardrails::policy::PolicyError;
 use guardrails::reload::{EngineSource, LoadError};
 
@@ -15,8 +19,7 @@ fn guardrails() -> Command {
 
 /// The shipped policies without `default.cedar`.
 fn without_default() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    copy_policies(dir.path());
+    let dir = policies(&[]);
     std::fs::remove_file(dir.path().join("default.cedar")).unwrap();
     dir
 }

@@ -3,15 +3,34 @@
 //! rewritten in place during a reload, floods of silent connections on both ports, certificates
 //! rotated by symlink swaps (twice), expired certificates.
 
-mod common;
+mod common {
+    pub mod fixtures;
+    pub mod http;
+    pub mod json;
+    pub mod metrics;
+    pub mod objects;
+    pub mod policies;
+    pub mod process;
+    pub mod review;
+    pub mod serve;
+    pub mod tls;
+    pub mod wait;
+}
 
 use std::net::TcpStream;
 use std::path::Path;
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::process::{Guardrails, client, validate};
-use common::*;
+use common::http::client;
+use common::metrics::metric_sum;
+use common::objects::{app_to, syncing};
+use common::review::Review;
+use common::review::User::PaymentsDev;
+use common::serve::{Guardrails, Serve};
+use common::tls::tls_client_config;
+use common::wait::eventually;
 use guardrails::server::tls::{self, PemPair};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -26,20 +45,105 @@ fn prod_sync() -> Vec<u8> {
     let sync = syncing(
         &app,
         json!({"revision": "HEAD"}),
-        json!({"username": PAYMENTS_DEV.0}),
+        json!({"username": PaymentsDev.name()}),
     );
-    Review::update(&app, &sync).by(PAYMENTS_DEV).body()
+    Review::update(&app, &sync).by(PaymentsDev).body()
 }
 
 fn allowed(answer: &Value) -> bool {
     answer["response"]["allowed"].as_bool().unwrap()
 }
 
-async fn eventually(what: &str, within: Duration, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !check().await {
-        assert!(Instant::now() < deadline, "never: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+/// `guardrails serve ARGS` with a probe port, `--dev` when `dev_ca` is given; its log in `dir`.
+fn start(dir: &Path, dev_ca: Option<&Path>, args: &[&str]) -> Guardrails {
+    let mut command = Command::new(assert_cmd::cargo::cargo_bin("guardrails"));
+    command.arg("serve").args(args).env("RUST_LOG", "info");
+    Guardrails::start(Serve {
+        command,
+        probes: true,
+        dev_ca,
+        log: Some(&dir.join("guardrails.log")),
+    })
+}
+
+/// What these tests ask of a running server.
+trait Served {
+    /// GET `path` on the probe port within `within`: status and body.
+    async fn probe(&self, path: &str, within: Duration) -> (u16, String);
+    async fn readyz(&self) -> (u16, Value);
+    /// The sum of every series of `name` on `/metrics`.
+    async fn metric(&self, name: &str) -> f64;
+}
+
+impl Served for Guardrails {
+    async fn probe(&self, path: &str, within: Duration) -> (u16, String) {
+        let probes = self.probes.expect("a probe port");
+        let response = client("", true, within)
+            .get(format!("http://127.0.0.1:{probes}{path}"))
+            .send()
+            .await
+            .unwrap_or_else(|error| panic!("{path} not answered within {within:?}: {error}"));
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap())
+    }
+
+    async fn readyz(&self) -> (u16, Value) {
+        let (status, body) = self.probe("/readyz", Duration::from_secs(5)).await;
+        (status, serde_json::from_str(&body).unwrap())
+    }
+
+    async fn metric(&self, name: &str) -> f64 {
+        let (_, text) = self.probe("/metrics", Duration::from_secs(5)).await;
+        metric_sum(&text, name)
+    }
+}
+
+/// POST `body` to `/validate`: the AdmissionReview answered.
+async fn validate(client: &reqwest::Client, served: &Guardrails, body: Vec<u8>) -> Value {
+    let response = client
+        .post(format!("https://localhost:{}/validate", served.port))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("/validate answered in time");
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+/// The moment the reloader last started to compare the disk with what is loaded.
+async fn last_checked(served: &Guardrails) -> jiff::Timestamp {
+    let (_, ready) = served.readyz().await;
+    ready["reload"]["lastChecked"]
+        .as_str()
+        .expect("checked at start-up")
+        .parse()
+        .unwrap()
+}
+
+/// Return once the reloader has compared the disk with what is loaded from start to end at
+/// `due` or later. A check records when it starts; once two have started at `due` or later, the
+/// first of them has ended. Each is brought on by touching `config` (its time only: nothing to
+/// load).
+async fn checked_since(served: &Guardrails, config: &Path, due: jiff::Timestamp) {
+    let mut started = 0;
+    while started < 2 {
+        let before = last_checked(served).await;
+        std::fs::File::options()
+            .append(true)
+            .open(config)
+            .unwrap()
+            .set_modified(std::time::SystemTime::now())
+            .unwrap();
+        let mut now = before;
+        eventually("a check of the touched config", async || {
+            now = last_checked(served).await;
+            now != before
+        })
+        .await;
+        if now >= due {
+            started += 1;
+        }
     }
 }
 
@@ -48,21 +152,19 @@ async fn eventually(what: &str, within: Duration, mut check: impl AsyncFnMut() -
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_never_serves_a_file_caught_mid_rewrite() {
     let dir = tempfile::tempdir().unwrap();
-    let policies = dir.path().join("policies");
-    std::fs::create_dir(&policies).unwrap();
-    copy_policies(&policies);
+    let policy_dir = common::policies::policies(&[]);
+    let policies = policy_dir.path();
     let config = dir.path().join("guardrails.yaml");
     let full_config = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("config/guardrails.yaml"),
     )
     .unwrap();
     std::fs::write(&config, &full_config).unwrap();
-    let served = Guardrails::start(
+    let ca = dir.path().join("ca.pem");
+    let served = start(
         dir.path(),
+        Some(&ca),
         &[
-            "--dev",
-            "--dev-ca-out",
-            dir.path().join("ca.pem").to_str().unwrap(),
             "--policies",
             policies.to_str().unwrap(),
             "--config",
@@ -72,7 +174,8 @@ async fn a_reload_never_serves_a_file_caught_mid_rewrite() {
         ],
     );
     let client = client(
-        &std::fs::read_to_string(dir.path().join("ca.pem")).unwrap(),
+        &std::fs::read_to_string(&ca).unwrap(),
+        true,
         WEBHOOK_TIMEOUT,
     );
     assert!(!allowed(&validate(&client, &served, prod_sync()).await));
@@ -81,17 +184,13 @@ async fn a_reload_never_serves_a_file_caught_mid_rewrite() {
 
     // `render > guardrails.yaml`: empty for a moment. Refused; the last good config stays.
     std::fs::write(&config, "").unwrap();
-    eventually(
-        "the empty config refused",
-        Duration::from_secs(10),
-        async || {
-            let (status, ready) = served.readyz().await;
-            assert_eq!(status, 200, "a refused reload keeps the pod ready");
-            ready["reload"]["lastError"]
-                .as_str()
-                .is_some_and(|error| error.contains("empty"))
-        },
-    )
+    eventually("the empty config refused", async || {
+        let (status, ready) = served.readyz().await;
+        assert_eq!(status, 200, "a refused reload keeps the pod ready");
+        ready["reload"]["lastError"]
+            .as_str()
+            .is_some_and(|error| error.contains("empty"))
+    })
     .await;
     assert!(!allowed(&validate(&client, &served, prod_sync()).await));
 
@@ -99,23 +198,31 @@ async fn a_reload_never_serves_a_file_caught_mid_rewrite() {
     // it waits; the rest of the file arrives within the settle interval.
     let half = &full_config[..full_config.find("namespaces:").unwrap()];
     std::fs::write(&config, half).unwrap();
-    eventually(
-        "the half-written config held",
-        Duration::from_secs(10),
-        async || {
-            served.readyz().await.1["reload"]["held"]["reason"]
-                .as_str()
-                .is_some_and(|reason| reason.contains("namespaces"))
-        },
-    )
+    let mut held_since = None;
+    eventually("the half-written config held", async || {
+        let (_, ready) = served.readyz().await;
+        let held = &ready["reload"]["held"];
+        held_since = held["since"].as_str().map(str::to_string);
+        held["reason"]
+            .as_str()
+            .is_some_and(|reason| reason.contains("namespaces"))
+    })
     .await;
+    let held_since: jiff::Timestamp = held_since.unwrap().parse().unwrap();
     assert!(!allowed(&validate(&client, &served, prod_sync()).await));
     std::fs::write(&config, &full_config).unwrap();
-    eventually("the hold released", Duration::from_secs(10), async || {
+    eventually("the hold released", async || {
         served.readyz().await.1["reload"]["held"].is_null()
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Had it stayed held, the half-written file would be loaded by a check once it has been on
+    // disk for the settle interval: after such a check the full config is still what is loaded.
+    checked_since(
+        &served,
+        &config,
+        held_since + jiff::SignedDuration::from_millis(1500),
+    )
+    .await;
     let (_, ready) = served.readyz().await;
     assert_eq!(ready["loaded"]["config"], loaded["config"], "{ready}");
     assert!(!allowed(&validate(&client, &served, prod_sync()).await));
@@ -125,15 +232,11 @@ async fn a_reload_never_serves_a_file_caught_mid_rewrite() {
     let argocd = policies.join("argocd.cedar");
     let argocd_text = std::fs::read_to_string(&argocd).unwrap();
     std::fs::write(&argocd, "").unwrap();
-    eventually(
-        "the empty policy file refused",
-        Duration::from_secs(10),
-        async || {
-            served.readyz().await.1["reload"]["lastError"]
-                .as_str()
-                .is_some_and(|error| error.contains("argocd.cedar") && error.contains("empty"))
-        },
-    )
+    eventually("the empty policy file refused", async || {
+        served.readyz().await.1["reload"]["lastError"]
+            .as_str()
+            .is_some_and(|error| error.contains("argocd.cedar") && error.contains("empty"))
+    })
     .await;
     assert!(!allowed(&validate(&client, &served, prod_sync()).await));
     std::fs::write(&argocd, &argocd_text).unwrap();
@@ -141,14 +244,10 @@ async fn a_reload_never_serves_a_file_caught_mid_rewrite() {
     // A change that takes something away and stays is loaded once it has settled.
     std::fs::remove_file(policies.join("drift.cedar")).unwrap();
     let before = ready["policies"].as_u64().unwrap();
-    eventually(
-        "the smaller set loaded after settling",
-        Duration::from_secs(15),
-        async || {
-            let (_, ready) = served.readyz().await;
-            ready["policies"].as_u64().unwrap() < before && ready["reload"]["held"].is_null()
-        },
-    )
+    eventually("the smaller set loaded after settling", async || {
+        let (_, ready) = served.readyz().await;
+        ready["policies"].as_u64().unwrap() < before && ready["reload"]["held"].is_null()
+    })
     .await;
     assert_eq!(
         served.readyz().await.1["loaded"]["config"],
@@ -178,23 +277,17 @@ fn silent(port: u16, n: usize) -> Vec<TcpStream> {
 async fn silent_connections_lock_out_neither_the_webhook_nor_the_probes() {
     raise_open_file_limit();
     let dir = tempfile::tempdir().unwrap();
-    let served = Guardrails::start(
-        dir.path(),
-        &[
-            "--dev",
-            "--dev-ca-out",
-            dir.path().join("ca.pem").to_str().unwrap(),
-            "--max-connections",
-            "64",
-        ],
-    );
+    let ca = dir.path().join("ca.pem");
+    let served = start(dir.path(), Some(&ca), &["--max-connections", "64"]);
     let client = client(
-        &std::fs::read_to_string(dir.path().join("ca.pem")).unwrap(),
+        &std::fs::read_to_string(&ca).unwrap(),
+        true,
         WEBHOOK_TIMEOUT,
     );
+    let probes = served.probes.unwrap();
     // Far more silent connections than the cap on each port (the probe port takes 32).
     let mut flood = silent(served.port, 1000);
-    flood.extend(silent(served.probes, 300));
+    flood.extend(silent(probes, 300));
     assert!(flood.len() >= 1200, "only {} connected", flood.len());
     for round in 0..3 {
         let started = Instant::now();
@@ -204,7 +297,7 @@ async fn silent_connections_lock_out_neither_the_webhook_nor_the_probes() {
         assert_eq!(status, 200, "round {round}");
         // An attacker reconnecting: a fresh wave before the next request.
         flood.extend(silent(served.port, 300));
-        flood.extend(silent(served.probes, 100));
+        flood.extend(silent(probes, 100));
         assert!(started.elapsed() < Duration::from_secs(30));
     }
     assert!(
@@ -310,7 +403,7 @@ async fn certificates_follow_every_symlink_swap_and_expired_ones_are_refused() {
     project(&certs, "first", &first);
     let mut args = files.to_vec();
     args.extend(["--unready-before-expiry", "2880m", "--reload-interval", "0"]);
-    let served = Guardrails::start(dir.path(), &args);
+    let served = start(dir.path(), None, &args);
     assert_eq!(
         served_certificate(served.port, &[&first]).await,
         leaf(&first)
@@ -324,7 +417,7 @@ async fn certificates_follow_every_symlink_swap_and_expired_ones_are_refused() {
     let third = tls::generate_dev().unwrap();
     for (revision, pair) in [("second", &second), ("third", &third)] {
         project(&certs, revision, pair);
-        eventually(revision, Duration::from_secs(10), async || {
+        eventually(revision, async || {
             served_certificate(served.port, &[&first, &second, &third]).await == leaf(pair)
         })
         .await;
@@ -339,15 +432,11 @@ async fn certificates_follow_every_symlink_swap_and_expired_ones_are_refused() {
 
     // An expired pair swapped in is refused; the valid one stays in use.
     project(&certs, "expired", &expired);
-    eventually(
-        "the expired pair refused",
-        Duration::from_secs(10),
-        async || {
-            served.readyz().await.1["certificate"]["lastError"]
-                .as_str()
-                .is_some_and(|error| error.contains("expired"))
-        },
-    )
+    eventually("the expired pair refused", async || {
+        served.readyz().await.1["certificate"]["lastError"]
+            .as_str()
+            .is_some_and(|error| error.contains("expired"))
+    })
     .await;
     assert_eq!(
         served_certificate(served.port, &[&first, &second, &third]).await,

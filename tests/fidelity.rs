@@ -4,17 +4,22 @@
 //! `guardrails test`, `guardrails eval` and a running `guardrails serve`, all against the expectations
 //! in `cases.yaml`.
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command as Process, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-mod common;
+mod common {
+    pub mod corpus;
+    pub mod http;
+    pub mod process;
+    pub mod serve;
+    pub mod tls;
+}
 
 use common::corpus::{Case, cases, dir as corpus};
-use common::tls_client_config;
+use common::http::client;
+use common::serve::{Guardrails, Serve};
 
 fn sorted_list(text: Option<&str>) -> Vec<String> {
     let mut items: Vec<String> = text
@@ -139,77 +144,49 @@ fn guardrails_eval_decides_each_write_as_expected() {
     report(failures);
 }
 
-/// A `guardrails serve --dev` process on a free loopback port, killed on drop.
+/// A `guardrails serve --dev` process, killed on drop, with its CA and audit log.
 struct Served {
-    child: Child,
-    port: u16,
+    guardrails: Guardrails,
     ca_pem: String,
     audit_log: PathBuf,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn serve() -> Served {
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("ca.pem");
     let audit_log = dir.path().join("audit.log");
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
-    let mut child = Process::new(assert_cmd::cargo::cargo_bin("guardrails"))
-        .args(["serve", "--dev", "--no-reload", "--listen"])
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--dev-ca-out")
-        .arg(&ca)
-        .arg("--audit-log")
-        .arg(&audit_log)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "serve never listened: {first}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin("guardrails"));
+    command
+        .args(["serve", "--no-reload", "--audit-log"])
+        .arg(&audit_log);
+    let guardrails = Guardrails::start(Serve {
+        command,
+        probes: false,
+        dev_ca: Some(&ca),
+        log: Some(&dir.path().join("stderr.log")),
+    });
     Served {
-        child,
-        port,
+        guardrails,
         ca_pem: std::fs::read_to_string(&ca).unwrap(),
         audit_log,
         _dir: dir,
     }
 }
 
-fn client(ca_pem: &str) -> reqwest::Client {
-    let config = tls_client_config(ca_pem);
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(config)
-        .build()
-        .unwrap()
-}
-
 #[tokio::test]
 async fn guardrails_serve_decides_each_write_as_expected() {
     let served = serve();
-    let client = client(&served.ca_pem);
+    let client = client(&served.ca_pem, true, Duration::from_secs(60));
     let mut failures = Vec::new();
     let all = cases();
     for case in &all {
         let body = std::fs::read(corpus().join(&case.review)).unwrap();
         let response = client
-            .post(format!("https://localhost:{}/validate", served.port))
+            .post(format!(
+                "https://localhost:{}/validate",
+                served.guardrails.port
+            ))
             .header("content-type", "application/json")
             .body(body)
             .send()

@@ -4,14 +4,24 @@
 //! /readyz names exactly what is on disk and the decisions follow it. File-event tests run without
 //! the periodic check, so they pass only if the watches themselves keep up.
 
-mod common;
+mod common {
+    pub mod fixtures;
+    pub mod json;
+    pub mod objects;
+    pub mod review;
+    pub mod wait;
+}
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::Request;
-use common::*;
+use common::fixtures::fixture;
+use common::objects::{app_to, syncing};
+use common::review::Review;
+use common::review::User::PaymentsDev;
+use common::wait::eventually;
 use guardrails::policy::{sources_hash, text_hash};
 use guardrails::reload::{self, EngineSource, ReloadOptions, Reloader};
 use guardrails::server::{self, AppState};
@@ -51,17 +61,6 @@ async fn readyz(state: &AppState) -> Value {
 async fn metrics(state: &AppState) -> String {
     let body = call(state, Request::get("/metrics").body(Body::empty()).unwrap()).await;
     String::from_utf8(body).unwrap()
-}
-
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 /// File events only: no periodic check to cover for a lost watch.
@@ -105,7 +104,7 @@ fn scale() -> Review {
         &base,
         &fixture("deployments/argocd-action-testdata-deployment-scaled.yaml"),
     )
-    .by(PAYMENTS_DEV)
+    .by(PaymentsDev)
 }
 
 const FREEZE: &str = "@id(\"no-scale\")\n@reason(\"Scaling is frozen.\")\nforbid (principal, action == Action::\"scale\", resource)\nunless { principal in Team::\"platform\" };\n";
@@ -445,9 +444,22 @@ async fn the_periodic_check_reloads_without_file_events() {
     }
     let status = readyz(&state).await;
     assert!(status["reload"]["lastChecked"].is_string(), "{status}");
-    // Unchanged content is not reloaded again.
+    // Unchanged content is not reloaded again. A check records when it starts: once two more
+    // have started, the first of them has read the disk after `status` and finished.
     let succeeded = status["reload"]["succeeded"].clone();
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    let mut checked = status["reload"]["lastChecked"].clone();
+    for n in 1..=2 {
+        eventually(
+            &format!("periodic check {n} after the last reload"),
+            async || {
+                let now = readyz(&state).await["reload"]["lastChecked"].clone();
+                let new = now != checked;
+                checked = now;
+                new
+            },
+        )
+        .await;
+    }
     assert_eq!(readyz(&state).await["reload"]["succeeded"], succeeded);
 }
 
@@ -463,7 +475,7 @@ async fn config_edits_reload_too() {
     let (state, _reloader) = watched(source, EVENTS_ONLY);
     let prod = app_to("payments-prod");
     let sync =
-        Review::update(&prod, &syncing(&prod, serde_json::json!({}), Value::Null)).by(PAYMENTS_DEV);
+        Review::update(&prod, &syncing(&prod, serde_json::json!({}), Value::Null)).by(PaymentsDev);
     assert!(!allowed(&state, &sync).await);
 
     // Switch the whole config to audit mode: nothing is denied any more.

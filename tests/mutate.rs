@@ -1,11 +1,21 @@
 //! /mutate on fixtures: forged initiators are overwritten with the real caller, delegated and
 //! automated operations are left alone, patches apply to the expected object and are idempotent.
 
-mod common;
+mod common {
+    pub mod engine;
+    pub mod fixtures;
+    pub mod json;
+    pub mod objects;
+    pub mod review;
+}
 
 use axum::body::Body;
 use axum::http::Request;
-use common::*;
+use common::engine::engine;
+use common::fixtures::fixture;
+use common::objects::{app_to, syncing, with};
+use common::review::Review;
+use common::review::User::{ArgocdServer, Controller, PaymentsDev};
 use guardrails::config::Config;
 use guardrails::mutate;
 use guardrails::server::{self, AppState};
@@ -51,13 +61,13 @@ fn forged_initiator_is_overwritten_with_the_caller() {
             json!({"username": "admin@example.com"}),
         ),
     )
-    .by(PAYMENTS_DEV);
+    .by(PaymentsDev);
     let (patched, count) = mutate_and_apply(&review, &config());
     assert_eq!(count, 1);
     let expected = syncing(
         &app,
         json!({"revision": "HEAD"}),
-        json!({"username": PAYMENTS_DEV.0}),
+        json!({"username": PaymentsDev.name()}),
     );
     assert_eq!(patched, expected);
     assert_idempotent(&review, &patched, &config());
@@ -68,12 +78,12 @@ fn missing_initiator_is_filled_in() {
     let app = app_to("payments-dev");
     let mut new = app.clone();
     new["operation"] = json!({"sync": {}});
-    let review = Review::update(&app, &new).by(PAYMENTS_DEV);
+    let review = Review::update(&app, &new).by(PaymentsDev);
     let (patched, count) = mutate_and_apply(&review, &config());
     assert_eq!(count, 1);
     assert_eq!(
         patched["operation"]["initiatedBy"],
-        json!({"username": PAYMENTS_DEV.0})
+        json!({"username": PaymentsDev.name()})
     );
     assert_idempotent(&review, &patched, &config());
 }
@@ -81,13 +91,13 @@ fn missing_initiator_is_filled_in() {
 #[test]
 fn forged_automation_is_attributed_to_the_caller() {
     let app = app_to("payments-prod");
-    let review = Review::update(&app, &syncing(&app, json!({}), json!({"automated": true})))
-        .by(PAYMENTS_DEV);
+    let review =
+        Review::update(&app, &syncing(&app, json!({}), json!({"automated": true}))).by(PaymentsDev);
     let (patched, count) = mutate_and_apply(&review, &config());
     assert_eq!(count, 2);
     assert_eq!(
         patched["operation"]["initiatedBy"],
-        json!({"username": PAYMENTS_DEV.0, "automated": false})
+        json!({"username": PaymentsDev.name(), "automated": false})
     );
     assert_idempotent(&review, &patched, &config());
 }
@@ -100,8 +110,8 @@ fn delegated_and_automated_operations_are_untouched() {
             &app,
             &syncing(&app, json!({}), json!({"username": "admin@example.com"})),
         )
-        .by(ARGOCD_SERVER),
-        Review::update(&app, &syncing(&app, json!({}), json!({"automated": true}))).by(CONTROLLER),
+        .by(ArgocdServer),
+        Review::update(&app, &syncing(&app, json!({}), json!({"automated": true}))).by(Controller),
     ] {
         let (patched, count) = mutate_and_apply(&review, &config());
         assert_eq!(count, 0);
@@ -122,14 +132,14 @@ fn other_writes_get_no_patch() {
                 &[("/status/health/status", json!("Degraded"))],
             ),
         )
-        .by(CONTROLLER),
+        .by(Controller),
         Review::update(
             &base,
             &fixture("deployments/argocd-action-testdata-deployment-scaled.yaml"),
         )
-        .by(PAYMENTS_DEV),
-        Review::create(&base).by(PAYMENTS_DEV),
-        Review::delete(&base).by(PAYMENTS_DEV),
+        .by(PaymentsDev),
+        Review::new("CREATE", Some(&base), None).by(PaymentsDev),
+        Review::new("DELETE", None, Some(&base)).by(PaymentsDev),
     ] {
         assert_eq!(mutate_and_apply(&review, &config()).1, 0);
     }
@@ -143,7 +153,7 @@ fn other_writes_get_no_patch() {
             &[("/status/operationState/phase", json!("Running"))],
         ),
     )
-    .by(CONTROLLER);
+    .by(Controller);
     assert_eq!(mutate_and_apply(&review, &config()).1, 0);
 }
 
@@ -153,7 +163,7 @@ fn team_label_is_stamped_on_create_only_when_enabled() {
         fixture("deployments/k8s-examples-guestbook-frontend-deployment.yaml"),
         &[("/metadata/namespace", json!("payments-dev"))],
     );
-    let review = Review::create(&deployment).by(PAYMENTS_DEV);
+    let review = Review::new("CREATE", Some(&deployment), None).by(PaymentsDev);
     assert_eq!(mutate_and_apply(&review, &config()).1, 0, "off by default");
 
     let mut enabled = config();
@@ -171,7 +181,10 @@ fn team_label_is_stamped_on_create_only_when_enabled() {
     assert_idempotent(&review, &patched, &enabled);
 
     let unlabelled = with(deployment.clone(), &[("/metadata/labels", Value::Null)]);
-    let (patched, _) = mutate_and_apply(&Review::create(&unlabelled).by(PAYMENTS_DEV), &enabled);
+    let (patched, _) = mutate_and_apply(
+        &Review::new("CREATE", Some(&unlabelled), None).by(PaymentsDev),
+        &enabled,
+    );
     assert_eq!(
         patched["metadata"]["labels"],
         json!({"guardrails.io/team": "payments"})
@@ -179,7 +192,11 @@ fn team_label_is_stamped_on_create_only_when_enabled() {
 
     let unowned = with(deployment, &[("/metadata/namespace", json!("default"))]);
     assert_eq!(
-        mutate_and_apply(&Review::create(&unowned).by(PAYMENTS_DEV), &enabled).1,
+        mutate_and_apply(
+            &Review::new("CREATE", Some(&unowned), None).by(PaymentsDev),
+            &enabled
+        )
+        .1,
         0
     );
 }
@@ -191,8 +208,8 @@ async fn mutate_route_answers_with_a_base64_json_patch() {
         &app,
         &syncing(&app, json!({}), json!({"username": "admin@example.com"})),
     )
-    .by(PAYMENTS_DEV)
-    .uid("m-1");
+    .by(PaymentsDev)
+    .set("uid", "m-1");
     let state = AppState::with_audit(engine(), guardrails::audit::AuditLog::disabled());
     let response = server::router(state.clone())
         .oneshot(
@@ -213,7 +230,7 @@ async fn mutate_route_answers_with_a_base64_json_patch() {
     let ops: Value = serde_json::from_slice(&decoded).unwrap();
     assert_eq!(
         ops,
-        json!([{"op": "replace", "path": "/operation/initiatedBy/username", "value": PAYMENTS_DEV.0}])
+        json!([{"op": "replace", "path": "/operation/initiatedBy/username", "value": PaymentsDev.name()}])
     );
 
     let response = server::router(state)

@@ -1,13 +1,23 @@
 //! The namespace cache against a mocked Kubernetes API speaking the real list/watch wire format:
 //! first list, watch events, then an API outage during which the last cache keeps serving.
 
-mod common;
+mod common {
+    pub mod engine;
+    pub mod fixtures;
+    pub mod json;
+    pub mod objects;
+    pub mod review;
+    pub mod wait;
+}
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
 
-use common::*;
+use common::engine::engine;
+use common::objects::{app_to, syncing};
+use common::review::Review;
+use common::review::User::StorefrontDev;
+use common::wait::eventually;
 use guardrails::metrics::Metrics;
 use guardrails::namespace_watch;
 use guardrails::respond;
@@ -32,14 +42,6 @@ fn respond_json(
             .body(Body::from(serde_json::to_vec(&body).unwrap()))
             .unwrap(),
     );
-}
-
-async fn eventually(what: &str, check: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test]
@@ -115,19 +117,19 @@ async fn namespace_labels_are_watched_and_survive_an_api_outage() {
         metrics.clone(),
     ));
 
-    eventually("the first list", || ready.load(Ordering::Acquire)).await;
+    eventually("the first list", async || ready.load(Ordering::Acquire)).await;
     assert_eq!(
         live.load()["checkout-prod"]["guardrails.io/team"],
         "storefront"
     );
-    eventually("the watch events", || {
+    eventually("the watch events", async || {
         live.load().contains_key("ledger-prod")
     })
     .await;
     assert_eq!(live.load()["sandbox"]["guardrails.io/environment"], "dev");
 
     // The outage is counted, and the cache keeps what it had.
-    eventually("the outage to be counted", || {
+    eventually("the outage to be counted", async || {
         metrics
             .encode()
             .unwrap()
@@ -158,7 +160,7 @@ async fn namespace_labels_are_watched_and_survive_an_api_outage() {
 
     // Decisions use the live labels: ledger-prod is payments' prod only according to the cluster.
     let app = app_to("ledger-prod");
-    let review = Review::update(&app, &syncing(&app, json!({}), Value::Null)).by(STOREFRONT_DEV);
+    let review = Review::update(&app, &syncing(&app, json!({}), Value::Null)).by(StorefrontDev);
     let response = respond::validate_review(&engine, &review.body())
         .unwrap()
         .review
@@ -170,7 +172,7 @@ async fn namespace_labels_are_watched_and_survive_an_api_outage() {
         "prod-sync-platform-only=enforce,team-owns-namespace=enforce"
     );
     let app = app_to("sandbox");
-    let review = Review::update(&app, &syncing(&app, json!({}), Value::Null)).by(STOREFRONT_DEV);
+    let review = Review::update(&app, &syncing(&app, json!({}), Value::Null)).by(StorefrontDev);
     assert!(
         respond::validate_review(&engine, &review.body())
             .unwrap()

@@ -66,7 +66,10 @@ fn with_label(mut namespace: Value, key: &str, value: Option<&str>) -> Value {
 
 fn recognised(engine: &Engine, request: &guardrails::admission::Request) -> (Vec<Action>, Relabel) {
     match recognize(request, &engine.config) {
-        Recognized::Known(recognition) => (recognition.actions, recognition.relabel),
+        Recognized::Known(recognition) => (
+            recognition.actions,
+            recognition.relabel.map(|r| *r).unwrap_or_default(),
+        ),
         Recognized::Unsupported { resource } => panic!("{resource} not recognised"),
     }
 }

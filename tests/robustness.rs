@@ -1,9 +1,14 @@
 //! Whatever the API server (or an attacker with network access) sends, the webhook answers: a
 //! decision with the request's uid, or an envelope error. Never a panic.
 
-mod common;
+mod common {
+    pub mod engine;
+    pub mod review;
+}
 
-use common::*;
+use common::engine::engine;
+use common::review::Review;
+use common::review::User::{ArgocdServer, Controller, PaymentsDev, Platform};
 use guardrails::respond;
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
@@ -114,15 +119,16 @@ proptest! {
         operation in prop::sample::select(vec!["CREATE", "UPDATE", "DELETE", "CONNECT"]),
         old in arbitrary_json(),
         new in arbitrary_json(),
-        user in prop::sample::select(vec![PAYMENTS_DEV, PLATFORM, ARGOCD_SERVER, CONTROLLER]),
+        user in prop::sample::select(vec![PaymentsDev, Platform, ArgocdServer, Controller]),
         sub in prop::sample::select(vec!["", "scale", "status"]),
         old_seed in any::<u8>(),
         new_seed in any::<u8>(),
     ) {
         let (old, new) = (object_from(kind, old, old_seed), object_from(kind, new, new_seed));
-        let mut review = Review::new(operation, Some(&new), Some(&old)).by(user);
+        // Both objects whatever the operation: what a confused or hostile client may send.
+        let mut review = Review::update(&old, &new).set("operation", operation).by(user);
         if !sub.is_empty() {
-            review = review.sub_resource(sub);
+            review = review.set("subResource", sub);
         }
         let reviewed = respond::validate_review(&ENGINE, &review.body()).expect("a well-formed envelope");
         let response = reviewed.review.response.expect("a response");
@@ -134,9 +140,62 @@ proptest! {
     }
 
     #[test]
-    fn arbitrary_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..512)) {
-        let _ = respond::validate_review(&ENGINE, &body);
+    fn arbitrary_bytes_get_an_envelope_error_or_an_answer_to_their_uid(
+        (body, made) in prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..512).prop_map(|bytes| (bytes, Made::Random)),
+            edited_review(),
+        ],
+    ) {
+        let parsed: Option<Value> = serde_json::from_slice(&body).ok();
+        let request = parsed.as_ref().map(|review| &review["request"]).filter(|r| r.is_object());
+        match (respond::validate_review(&ENGINE, &body), request) {
+            (Ok(reviewed), Some(request)) => {
+                let response = reviewed.review.response.expect("a response");
+                prop_assert_eq!(Some(response.uid.as_str()), request["uid"].as_str());
+            }
+            (Ok(_), None) => prop_assert!(
+                false,
+                "answered what is not a JSON object with a request: {:?}",
+                String::from_utf8_lossy(&body)
+            ),
+            (Err(error), _) => prop_assert!(
+                made != Made::Whole,
+                "a whole review refused: {}",
+                error
+            ),
+        }
     }
+}
+
+/// How a body under test was made.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Made {
+    Random,
+    /// A well-formed review: it must be answered.
+    Whole,
+    /// A well-formed review cut short: never JSON.
+    Cut,
+    /// A well-formed review with one byte changed: JSON or not, a request or not.
+    Changed,
+}
+
+/// A well-formed review body, whole, cut short or with one byte changed.
+fn edited_review() -> impl Strategy<Value = (Vec<u8>, Made)> {
+    let app = object_from("Application", json!({"project": "default"}), 0);
+    let body = Review::update(&app, &app).by(PaymentsDev).body();
+    let whole = body.clone();
+    prop_oneof![
+        Just((whole, Made::Whole)),
+        any::<prop::sample::Index>().prop_map({
+            let body = body.clone();
+            move |at| (body[..at.index(body.len())].to_vec(), Made::Cut)
+        }),
+        (any::<prop::sample::Index>(), any::<u8>()).prop_map(move |(at, byte)| {
+            let mut changed = body.clone();
+            changed[at.index(body.len())] = byte;
+            (changed, Made::Changed)
+        }),
+    ]
 }
 
 fn objects_and_members(value: &Value) -> (usize, usize) {

@@ -4,15 +4,31 @@
 //! Limits are set through environment variables only, so the same tests can be pointed at an
 //! older binary (`GUARDRAILS_TEST_BIN=/path/to/guardrails`) to show what they catch.
 
-mod common;
+mod common {
+    pub mod fixtures;
+    pub mod http;
+    pub mod json;
+    pub mod metrics;
+    pub mod objects;
+    pub mod process;
+    pub mod review;
+    pub mod serve;
+    pub mod tls;
+    pub mod wait;
+}
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::process::free_port;
-use common::*;
+use common::metrics::metric_sum;
+use common::objects::{app_to, syncing, with};
+use common::review::Review;
+use common::review::User::PaymentsDev;
+use common::serve::{Guardrails, Serve};
+use common::tls::tls_client_config;
+use common::wait::eventually;
 use serde_json::{Value, json};
 
 /// Tests that load the machine or bound a latency run one at a time, so they neither disturb
@@ -25,26 +41,23 @@ fn binary() -> PathBuf {
         .unwrap_or_else(|| assert_cmd::cargo::cargo_bin("guardrails"))
 }
 
+/// A `guardrails serve --dev` with its CA, killed when dropped.
 struct Server {
-    child: Child,
-    port: u16,
+    guardrails: Guardrails,
     ca_pem: String,
-    _dir: tempfile::TempDir,
-    log: PathBuf,
+    dir: tempfile::TempDir,
 }
 
 impl Server {
-    /// `serve --dev` on a free port with `env` set; ready once `/healthz` answers.
+    /// `serve --dev` on a free port with `env` set.
     fn start(env: &[(&str, &str)]) -> Self {
-        Self::start_with(env, None)
+        Self::start_with(env, None, false)
     }
 
-    /// As `start`, with the open-file limit of the process set to `nofile`.
-    fn start_with(env: &[(&str, &str)], nofile: Option<u64>) -> Self {
+    /// As `start`, with the open-file limit of the process set to `nofile`, and a probe port.
+    fn start_with(env: &[(&str, &str)], nofile: Option<u64>, probes: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
         let ca = dir.path().join("ca.pem");
-        let log = dir.path().join("stderr.log");
         let mut command = match nofile {
             Some(n) => {
                 let mut command = Command::new("prlimit");
@@ -54,56 +67,46 @@ impl Server {
             None => Command::new(binary()),
         };
         command
-            .args(["serve", "--dev", "--listen"])
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--dev-ca-out")
-            .arg(&ca)
+            .arg("serve")
             .envs(env.iter().copied())
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
-        // Owned at once, so that a failed start still kills and reaps the process.
-        let mut server = Self {
-            child: command.spawn().unwrap(),
-            port,
-            ca_pem: String::new(),
-            _dir: dir,
-            log,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(ca_pem) = std::fs::read_to_string(&ca)
-                && ca_pem.contains("END CERTIFICATE")
-                && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-            {
-                server.ca_pem = ca_pem;
-                return server;
-            }
-            assert!(Instant::now() < deadline, "the server never started");
-            std::thread::sleep(Duration::from_millis(50));
+            .env("RUST_LOG", "info");
+        let guardrails = Guardrails::start(Serve {
+            command,
+            probes,
+            dev_ca: Some(&ca),
+            log: Some(&dir.path().join("stderr.log")),
+        });
+        Self {
+            guardrails,
+            ca_pem: std::fs::read_to_string(&ca).unwrap(),
+            dir,
         }
     }
 
+    fn port(&self) -> u16 {
+        self.guardrails.port
+    }
+
     fn url(&self, path: &str) -> String {
-        format!("https://localhost:{}{path}", self.port)
+        format!("https://localhost:{}{path}", self.port())
     }
 
     fn client(&self, http1: bool) -> reqwest::Client {
-        client(&self.ca_pem, http1)
+        common::http::client(&self.ca_pem, http1, Duration::from_secs(60))
     }
 
     /// The process's peak resident memory so far, in bytes.
     fn peak_memory(&self) -> u64 {
-        status_field(self.child.id(), "VmHWM:")
+        status_field(self.guardrails.child.id(), "VmHWM:")
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
     }
 
     fn terminate(&self) {
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args(["-TERM", &self.guardrails.child.id().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
@@ -112,7 +115,7 @@ impl Server {
     fn wait(&mut self, within: Duration) -> std::process::ExitStatus {
         let deadline = Instant::now() + within;
         loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
+            if let Some(status) = self.guardrails.child.try_wait().unwrap() {
                 return status;
             }
             assert!(Instant::now() < deadline, "the server did not exit");
@@ -130,14 +133,7 @@ impl Server {
             .text()
             .await
             .unwrap();
-        common::process::metric_sum(&text, series)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        metric_sum(&text, series)
     }
 }
 
@@ -155,21 +151,6 @@ fn status_field(pid: u32, field: &str) -> u64 {
     kib * 1024
 }
 
-fn client(ca_pem: &str, http1: bool) -> reqwest::Client {
-    let mut config = tls_client_config(ca_pem);
-    config.alpn_protocols = if http1 {
-        vec![b"http/1.1".to_vec()]
-    } else {
-        vec![b"h2".to_vec()]
-    };
-    let builder = reqwest::Client::builder()
-        .tls_backend_preconfigured(config)
-        .timeout(Duration::from_secs(60));
-    if http1 { builder.http1_only() } else { builder }
-        .build()
-        .unwrap()
-}
-
 /// A review of an Application listing `resources` resources in its status (~300 bytes each):
 /// the shape of the largest real reviews.
 fn large_review(resources: usize, uid: &str) -> Vec<u8> {
@@ -182,14 +163,17 @@ fn large_review(resources: usize, uid: &str) -> Vec<u8> {
         })
         .collect();
     let app = with(app, &[("/status/resources", json!(listed))]);
-    Review::update(&app, &app).by(PAYMENTS_DEV).uid(uid).body()
+    Review::update(&app, &app)
+        .by(PaymentsDev)
+        .set("uid", uid)
+        .body()
 }
 
 fn small_review(uid: &str) -> Vec<u8> {
     let app = app_to("payments-dev");
     Review::update(&app, &syncing(&app, json!({}), Value::Null))
-        .by(PAYMENTS_DEV)
-        .uid(uid)
+        .by(PaymentsDev)
+        .set("uid", uid)
         .body()
 }
 
@@ -372,13 +356,13 @@ async fn idle_connections_cannot_lock_clients_out() {
     let _heavy = HEAVY.lock().await;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     // 256 file descriptors; the server keeps 128 for itself and caps connections at 128.
-    let server = Server::start_with(&[], Some(256));
+    let server = Server::start_with(&[], Some(256), false);
     let connector = tls_connector(&server.ca_pem);
     // 300 keep-alive connections, each used once and left idle: more than there are fds.
     let mut idle = Vec::new();
     for _ in 0..300 {
         let connected = tokio::time::timeout(Duration::from_secs(2), async {
-            let tcp = tokio::net::TcpStream::connect(("127.0.0.1", server.port)).await?;
+            let tcp = tokio::net::TcpStream::connect(("127.0.0.1", server.port())).await?;
             let mut tls = connector
                 .connect(
                     rustls::pki_types::ServerName::try_from("localhost").unwrap(),
@@ -422,12 +406,8 @@ async fn idle_connections_cannot_lock_clients_out() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_are_closed_after_the_idle_timeout() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let probe_port = free_port();
-    let probe_listen = format!("127.0.0.1:{probe_port}");
-    let server = Server::start(&[
-        ("GUARDRAILS_IDLE_TIMEOUT", "1s"),
-        ("GUARDRAILS_PROBE_LISTEN", &probe_listen),
-    ]);
+    let server = Server::start_with(&[("GUARDRAILS_IDLE_TIMEOUT", "1s")], None, true);
+    let probe_port = server.guardrails.probes.unwrap();
     // The plain-HTTP probe port too.
     let mut plain = tokio::net::TcpStream::connect(("127.0.0.1", probe_port))
         .await
@@ -444,7 +424,7 @@ async fn idle_connections_are_closed_after_the_idle_timeout() {
         matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
         "an idle probe connection stayed open"
     );
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", server.port()))
         .await
         .unwrap();
     let mut tls = tls_connector(&server.ca_pem)
@@ -517,11 +497,13 @@ async fn sigterm_keeps_serving_for_the_delay_then_finishes_what_was_received() {
         .collect();
     tokio::time::sleep(Duration::from_millis(500)).await;
     server.terminate();
-    tokio::time::sleep(Duration::from_millis(300)).await;
     // During the delay: /readyz fails, and new connections are still served.
     let fresh = server.client(true);
-    let readyz = fresh.get(server.url("/readyz")).send().await.unwrap();
-    assert_eq!(readyz.status(), 503);
+    eventually("/readyz to fail after SIGTERM", async || {
+        let readyz = fresh.get(server.url("/readyz")).send().await.unwrap();
+        readyz.status() == 503
+    })
+    .await;
     assert_eq!(post(&fresh, &url, small_review("late")).await.unwrap(), 200);
     for request in heavy {
         assert_eq!(
@@ -544,11 +526,11 @@ async fn sigterm_keeps_serving_for_the_delay_then_finishes_what_was_received() {
 #[test]
 fn a_second_dev_server_on_a_busy_port_leaves_the_first_ones_ca_alone() {
     let first = Server::start(&[]);
-    let ca = first._dir.path().join("ca.pem");
+    let ca = first.dir.path().join("ca.pem");
     let before = std::fs::read_to_string(&ca).unwrap();
     let output = Command::new(binary())
         .args(["serve", "--dev", "--listen"])
-        .arg(format!("127.0.0.1:{}", first.port))
+        .arg(format!("127.0.0.1:{}", first.port()))
         .arg("--dev-ca-out")
         .arg(&ca)
         .output()

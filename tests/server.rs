@@ -1,7 +1,16 @@
 //! The webhook as the API server sees it: HTTP through the router, and real HTTPS over loopback
 //! with HTTP/1.1 keep-alive and HTTP/2.
 
-mod common;
+mod common {
+    pub mod engine;
+    pub mod fixtures;
+    pub mod http;
+    pub mod json;
+    pub mod objects;
+    pub mod policies;
+    pub mod review;
+    pub mod tls;
+}
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,7 +18,13 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use common::*;
+use common::engine::engine;
+use common::fixtures::fixture;
+use common::json::set;
+use common::objects::{app_to, syncing};
+use common::policies::policies;
+use common::review::Review;
+use common::review::User::PaymentsDev;
 use guardrails::server::limits::Limits;
 use guardrails::server::tls;
 use guardrails::server::{self, AppState, ServerHandle};
@@ -40,8 +55,8 @@ fn post(path: &str, body: impl Into<Body>) -> Request<Body> {
 fn prod_sync_by_developer() -> Review {
     let prod = app_to("payments-prod");
     Review::update(&prod, &syncing(&prod, json!({}), Value::Null))
-        .by(PAYMENTS_DEV)
-        .uid("7d4c0e2a-1111-4c6b-9a57-000000000001")
+        .by(PaymentsDev)
+        .set("uid", "7d4c0e2a-1111-4c6b-9a57-000000000001")
 }
 
 #[tokio::test]
@@ -153,20 +168,9 @@ async fn start_tls_server_with(state: AppState, limits: Limits) -> RunningServer
     }
 }
 
+/// A client of the TLS server: HTTP/1.1 only, or HTTP/2 when offered.
 fn client(ca_pem: &str, http1_only: bool) -> reqwest::Client {
-    let mut config = tls_client_config(ca_pem);
-    config.alpn_protocols = if http1_only {
-        vec![b"http/1.1".to_vec()]
-    } else {
-        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
-    };
-    let builder = reqwest::Client::builder().tls_backend_preconfigured(config);
-    let builder = if http1_only {
-        builder.http1_only()
-    } else {
-        builder
-    };
-    builder.build().unwrap()
+    common::http::client(ca_pem, http1_only, Duration::from_secs(60))
 }
 
 async fn send(
@@ -193,16 +197,16 @@ fn reviews() -> Vec<(Review, bool)> {
         (prod_sync_by_developer(), false),
         (
             Review::update(&dev, &syncing(&dev, json!({}), Value::Null))
-                .by(PAYMENTS_DEV)
-                .uid("u-dev-sync"),
+                .by(PaymentsDev)
+                .set("uid", "u-dev-sync"),
             true,
         ),
         (
-            Review::delete(&fixture(
+            Review::new("DELETE", None, Some(&fixture(
                 "argocd/applications/argocd-controller-testdata-velero-status-operationState.yaml",
-            ))
-            .by(PAYMENTS_DEV)
-            .uid("u-delete"),
+            )))
+            .by(PaymentsDev)
+            .set("uid", "u-delete"),
             false,
         ),
         (
@@ -210,9 +214,9 @@ fn reviews() -> Vec<(Review, bool)> {
                 &base,
                 &fixture("deployments/argocd-action-testdata-deployment-scaled.yaml"),
             )
-            .by(PAYMENTS_DEV)
-            .uid("u-scale")
-            .dry_run(),
+            .by(PaymentsDev)
+            .set("uid", "u-scale")
+            .set("dryRun", true),
             true,
         ),
     ]
@@ -270,8 +274,8 @@ async fn https_http2_multiplexes_reviews() {
         &dev,
         &syncing(&dev, json!({}), json!({"username": "admin@example.com"})),
     )
-    .by(PAYMENTS_DEV)
-    .uid("u-forged");
+    .by(PaymentsDev)
+    .set("uid", "u-forged");
     let (_, body) = send(&client, server.addr, &forged).await;
     let warnings = body["response"]["warnings"].as_array().unwrap();
     assert!(
@@ -317,10 +321,10 @@ async fn metrics_count_requests_decisions_policies_and_latency() {
     let dev = app_to("payments-dev");
     let reviews = [
         prod_sync_by_developer(),
-        prod_sync_by_developer().uid("second"),
+        prod_sync_by_developer().set("uid", "second"),
         Review::update(&dev, &syncing(&dev, json!({}), Value::Null))
-            .by(PAYMENTS_DEV)
-            .uid("dev"),
+            .by(PaymentsDev)
+            .set("uid", "dev"),
     ];
     for review in &reviews {
         let response = server::router(state.clone())
@@ -338,7 +342,7 @@ async fn metrics_count_requests_decisions_policies_and_latency() {
         .oneshot(post(
             "/mutate",
             Review::update(&dev, &syncing(&dev, json!({}), json!({"username": "x"})))
-                .by(PAYMENTS_DEV)
+                .by(PaymentsDev)
                 .body(),
         ))
         .await
@@ -526,7 +530,7 @@ async fn denial_reasons_come_in_the_same_order_every_time() {
             )
         })
         .collect();
-    let dir = policies_with("zz.cedar", &extra);
+    let dir = policies(&[("zz.cedar", &extra)]);
     let engine = guardrails::decide::Engine::new(
         guardrails::policy::PolicyStore::load_dir(dir.path()).unwrap(),
         guardrails::config::Config::embedded().unwrap(),

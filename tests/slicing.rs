@@ -5,11 +5,15 @@
 //! group, for the fidelity corpus and variations of it (other users, groups, namespaces, labels),
 //! with the shipped policies and with 1,000 generated ones.
 
-mod common;
+mod common {
+    pub mod fixtures;
+    pub mod json;
+}
 #[path = "../benches/support/generate.rs"]
 mod generate;
 
-use common::*;
+use common::fixtures::{fixture, fixtures_dir};
+use common::json::set;
 use guardrails::config::Config;
 use guardrails::decide::{self, Engine, Outcome};
 use guardrails::policy::PolicyStore;
@@ -28,7 +32,7 @@ fn corpus() -> Vec<Value> {
     assert!(files.len() > 80, "the fidelity corpus is missing");
     files
         .iter()
-        .map(|path| serde_json::from_str::<Value>(&std::fs::read_to_string(path).unwrap()).unwrap())
+        .map(|path| fixture(path.strip_prefix(fixtures_dir()).unwrap().to_str().unwrap()))
         // `request-bodies.json` holds what the writers sent, not reviews.
         .filter(|review| review["kind"] == "AdmissionReview")
         .collect()

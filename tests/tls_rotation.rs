@@ -1,14 +1,19 @@
 //! Rotating the certificate files of a running server (as cert-manager or a Secret update does):
 //! the next handshake sees the new certificate; a broken pair keeps the old one.
 
-mod common;
+mod common {
+    pub mod engine;
+    pub mod tls;
+    pub mod wait;
+}
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use common::engine;
+use common::engine::engine;
+use common::tls::tls_client_config;
+use common::wait::eventually;
 use guardrails::audit::AuditLog;
 use guardrails::reload::watch::WatchOptions;
 use guardrails::server::limits::Limits;
@@ -34,20 +39,8 @@ fn leaf(pair: &PemPair) -> CertificateDer<'static> {
 
 /// Handshake with a client trusting every CA in `cas`, and return the server's leaf certificate.
 async fn served_certificate(addr: SocketAddr, cas: &[&PemPair]) -> CertificateDer<'static> {
-    let mut roots = rustls::RootCertStore::empty();
-    for ca in cas {
-        for cert in CertificateDer::pem_slice_iter(ca.ca_pem.as_bytes()) {
-            roots.add(cert.unwrap()).unwrap();
-        }
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let cas: String = cas.iter().map(|pair| pair.ca_pem.as_str()).collect();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls_client_config(&cas)));
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let tls = connector
         .connect(ServerName::try_from("localhost").unwrap(), stream)
@@ -59,14 +52,10 @@ async fn served_certificate(addr: SocketAddr, cas: &[&PemPair]) -> CertificateDe
 }
 
 async fn eventually_serves(addr: SocketAddr, cas: &[&PemPair], expected: &CertificateDer<'static>) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if &served_certificate(addr, cas).await == expected {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the rotated certificate was never served");
+    eventually("the rotated certificate to be served", async || {
+        &served_certificate(addr, cas).await == expected
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -110,18 +99,11 @@ async fn rotated_certificates_are_served_and_broken_ones_ignored() {
     let third = tls::generate_dev().unwrap();
     std::fs::write(dir.path().join("tls.crt"), &third.cert_pem).unwrap();
     std::fs::write(dir.path().join("tls.key"), "not a key").unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    eventually("the failed reload to be recorded", async || {
         let metrics = state.metrics.encode().unwrap();
-        if metrics.contains(r#"guardrails_tls_certificate_reloads_total{result="failure"}"#) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the failed reload was never recorded:\n{metrics}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        metrics.contains(r#"guardrails_tls_certificate_reloads_total{result="failure"}"#)
+    })
+    .await;
     assert_eq!(
         served_certificate(addr, &[&first, &second, &third]).await,
         leaf(&second)

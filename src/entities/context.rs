@@ -37,7 +37,10 @@ pub fn build_context(
         ),
         ("automated", CedarValue::from(identity.automation)),
         ("sync", sync_record(&recognition.sync)),
-        ("relabel", relabel_record(&recognition.relabel)),
+        (
+            "relabel",
+            relabel_record(recognition.relabel.as_deref().unwrap_or(&Relabel::EMPTY)),
+        ),
         ("autoSync", auto_sync_record(recognition.auto_sync)),
         ("cascade", CedarValue::from(recognition.cascade)),
         (

@@ -83,8 +83,9 @@ pub struct Recognition {
     /// The operation claims `automated: true` but the caller is not an automation identity, so it
     /// was recognised as a manual sync.
     pub forged_automation: bool,
-    /// A Namespace's trust labels before and after (empty for other kinds).
-    pub relabel: Relabel,
+    /// A Namespace's trust labels before and after (`None` for other kinds; boxed so that other
+    /// kinds do not carry its room).
+    pub relabel: Option<Box<Relabel>>,
 }
 
 /// Requests for kinds Guardrails does not decide are answered, never silently: see `decide`.
@@ -171,7 +172,7 @@ fn without_actions(kind: Kind, request: &Request) -> Recognition {
         new_replicas: workload::replicas(new),
         initiated_by: None,
         forged_automation: false,
-        relabel: Relabel::default(),
+        relabel: None,
     }
 }
 

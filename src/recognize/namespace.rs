@@ -23,6 +23,16 @@ pub struct Relabel {
     pub new_environment: String,
 }
 
+impl Relabel {
+    /// No labels on either side: the context of every other kind.
+    pub const EMPTY: Relabel = Relabel {
+        old_team: String::new(),
+        new_team: String::new(),
+        old_environment: String::new(),
+        new_environment: String::new(),
+    };
+}
+
 fn label(object: Option<&DynamicObject>, key: &str) -> Option<String> {
     object?.metadata.labels.as_ref()?.get(key).cloned()
 }
@@ -52,10 +62,10 @@ pub(super) fn recognize(recognition: &mut Recognition, request: &Request, config
         }
         _ => {}
     }
-    recognition.relabel = Relabel {
+    recognition.relabel = Some(Box::new(Relabel {
         old_team: before.0.unwrap_or_default(),
         old_environment: before.1.unwrap_or_default(),
         new_team: after.0.unwrap_or_default(),
         new_environment: after.1.unwrap_or_default(),
-    };
+    }));
 }

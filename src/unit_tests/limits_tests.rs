@@ -79,7 +79,16 @@ fn connections_stay_below_the_fd_limit_and_the_budget_admits_the_largest_request
     let notes = limits.normalise(Some(1024));
     assert_eq!(limits.max_connections, 1024 - RESERVED_FDS);
     assert!(limits.max_connections >= 512);
-    assert_eq!(limits.memory_budget, limits.least_memory_budget());
+    // The largest request the defaults allow: a 4 MiB body (4,194,304 bytes) holding
+    // min(300,000, 4,194,304 / 2 + 1) = 300,000 values, as many members and
+    // min(60,000, 300,000) = 60,000 objects, estimated at
+    //   16,384 (base) + 2 × 4,194,304 (body copies) + 300,000 × 80 (values)
+    //   + 300,000 × 80 (members) + 60,000 × 400 (objects) = 80,404,992 bytes.
+    assert_eq!(limits.largest_request(), 80_404_992);
+    // It and the first bytes of the 64 queued requests, 64 × (65,536 + 16,384) = 5,242,880,
+    // must fit in the 3/4 of the budget left beside the receiving share (1/4):
+    //   (80,404,992 + 5,242,880) × 4 / 3 = 342,591,488 / 3 = 114,197,162 (rounded down).
+    assert_eq!(limits.memory_budget, 114_197_162);
     assert!(limits.least_memory_budget() > limits.largest_request());
     assert_eq!(notes.len(), 2, "{notes:?}");
     let mut unchanged = Limits::default();

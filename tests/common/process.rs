@@ -1,147 +1,93 @@
-//! `guardrails serve` as a process on loopback ports, with clients for its TLS and probe ports.
+//! Child processes given loopback ports: `guardrails serve`, and etcd and kube-apiserver in the
+//! e2e suite.
+//!
+//! None of them can be handed a bound socket (`guardrails serve` takes `--listen ADDRESS`), so a
+//! port is picked by binding port 0 and letting go of it, and another process may take it before
+//! the child binds it. A child that fails because a port was taken is therefore started again on
+//! new ports, a few times ([`on_free_ports`]). And a port that accepts connections may belong to
+//! that other process: a child is ready only once it holds the listening socket itself
+//! ([`listens`]). In-process servers have no such race: they are handed a bound
+//! `tokio::net::TcpListener`.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::{Ipv4Addr, TcpListener};
 
-use serde_json::Value;
+/// Starts of a child before giving up on finding free ports.
+const ATTEMPTS: usize = 5;
 
-pub fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
+/// `count` distinct ports free on 127.0.0.1 when this returns (bound together, so never the same
+/// port twice, then let go).
+fn free_ports(count: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..count)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
+        .collect();
+    listeners
+        .iter()
+        .map(|listener| listener.local_addr().unwrap().port())
+        .collect()
 }
 
-/// A running `guardrails serve`, killed when dropped. stderr goes to `log`.
-pub struct Guardrails {
-    child: Child,
-    pub port: u16,
-    pub probes: u16,
-    pub log: PathBuf,
+/// Whether a child's output says that it could not bind a port: Rust's "Address already in use"
+/// and Go's "bind: address already in use".
+fn port_taken(output: &str) -> bool {
+    output
+        .to_ascii_lowercase()
+        .contains("address already in use")
 }
 
-impl Guardrails {
-    /// `serve --listen … --probe-listen … ARGS` (ARGS pick the certificate: `--dev` or files);
-    /// returns once both ports accept connections.
-    pub fn start(dir: &Path, args: &[&str]) -> Self {
-        let (port, probes) = (free_port(), free_port());
-        let log = dir.join(format!("guardrails-{port}.log"));
-        let child = Command::new(assert_cmd::cargo::cargo_bin("guardrails"))
-            .arg("serve")
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--probe-listen")
-            .arg(format!("127.0.0.1:{probes}"))
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut served = Self {
-            child,
-            port,
-            probes,
-            log,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", probes)).is_err()
-            || std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
-        {
-            assert!(
-                served.child.try_wait().unwrap().is_none(),
-                "guardrails exited: {}",
-                served.log()
-            );
-            assert!(Instant::now() < deadline, "guardrails never listened");
-            std::thread::sleep(Duration::from_millis(50));
+/// `start` with `count` free ports; when it fails with a message (its output) saying that a port
+/// was already in use, again with new ports, up to 5 starts. `start` must leave nothing running
+/// when it fails.
+pub fn on_free_ports<T>(
+    count: usize,
+    mut start: impl FnMut(&[u16]) -> Result<T, String>,
+) -> Result<T, String> {
+    let mut attempt = 1;
+    loop {
+        let ports = free_ports(count);
+        match start(&ports) {
+            Err(error) if port_taken(&error) && attempt < ATTEMPTS => {
+                eprintln!("a port of {ports:?} was taken before the child bound it; new ports");
+                attempt += 1;
+            }
+            result => return result,
         }
-        served
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("https://localhost:{}{path}", self.port)
-    }
-
-    /// GET `path` on the probe port within `within`: status and body.
-    pub async fn probe(&self, path: &str, within: Duration) -> (u16, String) {
-        // Plain HTTP; reqwest still wants a TLS configuration to build.
-        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(rustls::RootCertStore::empty())
-        .with_no_client_auth();
-        let client = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .timeout(within)
-            .build()
-            .unwrap();
-        let response = client
-            .get(format!("http://127.0.0.1:{}{path}", self.probes))
-            .send()
-            .await
-            .unwrap_or_else(|error| panic!("{path} not answered within {within:?}: {error}"));
-        let status = response.status().as_u16();
-        (status, response.text().await.unwrap())
-    }
-
-    pub async fn readyz(&self) -> (u16, Value) {
-        let (status, body) = self.probe("/readyz", Duration::from_secs(5)).await;
-        (status, serde_json::from_str(&body).unwrap())
-    }
-
-    /// The sum of every series of `name` on `/metrics`.
-    pub async fn metric(&self, name: &str) -> f64 {
-        let (_, text) = self.probe("/metrics", Duration::from_secs(5)).await;
-        metric_sum(&text, name)
     }
 }
 
-impl Drop for Guardrails {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The sum of every series of `name` in a Prometheus text exposition (`name` alone, or with
-/// labels: `name{a="b"}` matches that series only).
-pub fn metric_sum(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter_map(|line| line.rsplit_once(' '))
-        .filter(|(series, _)| {
-            *series == name
-                || series
-                    .strip_prefix(name)
-                    .is_some_and(|labels| labels.starts_with('{'))
+/// Whether process `pid` holds a socket listening on TCP `port` of 127.0.0.1 or of every IPv4
+/// address (Linux: `/proc/net/tcp` and `/proc/<pid>/fd`).
+pub fn listens(pid: u32, port: u16) -> bool {
+    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
+        return false;
+    };
+    // `sl local_address rem_address st … inode`: the address as the kernel's 32-bit word in hex,
+    // the port in hex, state 0A for LISTEN.
+    let inodes: Vec<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (address, local_port) = fields.get(1)?.split_once(':')?;
+            let address = Ipv4Addr::from(u32::from_str_radix(address, 16).ok()?.to_ne_bytes());
+            let listening = fields.get(3) == Some(&"0A")
+                && u16::from_str_radix(local_port, 16) == Ok(port)
+                && (address.is_loopback() || address.is_unspecified());
+            if !listening {
+                return None;
+            }
+            Some(format!("socket:[{}]", fields.get(9)?))
         })
-        .map(|(_, value)| value.parse::<f64>().unwrap())
-        .sum()
-}
-
-/// A client trusting the CAs in `ca_pem`, giving up after `timeout`.
-pub fn client(ca_pem: &str, timeout: Duration) -> reqwest::Client {
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(super::tls_client_config(ca_pem))
-        .timeout(timeout)
-        .build()
-        .unwrap()
-}
-
-/// POST `body` to `/validate` within `within`: the AdmissionReview answered.
-pub async fn validate(client: &reqwest::Client, served: &Guardrails, body: Vec<u8>) -> Value {
-    let response = client
-        .post(served.url("/validate"))
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .expect("/validate answered in time");
-    assert_eq!(response.status(), 200);
-    response.json().await.unwrap()
+        .collect();
+    if inodes.is_empty() {
+        return false;
+    }
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .any(|target| {
+            inodes
+                .iter()
+                .any(|inode| target.as_os_str() == inode.as_str())
+        })
 }

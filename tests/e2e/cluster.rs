@@ -12,11 +12,11 @@
 //!   certificate), optionally impersonating an [`Identity`] with `--as`/`--as-group`, and return an
 //!   [`Output`] (`.ok()` and `.denied()` assert how it ended);
 //! - [`Cluster::apply_yaml`] / [`Cluster::apply_json`] apply manifests as the admin;
-//! - [`Cluster::helm`] runs the built helm against the cluster; [`Cluster::render_chart`] runs
+//! - [`Cluster::helm`] runs the built helm against the cluster; [`render_chart`] runs
 //!   `helm template` of the repository's chart;
-//! - [`Guardrails::audit_for`] / [`Guardrails::wait_audit`] / [`Guardrails::audit_by_uid`] find
-//!   audit lines, [`Guardrails::metric`] reads `/metrics`, [`Guardrails::validate`] posts an
-//!   AdmissionReview straight to the server (for recorded reviews);
+//! - [`Guardrails::audit_for`] / [`Guardrails::wait_audit`] find audit lines,
+//!   [`Guardrails::metric`] reads `/metrics`, [`Guardrails::validate`] posts an AdmissionReview
+//!   straight to the server;
 //! - [`Cluster::start_guardrails`] starts another `guardrails serve` (killed when dropped);
 //!   [`Cluster::stop_api_server`] / [`Cluster::start_api_server`] make an outage.
 //!
@@ -27,7 +27,7 @@
 use std::collections::HashMap;
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -41,6 +41,8 @@ use rcgen::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::common::http::client;
+use crate::common::process::{listens, on_free_ports};
 use crate::components::{Components, components, target_dir};
 
 pub const RELEASE: &str = "guardrails";
@@ -178,8 +180,6 @@ static RUN_DIR: OnceLock<PathBuf> = OnceLock::new();
 
 /// A running `guardrails serve`.
 pub struct Guardrails {
-    #[allow(dead_code)] // API
-    pub name: String,
     /// `127.0.0.1:<port>` of the TLS listener.
     pub listen: String,
     /// `127.0.0.1:<port>` of the plain-HTTP probe listener (`/metrics`, `/readyz`).
@@ -207,12 +207,6 @@ impl Guardrails {
             .into_iter()
             .filter(|r| r["namespace"] == namespace && r["name"] == name)
             .collect()
-    }
-
-    /// The audit record with this request uid, if any.
-    #[allow(dead_code)] // API for the AdmissionReview corpus
-    pub fn audit_by_uid(&self, uid: &str) -> Option<Value> {
-        self.audit_records().into_iter().find(|r| r["uid"] == uid)
     }
 
     /// Wait (up to 10 s) for the `nth` (0-based) audit record of one object matching `filter`.
@@ -278,30 +272,12 @@ impl Guardrails {
             .sum()
     }
 
-    /// POST an AdmissionReview straight to this server's `/validate` (no API server involved) and
-    /// return the AdmissionReview it answers.
-    pub fn validate(&self, review: &Value) -> Result<Value, String> {
-        use rustls::pki_types::CertificateDer;
-        use rustls::pki_types::pem::PemObject;
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(self.ca_pem.as_bytes()) {
-            roots
-                .add(cert.map_err(|e| e.to_string())?)
-                .map_err(|e| e.to_string())?;
-        }
-        let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        let client = reqwest::Client::builder()
-            .tls_backend_preconfigured(config)
-            .build()
-            .map_err(|e| e.to_string())?;
+    /// POST an AdmissionReview body straight to this server's `/validate` (no API server
+    /// involved) and return the AdmissionReview it answers.
+    pub fn validate(&self, body: &[u8]) -> Result<Value, String> {
+        let client = client(&self.ca_pem, true, Duration::from_secs(30));
         let url = format!("https://{}/validate", self.listen);
-        let body = review.to_string();
+        let body = body.to_vec();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -316,11 +292,6 @@ impl Guardrails {
                 .map_err(|e| e.to_string())?;
             response.json::<Value>().await.map_err(|e| e.to_string())
         })
-    }
-
-    pub fn is_running(&self) -> bool {
-        let mut child = self.child.lock().expect("guardrails child lock");
-        matches!(child.try_wait(), Ok(None))
     }
 
     pub fn log_text(&self) -> String {
@@ -345,9 +316,6 @@ pub struct Cluster {
     pub kubeconfig: PathBuf,
     /// `https://127.0.0.1:<port>`
     pub server: String,
-    /// The cluster CA (PEM): API server serving and client certificates.
-    #[allow(dead_code)] // API
-    pub ca_pem: String,
     /// The `guardrails serve` behind the chart's webhook configurations.
     pub guardrails: Guardrails,
     processes: Mutex<Vec<(String, Child)>>,
@@ -377,11 +345,6 @@ pub fn shared() -> RwLockReadGuard<'static, ()> {
 /// See [`shared`].
 pub fn exclusive() -> RwLockWriteGuard<'static, ()> {
     WEBHOOK_LOCK.write().unwrap_or_else(|e| e.into_inner())
-}
-
-pub fn free_port() -> Result<u16, String> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
-    Ok(listener.local_addr().map_err(|e| e.to_string())?.port())
 }
 
 pub fn http_get(addr: &str, path: &str) -> Result<(u16, String), String> {
@@ -574,6 +537,7 @@ fn spawn_logged(
         .stderr(err_file)
         .spawn()
         .map_err(|e| format!("{name}: {e}"))?;
+    let _pids = PIDS.lock().unwrap_or_else(|e| e.into_inner());
     let mut pids = fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -581,6 +545,89 @@ fn spawn_logged(
         .map_err(|e| e.to_string())?;
     writeln!(pids, "{}", child.id()).map_err(|e| e.to_string())?;
     Ok((child, log))
+}
+
+/// Held while the watchdog's list of pids is written.
+static PIDS: Mutex<()> = Mutex::new(());
+
+/// Kill and reap `child`, and take it off the watchdog's list (its pid may be reused).
+fn stop(run_dir: &Path, child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+    let _pids = PIDS.lock().unwrap_or_else(|e| e.into_inner());
+    let path = run_dir.join("pids");
+    if let Ok(text) = fs::read_to_string(&path) {
+        let pid = child.id().to_string();
+        let kept: String = text
+            .lines()
+            .filter(|line| *line != pid)
+            .map(|line| format!("{line}\n"))
+            .collect();
+        let _ = fs::write(&path, kept);
+    }
+}
+
+/// [`spawn_logged`], then wait up to `within` until the process holds sockets listening on
+/// `ports` and `ready` says it is ready (`Err`: not yet, and why). If it exits or the time runs
+/// out, it is stopped and the error ends with its log, which says whether a port was taken meanwhile
+/// (for [`on_free_ports`]).
+fn start_listening(
+    run_dir: &Path,
+    name: &str,
+    command: &mut Command,
+    ports: &[u16],
+    within: Duration,
+    mut ready: impl FnMut() -> Result<bool, String>,
+) -> Result<(Child, PathBuf), String> {
+    let (mut child, log) = spawn_logged(run_dir, name, command)?;
+    let waited = wait_for(within, name, || {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Ok(Some(Err(format!("{name} exited ({status})"))));
+        }
+        if let Some(port) = ports.iter().find(|port| !listens(child.id(), **port)) {
+            return Err(format!("{name} does not listen on port {port}"));
+        }
+        Ok(ready()?.then_some(Ok(())))
+    })
+    .and_then(|outcome| outcome);
+    match waited {
+        Ok(()) => Ok((child, log)),
+        Err(error) => {
+            stop(run_dir, &mut child);
+            Err(format!(
+                "{error}\n--- {name} log ({})\n{}",
+                log.display(),
+                tail(&log, 30)
+            ))
+        }
+    }
+}
+
+/// kube-apiserver's arguments: the cluster's PKI in `pki_dir`, etcd at `etcd_url`, serving on
+/// 127.0.0.1:`port`.
+fn api_args(pki_dir: &Path, etcd_url: &str, port: u16) -> Vec<String> {
+    let pki_path = |name: &str| pki_dir.join(name).display().to_string();
+    vec![
+        format!("--etcd-servers={etcd_url}"),
+        "--bind-address=127.0.0.1".into(),
+        "--advertise-address=127.0.0.1".into(),
+        format!("--secure-port={port}"),
+        format!("--tls-cert-file={}", pki_path("apiserver.crt")),
+        format!("--tls-private-key-file={}", pki_path("apiserver.key")),
+        format!("--client-ca-file={}", pki_path("ca.crt")),
+        "--authorization-mode=RBAC".into(),
+        format!("--service-account-key-file={}", pki_path("sa.pub")),
+        format!("--service-account-signing-key-file={}", pki_path("sa.key")),
+        "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
+        "--service-cluster-ip-range=10.96.0.0/16".into(),
+        // No kubelet, no controller manager: nothing mounts service-account tokens, and nothing
+        // keeps the `kubernetes` Service's endpoints.
+        "--disable-admission-plugins=ServiceAccount".into(),
+        "--endpoint-reconciler-type=none".into(),
+        "--enable-priority-and-fairness=false".into(),
+        "--profiling=false".into(),
+        "--v=1".into(),
+    ]
 }
 
 fn kubeconfig(server: &str, ca_pem: &str, user: Value) -> Value {
@@ -712,81 +759,81 @@ impl Cluster {
         write(&pki_dir.join("sa.key"), &sa_key.serialize_pem())?;
         write(&pki_dir.join("sa.pub"), &sa_key.public_key_pem())?;
 
-        // etcd
-        let etcd_port = free_port()?;
-        let peer_port = free_port()?;
-        let etcd_url = format!("http://127.0.0.1:{etcd_port}");
-        let (child, etcd_log) = spawn_logged(
-            &run_dir,
-            "etcd",
-            Command::new(components.path("etcd"))
-                .arg("--name=e2e")
-                .arg(format!(
-                    "--data-dir={}",
-                    run_dir.join("etcd-data").display()
-                ))
-                .arg(format!("--listen-client-urls={etcd_url}"))
-                .arg(format!("--advertise-client-urls={etcd_url}"))
-                .arg(format!("--listen-peer-urls=http://127.0.0.1:{peer_port}"))
-                .arg(format!(
-                    "--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}"
-                ))
-                .arg(format!(
-                    "--initial-cluster=e2e=http://127.0.0.1:{peer_port}"
-                ))
-                .arg("--unsafe-no-fsync")
-                .arg("--log-level=warn"),
-        )?;
-        processes.push(("etcd".to_string(), child));
-        let etcd_addr = format!("127.0.0.1:{etcd_port}");
-        wait_for(Duration::from_secs(30), "etcd /health", || {
-            match http_get(&etcd_addr, "/health") {
-                Ok((200, body)) if body.contains("true") => Ok(Some(())),
-                Ok((status, body)) => Err(format!("{status}: {body}")),
-                Err(e) => Err(e),
-            }
-        })
-        .map_err(|e| format!("{e}\n{}", tail(&etcd_log, 20)))?;
+        // etcd, on two free ports (again on others if one was taken before etcd bound it).
+        let ((etcd, etcd_log), etcd_url) = on_free_ports(2, |ports| {
+            let (etcd_port, peer_port) = (ports[0], ports[1]);
+            let etcd_url = format!("http://127.0.0.1:{etcd_port}");
+            let peer_url = format!("http://127.0.0.1:{peer_port}");
+            // A failed attempt may have begun a data directory for its own peer URL.
+            let _ = fs::remove_dir_all(run_dir.join("etcd-data"));
+            let etcd_addr = format!("127.0.0.1:{etcd_port}");
+            let started = start_listening(
+                &run_dir,
+                "etcd",
+                Command::new(components.path("etcd"))
+                    .arg("--name=e2e")
+                    .arg(format!(
+                        "--data-dir={}",
+                        run_dir.join("etcd-data").display()
+                    ))
+                    .arg(format!("--listen-client-urls={etcd_url}"))
+                    .arg(format!("--advertise-client-urls={etcd_url}"))
+                    .arg(format!("--listen-peer-urls={peer_url}"))
+                    .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+                    .arg(format!("--initial-cluster=e2e={peer_url}"))
+                    .arg("--unsafe-no-fsync")
+                    .arg("--log-level=warn"),
+                ports,
+                Duration::from_secs(30),
+                || match http_get(&etcd_addr, "/health") {
+                    Ok((200, body)) if body.contains("true") => Ok(true),
+                    Ok((status, body)) => Err(format!("etcd /health: {status}: {body}")),
+                    Err(e) => Err(e),
+                },
+            )?;
+            Ok((started, etcd_url))
+        })?;
+        processes.push(("etcd".to_string(), etcd));
 
-        // kube-apiserver
-        let api_port = free_port()?;
-        let server = format!("https://127.0.0.1:{api_port}");
-        let pki_path = |name: &str| pki_dir.join(name).display().to_string();
-        let api_args: Vec<String> = vec![
-            format!("--etcd-servers={etcd_url}"),
-            "--bind-address=127.0.0.1".into(),
-            "--advertise-address=127.0.0.1".into(),
-            format!("--secure-port={api_port}"),
-            format!("--tls-cert-file={}", pki_path("apiserver.crt")),
-            format!("--tls-private-key-file={}", pki_path("apiserver.key")),
-            format!("--client-ca-file={}", pki_path("ca.crt")),
-            "--authorization-mode=RBAC".into(),
-            format!("--service-account-key-file={}", pki_path("sa.pub")),
-            format!("--service-account-signing-key-file={}", pki_path("sa.key")),
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
-            "--service-cluster-ip-range=10.96.0.0/16".into(),
-            // No kubelet, no controller manager: nothing mounts service-account tokens, and
-            // nothing keeps the `kubernetes` Service's endpoints.
-            "--disable-admission-plugins=ServiceAccount".into(),
-            "--endpoint-reconciler-type=none".into(),
-            "--enable-priority-and-fairness=false".into(),
-            "--profiling=false".into(),
-            "--v=1".into(),
-        ];
-        let (child, api_log) = spawn_logged(
-            &run_dir,
-            "kube-apiserver",
-            Command::new(components.path("kube-apiserver")).args(&api_args),
-        )?;
-        processes.push(("kube-apiserver".to_string(), child));
-
+        // kube-apiserver, on a free port, with the admin kubeconfig pointing at it.
         let kubeconfig_path = run_dir.join("admin.kubeconfig");
-        let admin = kubeconfig(
-            &server,
-            &ca_pem,
-            json!({"client-certificate-data": b64(&admin_cert), "client-key-data": b64(&admin_key)}),
-        );
-        write(&kubeconfig_path, &admin.to_string())?;
+        let (server, api_args, (child, _)) = on_free_ports(1, |ports| {
+            let server = format!("https://127.0.0.1:{}", ports[0]);
+            let admin = kubeconfig(
+                &server,
+                &ca_pem,
+                json!({"client-certificate-data": b64(&admin_cert), "client-key-data": b64(&admin_key)}),
+            );
+            write(&kubeconfig_path, &admin.to_string())?;
+            let partial = PartialCluster {
+                run_dir: run_dir.clone(),
+                components,
+                kubeconfig: kubeconfig_path.clone(),
+                server: server.clone(),
+            };
+            let args = api_args(&pki_dir, &etcd_url, ports[0]);
+            let started = start_listening(
+                &run_dir,
+                "kube-apiserver",
+                Command::new(components.path("kube-apiserver")).args(&args),
+                ports,
+                Duration::from_secs(90),
+                || {
+                    if processes
+                        .iter_mut()
+                        .any(|(_, p)| !matches!(p.try_wait(), Ok(None)))
+                    {
+                        return Err(format!(
+                            "etcd exited\n--- etcd log\n{}",
+                            tail(&etcd_log, 10)
+                        ));
+                    }
+                    Ok(partial.kubectl(&["get", "--raw", "/readyz"]).success)
+                },
+            )?;
+            Ok((server, args, started))
+        })?;
+        processes.push(("kube-apiserver".to_string(), child));
 
         // Guardrails' serving certificate, from the crate's own generator.
         let tls = guardrails::server::tls::generate(
@@ -806,31 +853,6 @@ impl Cluster {
             kubeconfig: kubeconfig_path,
             server: server.clone(),
         };
-        let mut check_api = || {
-            let mut processes_alive = true;
-            for (_, child) in processes.iter_mut() {
-                if !matches!(child.try_wait(), Ok(None)) {
-                    processes_alive = false;
-                }
-            }
-            if !processes_alive {
-                return Err("a process exited".to_string());
-            }
-            let out = partial.kubectl(&["get", "--raw", "/readyz"]);
-            Ok(out.success.then_some(()))
-        };
-        wait_for(
-            Duration::from_secs(90),
-            "kube-apiserver /readyz",
-            &mut check_api,
-        )
-        .map_err(|e| {
-            format!(
-                "{e}\n--- kube-apiserver log\n{}\n--- etcd log\n{}",
-                tail(&api_log, 30),
-                tail(&etcd_log, 10)
-            )
-        })?;
         eprintln!("e2e: API server ready after {:?}", started.elapsed());
 
         partial.setup_cluster_objects()?;
@@ -844,7 +866,6 @@ impl Cluster {
             components,
             kubeconfig: partial.kubeconfig,
             server,
-            ca_pem,
             guardrails,
             processes: Mutex::new(processes),
             api_args,
@@ -857,39 +878,28 @@ impl Cluster {
         let mut processes = self.processes.lock().expect("process list");
         for (name, child) in processes.iter_mut() {
             if name == "kube-apiserver" {
-                let _ = child.kill();
-                let _ = child.wait();
+                stop(&self.run_dir, child);
             }
         }
     }
 
-    /// Start the API server again on the same port and wait until it is ready.
+    /// Start the API server again on the same port (the kubeconfigs and webhooks name it) and
+    /// wait until it is ready.
     pub fn start_api_server(&self) -> Result<(), String> {
         let mut restarts = self.api_restarts.lock().expect("restart count");
         *restarts += 1;
-        let (child, log) = spawn_logged(
+        let (child, _) = start_listening(
             &self.run_dir,
             &format!("kube-apiserver-{}", *restarts),
             Command::new(self.components.path("kube-apiserver")).args(&self.api_args),
+            &[],
+            Duration::from_secs(90),
+            || Ok(self.kubectl(&["get", "--raw", "/readyz"]).success),
         )?;
-        {
-            let mut processes = self.processes.lock().expect("process list");
-            processes.retain(|(name, _)| name != "kube-apiserver");
-            processes.push(("kube-apiserver".to_string(), child));
-        }
-        wait_for(Duration::from_secs(90), "kube-apiserver /readyz", || {
-            if self
-                .dead_processes()
-                .contains(&"kube-apiserver".to_string())
-            {
-                return Err("kube-apiserver exited".into());
-            }
-            Ok(self
-                .kubectl(&["get", "--raw", "/readyz"])
-                .success
-                .then_some(()))
-        })
-        .map_err(|e| format!("{e}\n{}", tail(&log, 30)))
+        let mut processes = self.processes.lock().expect("process list");
+        processes.retain(|(name, _)| name != "kube-apiserver");
+        processes.push(("kube-apiserver".to_string(), child));
+        Ok(())
     }
 
     fn base(&self) -> PartialCluster {
@@ -956,12 +966,6 @@ impl Cluster {
         command.args(args).env("KUBECONFIG", &self.kubeconfig);
         helm_env(&mut command, &self.run_dir);
         run(&mut command, None)
-    }
-
-    /// `helm template` of the chart (release [`RELEASE`] in [`RELEASE_NAMESPACE`]).
-    #[allow(dead_code)] // API
-    pub fn render_chart(&self, args: &[&str]) -> Result<Vec<Value>, String> {
-        render_chart(self.components, &self.run_dir, args)
     }
 
     /// Start another `guardrails serve --watch-namespaces` (reading Namespaces as the chart's
@@ -1167,47 +1171,44 @@ impl PartialCluster {
         fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         write(&dir.join("tls.crt"), &tls.cert_pem)?;
         write(&dir.join("tls.key"), &tls.key_pem)?;
-        let listen = format!("127.0.0.1:{}", free_port()?);
-        let probe = format!("127.0.0.1:{}", free_port()?);
         let audit_log = dir.join("audit.jsonl");
-        let (child, log) = spawn_logged(
-            &self.run_dir,
-            name,
-            Command::new(env!("CARGO_BIN_EXE_guardrails"))
-                .arg("serve")
-                .args(["--listen", &listen, "--probe-listen", &probe])
-                .arg("--tls-cert")
-                .arg(dir.join("tls.crt"))
-                .arg("--tls-key")
-                .arg(dir.join("tls.key"))
-                .arg("--audit-log")
-                .arg(&audit_log)
-                .arg("--watch-namespaces")
-                .args(extra)
-                .env("KUBECONFIG", &kubeconfig)
-                .env("RUST_LOG", "info"),
-        )?;
-        let guardrails = Guardrails {
-            name: name.to_string(),
+        let (listen, probe, child, log) = on_free_ports(2, |ports| {
+            let listen = format!("127.0.0.1:{}", ports[0]);
+            let probe = format!("127.0.0.1:{}", ports[1]);
+            let (child, log) = start_listening(
+                &self.run_dir,
+                name,
+                Command::new(env!("CARGO_BIN_EXE_guardrails"))
+                    .arg("serve")
+                    .args(["--listen", &listen, "--probe-listen", &probe])
+                    .arg("--tls-cert")
+                    .arg(dir.join("tls.crt"))
+                    .arg("--tls-key")
+                    .arg(dir.join("tls.key"))
+                    .arg("--audit-log")
+                    .arg(&audit_log)
+                    .arg("--watch-namespaces")
+                    .args(extra)
+                    .env("KUBECONFIG", &kubeconfig)
+                    .env("RUST_LOG", "info"),
+                ports,
+                Duration::from_secs(30),
+                || match http_get(&probe, "/readyz") {
+                    Ok((200, _)) => Ok(true),
+                    Ok((status, body)) => Err(format!("/readyz: {status}: {body}")),
+                    Err(e) => Err(e),
+                },
+            )?;
+            Ok((listen, probe, child, log))
+        })?;
+        Ok(Guardrails {
             listen,
             probe,
             audit_log,
             log,
             ca_pem: tls.ca_pem.clone(),
             child: Mutex::new(child),
-        };
-        wait_for(Duration::from_secs(30), "guardrails /readyz", || {
-            if !guardrails.is_running() {
-                return Err("guardrails exited".to_string());
-            }
-            match guardrails.probe_get("/readyz") {
-                Ok((200, _)) => Ok(Some(())),
-                Ok((status, body)) => Err(format!("{status}: {body}")),
-                Err(e) => Err(e),
-            }
         })
-        .map_err(|e| format!("{e}\n--- {name} log\n{}", tail(&guardrails.log, 30)))?;
-        Ok(guardrails)
     }
 
     /// Apply the chart's webhook configurations with `clientConfig` pointing at `guardrails`.

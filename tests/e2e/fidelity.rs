@@ -126,7 +126,8 @@ fn set_up(request: &Value, plural: &str, namespace: &str, name: &str) -> Result<
     }
     let object = if old["kind"] == "Scale" {
         // A Scale is a view of its Deployment: create the Deployment it shows.
-        let mut parent = crate::common::fixture("argo-writes/kubernetes/base-deployment.yaml");
+        let mut parent =
+            crate::common::fixtures::fixture("argo-writes/kubernetes/base-deployment.yaml");
         parent["spec"]["replicas"] = old["spec"]["replicas"].clone();
         cleaned(&parent, name)
     } else {
@@ -374,6 +375,14 @@ fn replay(index: usize, case: &Case) -> Vec<String> {
                 want.sort();
                 if got != want {
                     problems.push(format!("audited actions {got:?}, expected {want:?}"));
+                }
+                if case.expect.no_warnings
+                    && record["warnings"].as_array().is_some_and(|w| !w.is_empty())
+                {
+                    problems.push(format!(
+                        "expected no warnings, audited {}",
+                        record["warnings"]
+                    ));
                 }
             }
         }

@@ -14,8 +14,15 @@
 //! Run only these: `cargo test --test e2e`. They need Go (see `components/build.sh`); without it
 //! they fail, saying what to install.
 
-#[path = "../common/mod.rs"]
-mod common;
+#[path = "../common"]
+mod common {
+    pub mod corpus;
+    pub mod fixtures;
+    pub mod http;
+    pub mod process;
+    pub mod review;
+    pub mod tls;
+}
 
 mod admission;
 mod chart;
@@ -49,7 +56,7 @@ pub fn application(name: &str, destination: &str) -> Value {
 /// The guestbook frontend Deployment (a fixture from kubernetes/examples) renamed into `namespace`.
 pub fn deployment(name: &str, namespace: &str) -> Value {
     let mut deployment =
-        common::fixture("deployments/k8s-examples-guestbook-frontend-deployment.yaml");
+        common::fixtures::fixture("deployments/k8s-examples-guestbook-frontend-deployment.yaml");
     deployment["metadata"]["name"] = json!(name);
     deployment["metadata"]["namespace"] = json!(namespace);
     deployment
@@ -57,7 +64,8 @@ pub fn deployment(name: &str, namespace: &str) -> Value {
 
 /// The canary Rollout example (a fixture from argoproj/argo-rollouts) renamed into `namespace`.
 pub fn rollout(name: &str, namespace: &str) -> Value {
-    let mut rollout = common::fixture("rollouts/argo-rollouts-example-rollout-canary.yaml");
+    let mut rollout =
+        common::fixtures::fixture("rollouts/argo-rollouts-example-rollout-canary.yaml");
     rollout["metadata"]["name"] = json!(name);
     rollout["metadata"]["namespace"] = json!(namespace);
     rollout

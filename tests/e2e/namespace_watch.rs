@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use crate::application;
 use crate::cluster::{BOB, FULLNAME, RELEASE_NAMESPACE, cluster, exclusive, shared, wait_for};
-use crate::{application, common};
+use crate::common::review::Review;
+use crate::common::review::User::PaymentsDev;
 
 fn label(namespace: &str, environment: &str) {
     cluster()
@@ -151,9 +153,7 @@ fn an_api_server_outage_is_survived_with_the_last_namespace_labels() {
     // What the API server would send for bob's sync, sent straight to Guardrails.
     let mut synced = app.clone();
     synced["operation"] = json!({"sync": {"revision": "HEAD"}});
-    let review = common::Review::update(&app, &synced)
-        .by(common::PAYMENTS_DEV)
-        .json();
+    let review = Review::update(&app, &synced).by(PaymentsDev).body();
     let errors = c
         .guardrails
         .metric("guardrails_namespace_cache_errors_total", &[]);

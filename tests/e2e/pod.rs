@@ -15,7 +15,8 @@ use std::time::Duration;
 use clap::Parser;
 use serde_json::{Value, json};
 
-use crate::cluster::{Cluster, free_port, http_get};
+use crate::cluster::{Cluster, http_get};
+use crate::common::process::{listens, on_free_ports};
 
 /// The container args of `pod_spec`'s first container, with every path under a volume mount moved
 /// under `root`, where the mounted files are written: ConfigMap data from `configmap(name)`, Secret
@@ -92,22 +93,27 @@ pub fn flag<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
         .find_map(|a| a.strip_prefix(&format!("{flag}=")))
 }
 
-/// Run `guardrails serve` with the chart's args (listeners moved to free loopback ports) until
-/// `/readyz` answers 200, then stop it. Returns its log on failure.
+/// Run `guardrails serve` with the chart's args (listeners moved to free loopback ports, others
+/// if one was taken meanwhile) until `/readyz` answers 200, then stop it. Returns its log on
+/// failure.
 pub fn serve_until_ready(c: &Cluster, args: &[String], log: &Path) -> Result<(), String> {
-    let probe = format!("127.0.0.1:{}", free_port()?);
+    on_free_ports(2, |ports| serve_once(c, args, log, ports))
+}
+
+fn serve_once(c: &Cluster, args: &[String], log: &Path, ports: &[u16]) -> Result<(), String> {
+    let probe = format!("127.0.0.1:{}", ports[1]);
     let args: Vec<String> = args
         .iter()
         .map(|a| {
             if a.starts_with("--listen=") {
-                Ok(format!("--listen=127.0.0.1:{}", free_port()?))
+                format!("--listen=127.0.0.1:{}", ports[0])
             } else if a.starts_with("--probe-listen=") {
-                Ok(format!("--probe-listen={probe}"))
+                format!("--probe-listen={probe}")
             } else {
-                Ok(a.clone())
+                a.clone()
             }
         })
-        .collect::<Result<_, String>>()?;
+        .collect();
     let file = std::fs::File::create(log).map_err(|e| e.to_string())?;
     let err = file.try_clone().map_err(|e| e.to_string())?;
     let child = Command::new(env!("CARGO_BIN_EXE_guardrails"))
@@ -136,7 +142,13 @@ pub fn serve_until_ready(c: &Cluster, args: &[String], log: &Path) -> Result<(),
                 log_text()
             ));
         }
-        match http_get(&probe, "/readyz") {
+        // The probe port is its own (not another process's that took it meanwhile) and ready.
+        let ready = if listens(child.0.id(), ports[1]) {
+            http_get(&probe, "/readyz")
+        } else {
+            Err(format!("not listening on {probe}"))
+        };
+        match ready {
             Ok((200, _)) => return Ok(()),
             result if std::time::Instant::now() > deadline => {
                 return Err(format!(
