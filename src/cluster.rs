@@ -16,3 +16,37 @@ pub type LiveNamespaces = Arc<ArcSwap<NamespaceLabels>>;
 pub fn empty() -> LiveNamespaces {
     Arc::new(ArcSwap::from_pointee(HashMap::new()))
 }
+
+/// Namespace labels from manifests: Namespaces, or Lists of them (`kubectl get namespaces -o
+/// json`). Anything else is an error naming what it is.
+pub fn labels_from_manifests(documents: &[serde_json::Value]) -> Result<NamespaceLabels, String> {
+    let mut found = NamespaceLabels::new();
+    let mut add = |item: &serde_json::Value| -> Result<(), String> {
+        let kind = item.get("kind").and_then(|k| k.as_str()).unwrap_or("");
+        if kind != "Namespace" {
+            return Err(format!(
+                "expected Namespaces or a List of them, found kind {kind:?}"
+            ));
+        }
+        let name = item
+            .pointer("/metadata/name")
+            .and_then(|n| n.as_str())
+            .ok_or("a Namespace without metadata.name")?;
+        let labels = item
+            .pointer("/metadata/labels")
+            .and_then(|l| l.as_object())
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+            .collect();
+        found.insert(name.to_string(), labels);
+        Ok(())
+    };
+    for document in documents {
+        match document.get("items").and_then(|i| i.as_array()) {
+            Some(items) => items.iter().try_for_each(&mut add)?,
+            None => add(document)?,
+        }
+    }
+    Ok(found)
+}

@@ -338,6 +338,39 @@ impl Config {
         }
     }
 
+    /// Where the config's `namespaces:` and the labels of the same Namespaces disagree, one line
+    /// each, saying which one Guardrails follows (`namespaceLabels.precedence`).
+    pub fn label_disagreements(
+        &self,
+        live: &HashMap<String, BTreeMap<String, String>>,
+    ) -> Vec<String> {
+        let keys = &self.file.namespace_labels;
+        let winner = match keys.precedence {
+            LabelPrecedence::Labels => "the label wins (namespaceLabels.precedence: labels)",
+            LabelPrecedence::Config => "the config wins (namespaceLabels.precedence: config)",
+        };
+        let mut found = Vec::new();
+        for (name, entry) in &self.file.namespaces {
+            let Some(labels) = live.get(name) else {
+                continue;
+            };
+            for (what, configured, key) in [
+                ("team", &entry.team, &keys.team),
+                ("environment", &entry.environment, &keys.environment),
+            ] {
+                let labelled = labels.get(key).filter(|v| !v.is_empty());
+                if let (Some(configured), Some(labelled)) = (configured, labelled)
+                    && configured != labelled
+                {
+                    found.push(format!(
+                        "namespace {name}: the config says {what} {configured:?}, its label {key} says {labelled:?}; {winner}"
+                    ));
+                }
+            }
+        }
+        found
+    }
+
     pub fn namespace(&self, name: &str) -> Option<&NamespaceConfig> {
         self.file.namespaces.get(name)
     }

@@ -26,6 +26,20 @@ fn publish(store: &Store<Namespace>, live: &LiveNamespaces) {
     live.store(Arc::new(snapshot));
 }
 
+/// Every Namespace's labels, listed once (for `guardrails check --live-namespaces`).
+pub async fn list_namespaces(client: Client) -> Result<NamespaceLabels, kube::Error> {
+    let api: Api<Namespace> = Api::all(client);
+    let list = api.list(&kube::api::ListParams::default()).await?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter_map(|namespace| {
+            let name = namespace.metadata.name?;
+            Some((name, namespace.metadata.labels.unwrap_or_default()))
+        })
+        .collect())
+}
+
 /// Watch Namespaces until the stream ends (it does not, short of the process ending). `ready`
 /// turns true after the first complete list; afterwards an API outage is logged and counted
 /// while the last snapshot keeps serving, and the watcher retries with backoff.

@@ -329,18 +329,19 @@ fn webhook_rules_cover_what_guardrails_decides() {
         "\"rollouts/status\"",
         "\"deployments\"",
         "\"deployments/scale\"",
+        "\"namespaces\"",
     ] {
         assert!(
             webhooks.contains(resource),
             "{resource} missing from the rules"
         );
     }
-    assert_eq!(webhooks.matches("sideEffects: None").count(), 2);
+    assert_eq!(webhooks.matches("sideEffects: None").count(), 3);
     assert_eq!(
         webhooks
             .matches("admissionReviewVersions: [\"v1\"]")
             .count(),
-        2
+        3
     );
     assert!(webhooks.contains("reinvocationPolicy: IfNeeded"));
     let helpers = read(&chart().join("templates/_helpers.tpl"));

@@ -513,3 +513,80 @@ fn a_reader_that_stops_early_is_not_an_error() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(output.status.success(), "{stderr}");
 }
+
+#[test]
+fn check_warns_where_the_config_and_namespace_labels_disagree() {
+    // `kubectl get namespaces -o json`: payments-prod labelled dev (the config says prod),
+    // storefront-dev agreeing, checkout unknown to the config.
+    let list = json!({
+        "apiVersion": "v1",
+        "kind": "List",
+        "items": [
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "payments-prod",
+                "labels": {"guardrails.io/team": "payments", "guardrails.io/environment": "dev"}}},
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "storefront-dev",
+                "labels": {"guardrails.io/team": "storefront", "guardrails.io/environment": "dev"}}},
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "checkout",
+                "labels": {"guardrails.io/team": "payments"}}},
+        ],
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("namespaces.json");
+    std::fs::write(&file, list.to_string()).unwrap();
+    let file = file.to_str().unwrap();
+    let stdout = guardrails()
+        .args(["check", &repo("policies"), "--namespaces", file])
+        .succeeds();
+    let stdout = String::from_utf8(stdout).unwrap();
+    assert!(
+        stdout.contains(
+            "warning: namespace payments-prod: the config says environment \"prod\", its label guardrails.io/environment says \"dev\"; the label wins (namespaceLabels.precedence: labels)"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("1 warning(s)"), "{stdout}");
+    guardrails()
+        .args([
+            "check",
+            &repo("policies"),
+            "--namespaces",
+            file,
+            "--deny-warnings",
+        ])
+        .assert()
+        .failure();
+    // With the config authoritative, the same disagreement says the config wins.
+    let stdout = guardrails()
+        .args([
+            "check",
+            &repo("policies"),
+            "--config",
+            &repo("policies/tests/manifests/config-authoritative.yaml"),
+            "--namespaces",
+            file,
+        ])
+        .succeeds();
+    assert!(
+        String::from_utf8(stdout)
+            .unwrap()
+            .contains("the config wins (namespaceLabels.precedence: config)")
+    );
+    // Anything but Namespaces is refused, naming what it found.
+    std::fs::write(
+        dir.path().join("pod.yaml"),
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: x}\n",
+    )
+    .unwrap();
+    guardrails()
+        .args([
+            "check",
+            &repo("policies"),
+            "--namespaces",
+            dir.path().join("pod.yaml").to_str().unwrap(),
+        ])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains(
+            "expected Namespaces or a List of them, found kind \"Pod\"",
+        ));
+}

@@ -1079,7 +1079,8 @@ impl PartialCluster {
             "metadata": {"name": "e2e-workload-writer"},
             "rules": [
                 {"apiGroups": ["argoproj.io", "apps"], "resources": ["*"], "verbs": ["*"]},
-                {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]},
+                // Relabelling and deleting Namespaces are decided too (`namespace_trust`).
+                {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
             ],
         }));
         objects.push(json!({

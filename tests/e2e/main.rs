@@ -5,6 +5,8 @@
 //!   decided by `guardrails serve` behind the chart's webhook configurations;
 //! - `namespace_watch`: `serve --watch-namespaces` with the chart's RBAC, relabelled Namespaces, an
 //!   API server outage survived on the last cache;
+//! - `namespace_trust`: the Namespace labels Guardrails trusts, guarded through the chart's
+//!   `namespaces.guardrails.io` webhook, and `guardrails check --live-namespaces`;
 //! - `chart`: `helm lint`, `helm template` variants accepted by the API server, their container args
 //!   parsed by the real CLI and `guardrails serve` started with the rendered files, the values the
 //!   chart refuses;
@@ -29,6 +31,7 @@ mod chart;
 mod cluster;
 mod components;
 mod fidelity;
+mod namespace_trust;
 mod namespace_watch;
 mod pod;
 mod readme;

@@ -263,3 +263,11 @@ The ConfigMap holding the client CA for mutual TLS (tls.clientCA), or nothing wh
 800ms
 {{- end -}}
 {{- end -}}
+
+{{- /*
+A Namespace label's value in CEL, or "!absent" (never a valid label value) when the object is null
+(CREATE's oldObject, DELETE's object) or has no such label.
+*/}}
+{{- define "guardrails.labelValue" -}}
+({{ .object }} != null && has({{ .object }}.metadata.labels) && {{ .key | squote }} in {{ .object }}.metadata.labels ? {{ .object }}.metadata.labels[{{ .key | squote }}] : '!absent')
+{{- end -}}
