@@ -9,7 +9,7 @@ use crate::cluster::LiveNamespaces;
 use crate::config::Config;
 use crate::entities::{self, EntityError, Placement};
 use crate::identity::{self, Identity};
-use crate::policy::PolicyStore;
+use crate::policy::{PolicyMeta, PolicyStore};
 use crate::recognize::{self, Recognition, Recognized};
 use crate::vocabulary::{Action, Mode, Verdict};
 
@@ -256,13 +256,7 @@ impl Found {
                         "{} (the policy failed to evaluate: {error})",
                         meta.reason.as_deref().unwrap_or("")
                     );
-                    self.matches.push(policy_match(
-                        meta.id.clone(),
-                        action,
-                        reason,
-                        meta.enforcement,
-                        engine.mode,
-                    ));
+                    self.matched(meta, action, reason, engine.mode);
                 }
             }
             match response.decision() {
@@ -278,40 +272,28 @@ impl Found {
         for meta in forbidden.iter().filter_map(|id| engine.policies.meta(id)) {
             any = true;
             let reason = meta.reason.clone().unwrap_or_default();
-            self.matches.push(policy_match(
-                meta.id.clone(),
-                action,
-                reason,
-                meta.enforcement,
-                engine.mode,
-            ));
+            self.matched(meta, action, reason, engine.mode);
         }
         if !any && !self.matches.iter().any(|m| m.action == action) {
-            let reason = "no permit policy allows this action".to_string();
-            self.matches.push(policy_match(
-                NO_PERMIT.into(),
+            self.matches.push(PolicyMatch {
+                policy: NO_PERMIT.into(),
                 action,
-                reason,
-                Mode::Enforce,
-                engine.mode,
-            ));
+                reason: "no permit policy allows this action".into(),
+                declared: Mode::Enforce,
+                effective: Mode::Enforce.effective(engine.mode),
+            });
         }
     }
-}
 
-fn policy_match(
-    policy: String,
-    action: Action,
-    reason: String,
-    declared: Mode,
-    global: Mode,
-) -> PolicyMatch {
-    PolicyMatch {
-        policy,
-        action,
-        reason,
-        declared,
-        effective: declared.effective(global),
+    /// Policy `meta` matched `action`: what it declares, and what it does under `global`.
+    fn matched(&mut self, meta: &PolicyMeta, action: Action, reason: String, global: Mode) {
+        self.matches.push(PolicyMatch {
+            policy: meta.id.clone(),
+            action,
+            reason,
+            declared: meta.enforcement,
+            effective: meta.enforcement.effective(global),
+        });
     }
 }
 

@@ -7,7 +7,7 @@
 use kube::core::DynamicObject;
 use serde_json::Value;
 
-use super::diff::{Writer, changed, data_differs, metadata_differs, values_differ};
+use super::diff::{changed, update_unless_explained, values_differ};
 use super::object::pointer;
 use super::{Action, Recognition};
 
@@ -83,14 +83,5 @@ pub fn recognize_update(
     if caller_is_automation {
         explained.push("/status");
     }
-    let writer = Writer {
-        automation: caller_is_automation,
-        recognised: !actions.is_empty(),
-        refresh_annotations: &[],
-        refreshed: false,
-        finalizer_action: false,
-    };
-    if data_differs(old, new, &explained) || metadata_differs(old, new, writer) {
-        actions.push(Action::Update);
-    }
+    update_unless_explained(actions, old, new, &explained, caller_is_automation);
 }

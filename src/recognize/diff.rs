@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::object::{is_resources_finalizer, pointer};
 use crate::json::{self, same};
+use crate::vocabulary::Action;
 
 pub const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
 /// Written by the notifications controller to remember what it sent.
@@ -177,6 +178,27 @@ pub struct Writer<'a> {
     /// The kind has `remove-finalizer` for the resources finalizer (Applications): its removal is
     /// never a plain update. Elsewhere only automation removes it unnamed.
     pub finalizer_action: bool,
+}
+
+/// `update` when the data beyond `explained`, or metadata beyond what the writer explains,
+/// changed: for kinds with no refresh annotations or finalizer action of their own.
+pub fn update_unless_explained(
+    actions: &mut Vec<Action>,
+    old: Option<&DynamicObject>,
+    new: Option<&DynamicObject>,
+    explained: &[&str],
+    automation: bool,
+) {
+    let writer = Writer {
+        automation,
+        recognised: !actions.is_empty(),
+        refresh_annotations: &[],
+        refreshed: false,
+        finalizer_action: false,
+    };
+    if data_differs(old, new, explained) || metadata_differs(old, new, writer) {
+        actions.push(Action::Update);
+    }
 }
 
 /// Metadata changed beyond what `writer` explains: labels, owners, annotations and finalizers.

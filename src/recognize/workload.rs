@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use kube::core::DynamicObject;
 use serde_json::Value;
 
-use super::diff::{Writer, data_differs, metadata_differs};
+use super::diff::update_unless_explained;
 use super::object::{bool_at, non_empty_array, pointer};
 use super::{Action, Kind, Recognition};
 use crate::json::same_opt;
@@ -98,16 +98,7 @@ pub fn recognize_update(
         && !caller_is_automation
         && recognize_rollout_status(actions, old, new);
     let explained = explained_paths(caller_is_automation, undo, status_action);
-    let writer = Writer {
-        automation: caller_is_automation,
-        recognised: !actions.is_empty(),
-        refresh_annotations: &[],
-        refreshed: false,
-        finalizer_action: false,
-    };
-    if data_differs(old, new, &explained) || metadata_differs(old, new, writer) {
-        actions.push(Action::Update);
-    }
+    update_unless_explained(actions, old, new, &explained, caller_is_automation);
 }
 
 /// `pause` when `/spec/paused` turns on, `resume` when it turns off.
