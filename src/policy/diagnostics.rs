@@ -155,7 +155,3 @@ pub(super) fn line_column(text: &str, offset: usize) -> (usize, usize) {
         + 1;
     (line, column)
 }
-
-pub(super) fn line_of(text: &str, needle: &str) -> Option<usize> {
-    text.find(needle).map(|offset| line_column(text, offset).0)
-}

@@ -9,7 +9,7 @@ use cedar_policy::{
     Validator,
 };
 
-use super::diagnostics::{PolicyDiagnostic, PolicyError, diagnostic_at, display_id, line_of};
+use super::diagnostics::{PolicyDiagnostic, PolicyError, diagnostic_at, display_id, line_column};
 use super::{PolicyMeta, SCHEMA_FILE};
 use crate::vocabulary::Mode;
 
@@ -77,6 +77,47 @@ pub(super) fn schema(text: &str) -> Result<(Schema, HashMap<String, Entity>), Po
     Ok((schema, action_entities))
 }
 
+/// The annotations Guardrails reads.
+const ANNOTATIONS: [&str; 3] = ["id", "reason", "enforcement"];
+const MODES: [&str; 3] = ["audit", "warn", "enforce"];
+
+/// The closest of `known` to `word` (case aside): up to two edits away, or one the start of
+/// the other (`warning` for `warn`).
+fn did_you_mean<'a>(word: &str, known: &[&'a str]) -> Option<&'a str> {
+    let word = word.to_lowercase();
+    known
+        .iter()
+        .map(|candidate| {
+            let prefix = word.len().min(candidate.len()) >= 3
+                && (word.starts_with(candidate) || candidate.starts_with(word.as_str()));
+            let distance = if prefix {
+                1
+            } else {
+                strsim::damerau_levenshtein(&word, candidate)
+            };
+            (distance, *candidate)
+        })
+        .filter(|(distance, _)| *distance <= 2)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, candidate)| candidate)
+}
+
+/// Where each policy of `text` starts (byte offset), by Cedar's per-parse id ("policy0"…).
+fn policy_starts(text: &str) -> HashMap<String, usize> {
+    let Ok((texts, _)) =
+        cedar_policy_core::parser::parse_policyset_and_also_return_policy_text(text)
+    else {
+        return HashMap::new();
+    };
+    texts
+        .into_iter()
+        .filter_map(|(id, policy_text)| {
+            let offset = (policy_text?.as_ptr() as usize).checked_sub(text.as_ptr() as usize)?;
+            (offset <= text.len()).then(|| (id.to_string(), offset))
+        })
+        .collect()
+}
+
 /// What a successful load produced.
 pub(super) struct Loaded {
     pub policies: PolicySet,
@@ -139,8 +180,12 @@ impl Loader {
                 .warnings
                 .push(diagnostic_at(file, text, warning, Some(id)));
         }
+        let starts = policy_starts(text);
         for (index, policy) in parsed.policies().enumerate() {
-            self.add_policy(file, text, index, policy, impossible.contains(policy.id()));
+            let start = starts.get(&policy.id().to_string()).copied().unwrap_or(0);
+            self.check_annotations(file, text, start, policy);
+            let impossible = impossible.contains(policy.id());
+            self.add_policy(file, text, (index, start), policy, impossible);
         }
     }
 
@@ -150,20 +195,17 @@ impl Loader {
         &mut self,
         file: &str,
         text: &str,
-        index: usize,
+        (index, start): (usize, usize),
         policy: &Policy,
         impossible: bool,
     ) {
-        let (id, line, named) = self.name(file, text, index, policy);
+        let (id, line, named) = self.name(file, text, (index, start), policy);
         let mut warnings = Vec::new();
-        let enforcement = match policy.annotation("enforcement") {
-            None => Mode::Enforce,
-            Some(value) => value.parse::<Mode>().unwrap_or_else(|message| {
-                // The strictest reading of an unclear instruction is the safe one.
-                warnings.push(format!("@enforcement: {message}; treated as enforce"));
-                Mode::Enforce
-            }),
-        };
+        // An invalid value is an error (`check_annotations`); the set is not loaded.
+        let enforcement = policy
+            .annotation("enforcement")
+            .and_then(|value| value.parse::<Mode>().ok())
+            .unwrap_or(Mode::Enforce);
         let forbid = policy.effect() == Effect::Forbid;
         if forbid && policy.annotation("reason").is_none() {
             warnings.push("forbid without @reason: denied users will not be told why".to_string());
@@ -208,13 +250,17 @@ impl Loader {
         &self,
         file: &str,
         text: &str,
-        index: usize,
+        (index, start): (usize, usize),
         policy: &Policy,
     ) -> (String, usize, Vec<(String, String)>) {
         let declared_id = policy.annotation("id").filter(|id| !id.is_empty());
+        // The line of its @id, else where the policy starts.
         let line = declared_id
-            .and_then(|id| line_of(text, &format!("@id(\"{id}\")")))
-            .unwrap_or(0);
+            .and_then(|id| text[start..].find(&format!("@id(\"{id}\")")))
+            .map_or_else(
+                || line_column(text, start).0,
+                |offset| line_column(text, start + offset).0,
+            );
         let mut warnings = Vec::new();
         let id = match declared_id {
             Some(id) => id.to_string(),
@@ -238,6 +284,41 @@ impl Loader {
             ),
         ));
         (renamed, line, warnings)
+    }
+
+    /// Annotations are read like code: a name Guardrails does not know, or an `@enforcement`
+    /// it cannot read, is an error (a typo must not turn an audit rollout into enforcement).
+    fn check_annotations(&mut self, file: &str, text: &str, start: usize, policy: &Policy) {
+        for (key, value) in policy.annotations() {
+            let message = if !ANNOTATIONS.contains(&key) {
+                let hint = did_you_mean(key, &ANNOTATIONS)
+                    .map(|known| format!("; did you mean @{known}?"))
+                    .unwrap_or_default();
+                format!(
+                    "unknown annotation @{key} (Guardrails reads @id, @reason and @enforcement){hint}"
+                )
+            } else if key == "enforcement"
+                && let Err(message) = value.parse::<Mode>()
+            {
+                let hint = did_you_mean(value, &MODES)
+                    .map(|known| format!("; did you mean \"{known}\"?"))
+                    .unwrap_or_default();
+                format!("@enforcement: {message}{hint}")
+            } else {
+                continue;
+            };
+            let (line, column) = match text[start..].find(&format!("@{key}")) {
+                Some(offset) => line_column(text, start + offset),
+                None => line_column(text, start),
+            };
+            self.diagnostics.push(PolicyDiagnostic {
+                file: file.to_string(),
+                line,
+                column,
+                policy_id: policy.annotation("id").map(str::to_string),
+                message,
+            });
+        }
     }
 
     pub(super) fn finish(self) -> Result<Loaded, PolicyError> {

@@ -81,21 +81,61 @@ fn duplicate_ids_are_renamed_with_a_warning() {
 }
 
 #[test]
-fn unknown_enforcement_warns_and_enforces() {
-    let text = "@id(\"y\")\n@reason(\"r\")\n@enforcement(\"block\")\nforbid (principal, action, resource);\n";
-    let store = with_policy("enf.cedar", text).unwrap();
+fn annotations_are_checked_like_code_with_the_line_and_a_hint() {
+    // The second policy of the file: its annotation's own line, not the file's first.
+    let text = "@id(\"x\")\n@reason(\"r\")\nforbid (principal, action, resource);\n\n\
+                @id(\"y\")\n@reason(\"r\")\n@enforcment(\"audit\")\nforbid (principal, action, resource);\n";
+    let Err(PolicyError::Invalid(diagnostics)) = with_policy("typo.cedar", text) else {
+        panic!("an unknown annotation must stop the load");
+    };
+    assert_eq!(diagnostics.len(), 1, "{diagnostics:?}");
+    let diagnostic = &diagnostics[0];
+    assert_eq!((diagnostic.line, diagnostic.column), (7, 1), "{diagnostic}");
+    assert_eq!(diagnostic.policy_id.as_deref(), Some("y"));
     assert!(
-        store
-            .warnings
-            .iter()
-            .any(|w| w.message.contains("\"block\"")),
-        "{:?}",
-        store.warnings
+        diagnostic
+            .message
+            .contains("unknown annotation @enforcment (Guardrails reads @id, @reason and @enforcement); did you mean @enforcement?"),
+        "{diagnostic}"
     );
-    assert_eq!(
-        store.meta(&PolicyId::new("y")).unwrap().enforcement,
-        Mode::Enforce
-    );
+
+    for (value, hint) in [
+        ("Audit", Some("audit")),
+        ("warning", Some("warn")),
+        ("block", None),
+    ] {
+        let text = format!(
+            "@id(\"y\")\n@reason(\"r\")\n@enforcement(\"{value}\")\nforbid (principal, action, resource);\n"
+        );
+        let Err(PolicyError::Invalid(diagnostics)) = with_policy("enf.cedar", &text) else {
+            panic!("@enforcement({value:?}) must stop the load");
+        };
+        let message = &diagnostics[0].message;
+        assert!(
+            message.contains(&format!("unknown mode \"{value}\"")),
+            "{message}"
+        );
+        match hint {
+            Some(hint) => assert!(
+                message.ends_with(&format!("did you mean \"{hint}\"?")),
+                "{message}"
+            ),
+            None => assert!(!message.contains("did you mean"), "{message}"),
+        }
+        assert_eq!(diagnostics[0].line, 3);
+    }
+}
+
+#[test]
+fn a_policy_without_id_is_located_at_its_start() {
+    let text = "@id(\"x\")\n@reason(\"r\")\nforbid (principal, action, resource);\n\n@reason(\"r\")\nforbid (principal, action, resource);\n";
+    let store = with_policy("anon.cedar", text).unwrap();
+    let warning = store
+        .warnings
+        .iter()
+        .find(|w| w.message.contains("no @id"))
+        .expect("a warning for the policy without @id");
+    assert_eq!(warning.line, 5, "{warning}");
 }
 
 #[test]
