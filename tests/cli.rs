@@ -590,3 +590,152 @@ fn check_warns_where_the_config_and_namespace_labels_disagree() {
             "expected Namespaces or a List of them, found kind \"Pod\"",
         ));
 }
+
+#[test]
+fn eval_decides_every_document_prints_reviews_and_fails_on_deny_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("two.yaml");
+    let prod = std::fs::read_to_string(repo(
+        "policies/tests/manifests/namespace-payments-prod.yaml",
+    ))
+    .unwrap();
+    let dev = std::fs::read_to_string(repo("policies/tests/manifests/namespace-checkout-dev.yaml"))
+        .unwrap();
+    std::fs::write(&file, format!("{prod}---\n{dev}")).unwrap();
+    let file = file.to_str().unwrap();
+    let as_bob = [
+        "--operation",
+        "DELETE",
+        "--as",
+        "bob@example.com",
+        "--as-group",
+        "payments-devs",
+    ];
+
+    // Both documents decided, in order; exit 0 without --fail-on-deny.
+    let mut args = vec!["eval", "-f", file, "--output", "json"];
+    args.extend(as_bob);
+    let printed: Value = serde_json::from_slice(&guardrails().args(&args).succeeds()).unwrap();
+    let answers = printed.as_array().expect("an array for two documents");
+    assert_eq!(answers.len(), 2);
+    assert_eq!(answers[0]["response"]["allowed"], false);
+    assert_eq!(answers[1]["response"]["allowed"], true);
+
+    let mut args = vec!["eval", "-f", file, "--fail-on-deny"];
+    args.extend(as_bob);
+    guardrails()
+        .args(&args)
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains(
+            "1 of 2 request(s) denied (--fail-on-deny)",
+        ));
+
+    // --print-review writes what it would decide; deciding that file gives the same answer.
+    let mut args = vec!["eval", "-f", file, "--print-review"];
+    args.extend(as_bob);
+    let reviews = String::from_utf8(guardrails().args(&args).succeeds()).unwrap();
+    let first = reviews.lines().next().unwrap();
+    let review: Value = serde_json::from_str(first).unwrap();
+    assert_eq!(review["kind"], "AdmissionReview");
+    assert_eq!(review["request"]["operation"], "DELETE");
+    let saved = dir.path().join("review.json");
+    std::fs::write(&saved, first).unwrap();
+    let answer: Value = serde_json::from_slice(
+        &guardrails()
+            .args(["eval", "--review", saved.to_str().unwrap()])
+            .succeeds(),
+    )
+    .unwrap();
+    assert_eq!(answer["response"]["allowed"], false, "{answer}");
+
+    // --old pairs with one object only.
+    guardrails()
+        .args([
+            "eval",
+            "-f",
+            file,
+            "--old",
+            &repo("policies/tests/manifests/namespace-payments-prod.yaml"),
+        ])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains(
+            "with --old, -f must hold the one object it replaces",
+        ));
+}
+
+#[test]
+fn test_reports_junit_json_filters_and_uncovered_policies() {
+    // A forbid no case exercises, and a failing case whose name needs escaping in XML.
+    let dir = policies(&[
+        (
+            "freeze.cedar",
+            "@id(\"freeze-rollouts\")\n@reason(\"Frozen.\")\nforbid (principal, action == Action::\"promote\", resource);\n",
+        ),
+        (
+            "tests/broken.yaml",
+            "cases:\n  - name: \"expects <the impossible> & more\"\n    oldObject: manifests/deployment-payments-prod.yaml\n    patch: {spec: {replicas: 1}}\n    user: admin@example.com\n    expect: {allowed: false}\n",
+        ),
+    ]);
+    let dir_arg = dir.path().to_str().unwrap();
+
+    let output = guardrails()
+        .args(["test", dir_arg, "--output", "junit"])
+        .assert()
+        .failure()
+        .get_output()
+        .stdout
+        .clone();
+    let xml = String::from_utf8(output).unwrap();
+    assert!(
+        xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>"),
+        "{xml}"
+    );
+    assert!(xml.contains("failures=\"1\""), "{xml}");
+    assert!(
+        xml.contains("name=\"expects &lt;the impossible&gt; &amp; more\">"),
+        "{xml}"
+    );
+    assert!(
+        xml.contains("<failure message=\"expected denied, got allowed\">"),
+        "{xml}"
+    );
+
+    // --run selects by name; the uncovered list is only reported over a whole run.
+    let json: Value = serde_json::from_slice(
+        &guardrails()
+            .args([
+                "test",
+                dir_arg,
+                "--output",
+                "json",
+                "--run",
+                "prod namespace",
+            ])
+            .succeeds(),
+    )
+    .unwrap();
+    let cases = json["cases"].as_array().unwrap();
+    assert!(!cases.is_empty());
+    assert!(
+        cases
+            .iter()
+            .all(|c| c["name"].as_str().unwrap().contains("prod namespace"))
+    );
+    assert_eq!(json["uncovered"], json!([]));
+
+    std::fs::remove_file(dir.path().join("tests/broken.yaml")).unwrap();
+    let stdout = String::from_utf8(guardrails().args(["test", dir_arg]).succeeds()).unwrap();
+    assert!(
+        stdout.contains("no case matched: freeze-rollouts"),
+        "{stdout}"
+    );
+    guardrails()
+        .args(["test", dir_arg, "--fail-uncovered"])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains(
+            "matched by no case (--fail-uncovered): freeze-rollouts",
+        ));
+}

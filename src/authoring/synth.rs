@@ -199,16 +199,40 @@ mod tests;
 
 /// Read a YAML or JSON manifest (the first document of a multi-document file).
 pub fn read_manifest(path: &std::path::Path) -> anyhow::Result<serde_json::Value> {
+    read_manifests(path)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("{} holds no manifest", path.display()))
+}
+
+/// Every document of a YAML or JSON file (`---`-separated), empty documents left out; a
+/// `List`'s items stand for themselves.
+pub fn read_manifests(path: &std::path::Path) -> anyhow::Result<Vec<serde_json::Value>> {
     use anyhow::Context;
     use serde::Deserialize;
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the manifest {}", path.display()))?;
-    for document in serde_yaml_ng::Deserializer::from_str(&text) {
-        let value = serde_json::Value::deserialize(document)
-            .with_context(|| format!("{} is not valid YAML or JSON", path.display()))?;
-        if !value.is_null() {
-            return Ok(value);
+    let mut manifests = Vec::new();
+    for (index, document) in serde_yaml_ng::Deserializer::from_str(&text).enumerate() {
+        let value = serde_json::Value::deserialize(document).with_context(|| {
+            format!(
+                "{} (document {}) is not valid YAML or JSON",
+                path.display(),
+                index + 1
+            )
+        })?;
+        match value.get("items").and_then(serde_json::Value::as_array) {
+            Some(items)
+                if value
+                    .get("kind")
+                    .and_then(serde_json::Value::as_str)
+                    .is_some_and(|k| k.ends_with("List")) =>
+            {
+                manifests.extend(items.iter().cloned())
+            }
+            _ if value.is_null() => {}
+            _ => manifests.push(value),
         }
     }
-    anyhow::bail!("{} holds no manifest", path.display())
+    Ok(manifests)
 }

@@ -78,11 +78,13 @@ pub struct Expectation {
     pub no_warnings: bool,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct CaseResult {
     pub file: String,
     pub name: String,
     pub failures: Vec<String>,
+    /// The policies that matched the case's request (any mode), sorted.
+    pub policies: Vec<String>,
 }
 
 impl CaseResult {
@@ -163,35 +165,67 @@ fn sorted(mut items: Vec<String>) -> Vec<String> {
     items
 }
 
-/// Run every case of one file against `engine`.
-pub fn run_file(engine: &Engine, path: &Path, file: &TestFile) -> Vec<CaseResult> {
+/// Run the cases of one file whose name contains `filter` (all without one) against `engine`.
+pub fn run_file(
+    engine: &Engine,
+    path: &Path,
+    file: &TestFile,
+    filter: Option<&str>,
+) -> Vec<CaseResult> {
     let base = path.parent().unwrap_or(Path::new("."));
     let display = path.display().to_string();
     file.cases
         .iter()
         .enumerate()
-        .map(|(index, case)| CaseResult {
-            file: display.clone(),
-            name: case.name.clone(),
-            failures: run_case(engine, base, case, index),
+        .filter(|(_, case)| filter.is_none_or(|pattern| case.name.contains(pattern)))
+        .map(|(index, case)| {
+            let (failures, policies) = run_case(engine, base, case, index);
+            CaseResult {
+                file: display.clone(),
+                name: case.name.clone(),
+                failures,
+                policies,
+            }
         })
         .collect()
 }
 
-fn run_case(engine: &Engine, base: &Path, case: &TestCase, index: usize) -> Vec<String> {
+/// The case's failures, and the policies its request matched.
+fn run_case(
+    engine: &Engine,
+    base: &Path,
+    case: &TestCase,
+    index: usize,
+) -> (Vec<String>, Vec<String>) {
     let body = match case_body(base, case, index) {
         Ok(body) => body,
-        Err(error) => return vec![format!("cannot build the request: {error}")],
+        Err(error) => {
+            return (
+                vec![format!("cannot build the request: {error}")],
+                Vec::new(),
+            );
+        }
     };
     let reviewed = match respond::validate_review(engine, &body) {
         Ok(reviewed) => reviewed,
-        Err(error) => return vec![format!("invalid request: {error}")],
+        Err(error) => return (vec![format!("invalid request: {error}")], Vec::new()),
     };
+    let matched = sorted(
+        reviewed
+            .outcome
+            .as_ref()
+            .map(|o| o.matches.iter().map(|m| m.policy.clone()).collect())
+            .unwrap_or_default(),
+    );
+    (check_expectation(&case.expect, &reviewed), matched)
+}
+
+/// What differs between `expect` and the answer.
+fn check_expectation(expect: &Expectation, reviewed: &respond::Reviewed) -> Vec<String> {
     let mut failures = Vec::new();
     let Some(response) = reviewed.review.response.as_ref() else {
         return vec!["no response".into()];
     };
-    let expect = &case.expect;
     if response.allowed != expect.allowed {
         failures.push(format!(
             "expected {}, got {}{}",
