@@ -71,6 +71,9 @@ pub struct Outcome {
     pub mode: Mode,
     /// `auditWarnings` from the config: audit matches are shown to the client too.
     pub audit_warnings: bool,
+    /// Where the resource lands (none for a resource Guardrails does not decide).
+    #[serde(skip)]
+    pub placement: Option<Placement>,
 }
 
 impl Outcome {
@@ -85,6 +88,7 @@ impl Outcome {
             errors: Vec::new(),
             mode,
             audit_warnings: false,
+            placement: None,
         }
     }
 
@@ -215,6 +219,7 @@ pub fn decide(engine: &Engine, request: &Request) -> Result<Outcome, DecideError
         errors,
         mode: engine.mode,
         audit_warnings: engine.config.file.audit_warnings,
+        placement: Some(placement),
     })
 }
 

@@ -36,7 +36,11 @@ pub struct PolicyLabels {
     pub policy: String,
     pub action: String,
     /// What the match did: enforce, warn or audit.
-    pub mode: String,
+    pub mode: &'static str,
+    /// What the policy's own `@enforcement` says it would do: an audit rollout shows here as
+    /// `declared="enforce"` with `mode="audit"` under a global audit mode, and a policy marked
+    /// `@enforcement("audit")` as `declared="audit"`.
+    pub declared: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -206,7 +210,8 @@ impl Metrics {
                 .get_or_create(&PolicyLabels {
                     policy: m.policy.clone(),
                     action: m.action.as_str().to_string(),
-                    mode: m.effective.to_string(),
+                    mode: m.effective.as_str(),
+                    declared: m.declared.as_str(),
                 })
                 .inc();
         }

@@ -197,3 +197,125 @@ async fn replay_reports_what_a_candidate_policy_set_would_change() {
             .starts_with("replayed 3 requests: 0 newly denied, 0 newly allowed, 3 unchanged")
     );
 }
+
+/// `guardrails <args>`: its output, and whether it succeeded.
+fn guardrails(args: &[&str]) -> (bool, String, String) {
+    let output = Command::cargo_bin("guardrails")
+        .unwrap()
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn report_shows_who_an_audit_rollout_would_deny() {
+    // The whole set rolled out in audit mode: nothing is denied, everything is recorded.
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.jsonl");
+    let mut audit_mode = engine();
+    audit_mode.mode = guardrails::vocabulary::Mode::Audit;
+    let state = AppState::with_audit(audit_mode, AuditLog::file(&log, true, 1 << 20).unwrap());
+    for review in traffic() {
+        send(&state, &review).await;
+    }
+    drop(state);
+    let lines = records(&log);
+    assert!(lines.iter().all(|r| r["allowed"] == true));
+    assert_eq!(
+        lines[0]["placement"]["environments"],
+        json!(["prod"]),
+        "{:#}",
+        lines[0]
+    );
+    let log = log.to_str().unwrap();
+
+    let (ok, text, _) = guardrails(&["report", "--log", log]);
+    assert!(ok);
+    assert!(
+        text.starts_with("1 of 3 request(s) would be denied (matches of policies that declare enforce); 0 were denied."),
+        "{text}"
+    );
+    assert!(
+        text.contains("prod-sync-platform-only  payments  bob@example.com  1         0       1"),
+        "{text}"
+    );
+
+    // Grouped by other keys, as JSON (--as-enforced counts audit-declared matches too; the unit
+    // tests show the difference).
+    let (_, json_text, _) = guardrails(&[
+        "report",
+        "--log",
+        log,
+        "--as-enforced",
+        "--by",
+        "policy,environment",
+        "--output",
+        "json",
+    ]);
+    let report: Value = serde_json::from_str(&json_text).unwrap();
+    assert_eq!(report["wouldDeny"], 1, "{report:#}");
+    assert_eq!(report["asEnforced"], true);
+    assert_eq!(
+        report["groups"][0]["key"],
+        json!({"policy": "prod-sync-platform-only", "environment": "prod"})
+    );
+
+    let (_, markdown, _) = guardrails(&["report", "--log", log, "--output", "markdown"]);
+    assert!(
+        markdown.contains("| POLICY | TEAM | PERSON | REQUESTS | DENIED | OBJECTS |"),
+        "{markdown}"
+    );
+
+    let (ok, _, stderr) = guardrails(&["report", "--log", log, "--fail-on", "would-deny"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("1 request(s) would be denied (--fail-on would-deny)"),
+        "{stderr}"
+    );
+    let (ok, text, _) = guardrails(&[
+        "report",
+        "--log",
+        log,
+        "--since",
+        "2000-01-01T00:00:00Z",
+        "--until",
+        "2001-01-01T00:00:00Z",
+    ]);
+    assert!(ok);
+    assert!(text.starts_with("0 of 0 request(s)"), "{text}");
+
+    // Replayed against the same policies enforced: the prod sync is a new denial, grouped,
+    // and --fail-on new-denials gates on it.
+    let (ok, text, stderr) = guardrails(&["replay", "--log", log, "--fail-on", "new-denials"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("deny 1 request(s) the log shows allowed"),
+        "{stderr}"
+    );
+    assert!(
+        text.contains("new denials by policy, team, person:"),
+        "{text}"
+    );
+    assert!(
+        text.contains("prod-sync-platform-only  payments  bob@example.com"),
+        "{text}"
+    );
+    let (_, json_text, _) = guardrails(&["replay", "--log", log, "--output", "json"]);
+    let replayed: Value = serde_json::from_str(&json_text).unwrap();
+    assert_eq!(replayed["changes"][0]["principal"], "bob@example.com");
+    assert_eq!(replayed["changes"][0]["teams"], json!(["payments"]));
+    assert_eq!(
+        replayed["changes"][0]["placement"]["environments"],
+        json!(["prod"])
+    );
+    // As enforced, the drift match counts on both sides: it was already a match, no new denial.
+    let (_, json_text, _) =
+        guardrails(&["replay", "--log", log, "--as-enforced", "--output", "json"]);
+    let replayed: Value = serde_json::from_str(&json_text).unwrap();
+    assert_eq!(replayed["newlyDenied"], 0, "{replayed:#}");
+}

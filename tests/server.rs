@@ -390,7 +390,7 @@ async fn metrics_count_requests_decisions_policies_and_latency() {
     );
     assert_eq!(
         get(
-            r#"guardrails_policy_matches_total{policy="prod-sync-platform-only",action="sync",mode="enforce"}"#
+            r#"guardrails_policy_matches_total{policy="prod-sync-platform-only",action="sync",mode="enforce",declared="enforce"}"#
         ),
         2.0
     );

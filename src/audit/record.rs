@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::decide::PolicyMatch;
+use crate::entities::Landing;
 use crate::respond::Reviewed;
 use crate::vocabulary::Verdict;
 
@@ -26,6 +27,10 @@ pub struct AuditRecord<'a> {
     pub operation: String,
     pub sub_resource: Option<&'a str>,
     pub actions: Vec<&'static str>,
+    /// Where the resource lands: an Application's destination (both sides of a move), every
+    /// place an ApplicationSet or AppProject reaches; its teams and environments.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub placement: Option<Landing>,
     pub decision: Verdict,
     pub allowed: bool,
     /// Whether an enforced policy decided (i.e. the request was denied by a policy).
@@ -88,6 +93,9 @@ impl<'a> AuditRecord<'a> {
                 .and_then(|o| o.recognition.as_ref())
                 .map(|r| r.actions.iter().map(|a| a.as_str()).collect())
                 .unwrap_or_default(),
+            placement: outcome
+                .and_then(|o| o.placement.as_ref())
+                .map(|placement| placement.landing()),
             decision: reviewed.verdict,
             allowed: response.is_some_and(|r| r.allowed),
             enforced: outcome.is_some_and(|o| o.enforced().next().is_some()),

@@ -5,5 +5,6 @@
 
 pub mod explain;
 pub mod replay;
+pub mod report;
 pub mod synth;
 pub mod test_files;

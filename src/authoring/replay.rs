@@ -7,7 +7,9 @@ use std::io::BufRead;
 use serde::Serialize;
 
 use crate::audit::RecordedDecision;
+use crate::authoring::report::Fact;
 use crate::decide::Engine;
+use crate::entities::Landing;
 use crate::respond::{self, Reviewed};
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
@@ -21,6 +23,11 @@ pub struct Change {
     pub namespace: String,
     pub name: String,
     pub operation: String,
+    /// Who the candidate decided as (the delegated person for argocd-server's syncs).
+    pub principal: String,
+    pub teams: Vec<String>,
+    /// Where the resource lands, as the candidate places it.
+    pub placement: Landing,
     pub actions: Vec<String>,
     pub was_allowed: bool,
     pub now_allowed: bool,
@@ -50,10 +57,11 @@ pub struct Report {
     pub changes: Vec<Change>,
 }
 
-fn enforced_ids(matches: &[crate::decide::PolicyMatch]) -> Vec<String> {
+/// The policies that deny: the enforced matches, or with `as_enforced` every match.
+fn denying_ids(matches: &[crate::decide::PolicyMatch], as_enforced: bool) -> Vec<String> {
     let mut ids: Vec<String> = matches
         .iter()
-        .filter(|m| m.effective == crate::vocabulary::Mode::Enforce)
+        .filter(|m| as_enforced || m.effective == crate::vocabulary::Mode::Enforce)
         .map(|m| m.policy.clone())
         .collect();
     ids.sort();
@@ -61,8 +69,9 @@ fn enforced_ids(matches: &[crate::decide::PolicyMatch]) -> Vec<String> {
     ids
 }
 
-/// Re-decide every recorded request in `log` with `engine`.
-pub fn replay(engine: &Engine, log: impl BufRead) -> Report {
+/// Re-decide every recorded request in `log` with `engine`. With `as_enforced`, a request
+/// counts as denied (before and after) when any policy matched it, whatever its mode.
+pub fn replay(engine: &Engine, log: impl BufRead, as_enforced: bool) -> Report {
     let mut report = Report::default();
     for (index, line) in log.lines().enumerate() {
         let number = index + 1;
@@ -77,7 +86,7 @@ pub fn replay(engine: &Engine, log: impl BufRead) -> Report {
             continue;
         }
         if let Some(record) = parse_record(&mut report, number, &line) {
-            replay_record(engine, &mut report, number, record);
+            replay_record(engine, &mut report, number, record, as_enforced);
         }
     }
     report
@@ -104,7 +113,13 @@ fn parse_record(report: &mut Report, number: usize, line: &str) -> Option<Record
 }
 
 /// Re-decide one record's request and count the outcome: skipped, invalid, unchanged or a change.
-fn replay_record(engine: &Engine, report: &mut Report, number: usize, record: RecordedDecision) {
+fn replay_record(
+    engine: &Engine,
+    report: &mut Report,
+    number: usize,
+    record: RecordedDecision,
+    as_enforced: bool,
+) {
     let Some(request) = &record.request else {
         report.skipped += 1;
         return;
@@ -119,18 +134,28 @@ fn replay_record(engine: &Engine, report: &mut Report, number: usize, record: Re
         }
     };
     report.replayed += 1;
-    let now_allowed = reviewed.review.response.as_ref().is_some_and(|r| r.allowed);
-    if now_allowed == record.allowed {
+    let now_matches = reviewed
+        .outcome
+        .as_ref()
+        .map_or(&[][..], |o| o.matches.as_slice());
+    let (was_allowed, now_allowed) = if as_enforced {
+        (record.matches.is_empty(), now_matches.is_empty())
+    } else {
+        (
+            record.allowed,
+            reviewed.review.response.as_ref().is_some_and(|r| r.allowed),
+        )
+    };
+    if now_allowed == was_allowed {
         report.unchanged += 1;
         return;
     }
     let policies = if now_allowed {
         report.newly_allowed += 1;
-        enforced_ids(&record.matches)
+        denying_ids(&record.matches, as_enforced)
     } else {
         report.newly_denied += 1;
-        let outcome = reviewed.outcome.as_ref();
-        enforced_ids(outcome.map_or(&[], |o| o.matches.as_slice()))
+        denying_ids(now_matches, as_enforced)
     };
     let tally = if now_allowed {
         &mut report.releasing_policies
@@ -140,9 +165,9 @@ fn replay_record(engine: &Engine, report: &mut Report, number: usize, record: Re
     for id in &policies {
         *tally.entry(id.clone()).or_default() += 1;
     }
-    report
-        .changes
-        .push(change(number, record, &reviewed, now_allowed, policies));
+    let mut change = change(number, record, &reviewed, now_allowed, policies);
+    change.was_allowed = was_allowed;
+    report.changes.push(change);
 }
 
 /// The report's entry for a request whose answer changed.
@@ -162,6 +187,24 @@ fn change(
         namespace: record.namespace,
         name: record.name,
         operation: record.operation,
+        principal: reviewed
+            .outcome
+            .as_ref()
+            .and_then(|o| o.identity.as_ref())
+            .map(|i| i.username.clone())
+            .unwrap_or_default(),
+        teams: reviewed
+            .outcome
+            .as_ref()
+            .and_then(|o| o.identity.as_ref())
+            .map(|i| i.teams.clone())
+            .unwrap_or_default(),
+        placement: reviewed
+            .outcome
+            .as_ref()
+            .and_then(|o| o.placement.as_ref())
+            .map(|p| p.landing())
+            .unwrap_or_default(),
         actions: reviewed
             .outcome
             .as_ref()
@@ -236,4 +279,36 @@ pub fn render(report: &Report) -> String {
         out.push_str(&format!("torn: {torn}\n"));
     }
     out
+}
+
+/// The newly denied requests as facts to group (one per denying policy).
+pub fn new_denials(report: &Report) -> Vec<Fact> {
+    let mut facts = Vec::new();
+    for change in report.changes.iter().filter(|c| !c.now_allowed) {
+        let joined = |values: &[String]| {
+            if values.is_empty() {
+                "-".to_string()
+            } else {
+                values.join(",")
+            }
+        };
+        for policy in &change.policies {
+            facts.push(Fact {
+                uid: change.uid.clone(),
+                object: format!("{} {}/{}", change.kind, change.namespace, change.name),
+                person: if change.principal.is_empty() {
+                    change.user.clone()
+                } else {
+                    change.principal.clone()
+                },
+                team: joined(&change.teams),
+                namespace: joined(&change.placement.namespaces),
+                environment: joined(&change.placement.environments),
+                policy: policy.clone(),
+                action: joined(&change.actions),
+                denied: true,
+            });
+        }
+    }
+    facts
 }

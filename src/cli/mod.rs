@@ -20,6 +20,7 @@ mod check;
 mod eval;
 mod fmt;
 mod replay;
+mod report;
 mod serve;
 mod test;
 
@@ -86,6 +87,7 @@ pub enum Command {
     Eval(eval::EvalArgs),
     Test(test::TestArgs),
     Replay(replay::ReplayArgs),
+    Report(report::ReportArgs),
     Certs(certs::CertsArgs),
     Check(check::CheckArgs),
     Fmt(fmt::FmtArgs),
@@ -143,6 +145,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Certs(args) => certs::run(args),
         Command::Test(args) => test::run(args),
         Command::Replay(args) => replay::run(args),
+        Command::Report(args) => report::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -111,6 +111,47 @@ pub struct Placement {
     pub reach: Option<Reach>,
 }
 
+impl Placement {
+    /// Every namespace, team and environment this placement covers: both sides of a move and
+    /// everything an ApplicationSet or AppProject reaches (for the audit log and reports).
+    pub fn landing(&self) -> Landing {
+        let mut landing = Landing::default();
+        self.gather(&mut landing);
+        for list in [
+            &mut landing.namespaces,
+            &mut landing.teams,
+            &mut landing.environments,
+        ] {
+            list.sort();
+            list.dedup();
+        }
+        landing
+    }
+
+    fn gather(&self, landing: &mut Landing) {
+        landing.namespaces.extend(self.namespace.clone());
+        landing.teams.extend(self.team.clone());
+        landing.environments.extend(self.environment.clone());
+        if let Some(previous) = &self.previous {
+            previous.gather(landing);
+        }
+        for place in self.reach.iter().flat_map(|reach| &reach.places) {
+            place.gather(landing);
+        }
+    }
+}
+
+/// Where a request's resource lands, flattened (see `Placement::landing`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Landing {
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+    #[serde(default)]
+    pub teams: Vec<String>,
+    #[serde(default)]
+    pub environments: Vec<String>,
+}
+
 /// The places of every destination an ApplicationSet can generate or an AppProject allows,
 /// before and after the change (narrowing a production project is a change to production too).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
