@@ -12,11 +12,11 @@ pub const EMBEDDED_CONFIG: &str = include_str!("../config/guardrails.yaml");
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config {path}: {source}")]
+    #[error("cannot read config {path}: {cause}")]
     Read {
         path: String,
-        #[source]
-        source: std::io::Error,
+        // Not a `source`: the message already says it (no repeat under `{:#}`).
+        cause: std::io::Error,
     },
     #[error("invalid config {origin}: {message}")]
     Parse { origin: String, message: String },
@@ -210,9 +210,9 @@ impl Config {
     }
 
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
             path: path.display().to_string(),
-            source,
+            cause,
         })?;
         Self::from_yaml(&text, &path.display().to_string())
     }

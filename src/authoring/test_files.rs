@@ -12,11 +12,11 @@ use crate::respond;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TestFileError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {cause}")]
     Read {
         path: String,
-        #[source]
-        source: std::io::Error,
+        // Not a `source`: the message already says it (no repeat under `{:#}`).
+        cause: std::io::Error,
     },
     #[error("invalid test file {path}: {message}")]
     Parse { path: String, message: String },
@@ -103,9 +103,9 @@ fn load_manifest(base: &Path, manifest: &Manifest) -> Result<Value, String> {
 }
 
 pub fn load(path: &Path) -> Result<TestFile, TestFileError> {
-    let text = std::fs::read_to_string(path).map_err(|source| TestFileError::Read {
+    let text = std::fs::read_to_string(path).map_err(|cause| TestFileError::Read {
         path: path.display().to_string(),
-        source,
+        cause,
     })?;
     serde_yaml_ng::from_str(&text).map_err(|e| TestFileError::Parse {
         path: path.display().to_string(),
@@ -282,9 +282,9 @@ fn check_expectation(expect: &Expectation, reviewed: &respond::Reviewed) -> Vec<
 
 /// All `*.yaml`/`*.yml` files in `dir`, sorted.
 pub fn files_in(dir: &Path) -> Result<Vec<PathBuf>, TestFileError> {
-    let read_error = |source| TestFileError::Read {
+    let read_error = |cause| TestFileError::Read {
         path: dir.display().to_string(),
-        source,
+        cause,
     };
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(read_error)? {

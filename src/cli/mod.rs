@@ -113,7 +113,10 @@ pub fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::Worker
         .with_writer(writer);
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Text => builder.init(),
+        // Colours only for a person at a terminal, not in a file or a log collector.
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
     }
     guard
 }

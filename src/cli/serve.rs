@@ -314,9 +314,10 @@ fn reopen_audit_log_on_hangup(
 fn write_dev_ca(path: &std::path::Path, ca_pem: &str, port: u16) -> anyhow::Result<()> {
     std::fs::write(path, ca_pem)
         .with_context(|| format!("cannot write the dev CA to {}", path.display()))?;
-    // A closed stdout (e.g. a supervisor that stopped reading) must not stop the server.
+    // On stderr with the logs: stdout carries the audit log by default. A closed stderr (e.g. a
+    // supervisor that stopped reading) must not stop the server.
     let _ = writeln!(
-        std::io::stdout().lock(),
+        std::io::stderr().lock(),
         "guardrails: development certificate for localhost; CA written to {}\n  try: curl --cacert {} https://localhost:{port}/readyz",
         path.display(),
         path.display(),

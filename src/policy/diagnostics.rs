@@ -43,11 +43,11 @@ impl fmt::Display for PolicyDiagnostic {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
-    #[error("cannot read policies from {path}: {source}")]
+    #[error("cannot read policies from {path}: {cause}")]
     Read {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        // Not a `source`: the message already says it (no repeat under `{:#}`).
+        cause: std::io::Error,
     },
     #[error("{}", render_diagnostics(.0))]
     Invalid(Vec<PolicyDiagnostic>),

@@ -8,9 +8,9 @@ use super::{PolicyError, SCHEMA_FILE};
 /// The files `load_dir` reads from `dir`, by name: the schema and every `*.cedar` file (symlinks
 /// followed, as in a mounted ConfigMap; subdirectories and dangling links skipped).
 pub fn read_sources(dir: &Path) -> Result<BTreeMap<String, String>, PolicyError> {
-    let read_error = |source| PolicyError::Read {
+    let read_error = |cause| PolicyError::Read {
         path: dir.to_path_buf(),
-        source,
+        cause,
     };
     let mut files = BTreeMap::new();
     for entry in std::fs::read_dir(dir).map_err(read_error)? {
@@ -19,9 +19,9 @@ pub fn read_sources(dir: &Path) -> Result<BTreeMap<String, String>, PolicyError>
             continue;
         };
         if path.is_file() && (name.ends_with(".cedar") || name == SCHEMA_FILE) {
-            let text = std::fs::read_to_string(&path).map_err(|source| PolicyError::Read {
+            let text = std::fs::read_to_string(&path).map_err(|cause| PolicyError::Read {
                 path: path.clone(),
-                source,
+                cause,
             })?;
             files.insert(name.to_string(), text);
         }

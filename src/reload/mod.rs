@@ -101,9 +101,9 @@ impl EngineSource {
         };
         let (config, config_origin) = match &self.config {
             Some(path) => (
-                std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
                     path: path.display().to_string(),
-                    source,
+                    cause,
                 }),
                 path.display().to_string(),
             ),

@@ -11,11 +11,11 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {cause}")]
     Read {
         path: String,
-        #[source]
-        source: std::io::Error,
+        // Not a `source`: the message already says it (no repeat under `{:#}`).
+        cause: std::io::Error,
     },
     #[error("no PEM certificate found in {0}")]
     NoCertificate(String),
@@ -158,9 +158,9 @@ fn client_verifier(
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read {
+    std::fs::read(path).map_err(|cause| TlsError::Read {
         path: path.display().to_string(),
-        source,
+        cause,
     })
 }
 
