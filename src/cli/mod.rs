@@ -15,6 +15,7 @@ macro_rules! out {
     };
 }
 
+mod argocd;
 mod certs;
 mod check;
 mod eval;
@@ -89,6 +90,8 @@ pub enum Command {
     Certs(certs::CertsArgs),
     Check(check::CheckArgs),
     Fmt(fmt::FmtArgs),
+    /// Argo CD's own RBAC, offline (`argocd can`).
+    Argocd(argocd::ArgocdArgs),
 }
 
 /// Log lines waiting for stderr; beyond this they are dropped (and counted), never waited for.
@@ -143,6 +146,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Certs(args) => certs::run(args),
         Command::Test(args) => test::run(args),
         Command::Replay(args) => replay::run(args),
+        Command::Argocd(args) => argocd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
