@@ -8,6 +8,7 @@
 //! are thin shells around `respond::review`.
 
 pub mod admission;
+pub mod argocd;
 pub mod audit;
 pub mod authoring;
 pub mod cli;

@@ -16,7 +16,7 @@ const LAYERS: &[&[&str]] = &[
         "fingerprint",
         "cluster",
     ],
-    &["admission", "config"],
+    &["admission", "config", "argocd"],
     &["recognize", "policy"],
     &["identity"],
     &["entities"],

@@ -1,5 +1,5 @@
 //! Command line: one file per command (`serve`, `eval`, `check`, `fmt`, `test`, `replay`,
-//! `certs`), each with its arguments and its `run`; this one holds what they share (policy
+//! `report`, `certs`, `argocd`), each with its arguments and its `run`; this one holds what they share (policy
 //! flags, output and log formats, logging) and dispatches.
 
 /// Write to stdout, returning the error instead of panicking (a closed pipe ends the command).
@@ -15,6 +15,7 @@ macro_rules! out {
     };
 }
 
+mod argocd;
 mod certs;
 mod check;
 mod eval;
@@ -91,6 +92,8 @@ pub enum Command {
     Certs(certs::CertsArgs),
     Check(check::CheckArgs),
     Fmt(fmt::FmtArgs),
+    /// Argo CD's own RBAC, offline (`argocd can`).
+    Argocd(argocd::ArgocdArgs),
 }
 
 /// Log lines waiting for stderr; beyond this they are dropped (and counted), never waited for.
@@ -149,6 +152,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Test(args) => test::run(args),
         Command::Replay(args) => replay::run(args),
         Command::Report(args) => report::run(args),
+        Command::Argocd(args) => argocd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
