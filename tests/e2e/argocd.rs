@@ -19,7 +19,15 @@
 //! People reach argocd-server with ID tokens of a loopback OpenID Connect issuer ([`oidc`]): their
 //! email is what argocd-server writes into `/operation/initiatedBy/username`, so the names match
 //! `config/guardrails.yaml` (admin@example.com is platform, bob@example.com is payments). Argo CD's
-//! RBAC lets both do everything: Guardrails is the gate under test.
+//! RBAC lets both do everything: Guardrails is the gate under test. A local account (`bob`) shows
+//! what argocd-server names for those: the bare account name.
+//!
+//! Flows (each asserts what Argo CD did, from the Application's operation state and the deployed
+//! objects, and what Guardrails decided, from its audit log): auto-sync of a new commit into prod;
+//! `argocd app sync` of prod by a developer (denied, with Guardrails' message in the CLI's output)
+//! and a platform engineer, of dev by the developer; `argocd app rollback`; `argocd app set` and
+//! `argocd app delete`, which argocd-server does as itself; an ApplicationSet's generated
+//! Application; a local account's sync.
 
 mod oidc;
 
@@ -65,6 +73,10 @@ pub const BOB: Person = Person {
     email: "bob@example.com",
     groups: &["payments-devs"],
 };
+/// An Argo CD local account (`accounts.bob` in argocd-cm) and its password: what argocd-server
+/// names for it is the bare account name, which the shipped config does not know.
+pub const LOCAL_ACCOUNT: &str = "bob";
+const LOCAL_PASSWORD: &str = "e2e-local-password";
 
 pub struct ArgoCd {
     /// `<run dir>/argocd`: the Git repository, homes and temporary directories.
@@ -72,12 +84,11 @@ pub struct ArgoCd {
     components: &'static Components,
     /// `127.0.0.1:<port>` of argocd-server (plaintext gRPC and HTTP).
     pub server: String,
-    /// `file://` URL of the Git repository the Applications deploy from.
-    pub repo_url: String,
-    repo: PathBuf,
+    /// The Git repository most Applications deploy from: `dev/` and `prod/`, each a Deployment
+    /// `web`, and `appset/` (`web-appset`). Tests that commit make a repository of their own
+    /// ([`ArgoCd::repository`]), so that no other Application's revision moves under them.
+    pub repo: Repo,
     issuer: oidc::Issuer,
-    /// Held while the repository is written.
-    git: Mutex<()>,
     /// Kept so that the children are not reaped early; the watchdog kills them.
     processes: Mutex<Vec<(String, Child)>>,
 }
@@ -171,21 +182,8 @@ impl ArgoCd {
         }
         let issuer = oidc::Issuer::start()?;
 
-        // The Git repository: a dev and a prod path, each with one small Deployment.
-        let repo = dir.join("repo");
-        mkdir(&repo)?;
-        let argocd = ArgoCd {
-            repo_url: format!("file://{}", repo.display()),
-            dir: dir.clone(),
-            components,
-            server: String::new(),
-            repo,
-            issuer,
-            git: Mutex::new(()),
-            processes: Mutex::new(Vec::new()),
-        };
-        argocd.git(&["init", "--quiet", "--initial-branch=main"])?;
-        argocd.commit(
+        let repo = Repo::create(&dir.join("repos/main"), &dir.join("home"))?;
+        repo.commit(
             &[
                 (
                     "dev/deployment.yaml",
@@ -195,11 +193,30 @@ impl ArgoCd {
                     "prod/deployment.yaml",
                     deployment_manifest("web", "registry.example.com/web:v1"),
                 ),
+                (
+                    "appset/deployment.yaml",
+                    deployment_manifest("web-appset", "registry.example.com/web:v1"),
+                ),
             ],
-            "dev and prod",
+            "dev, prod and an ApplicationSet's path",
         )?;
+        let argocd = ArgoCd {
+            dir: dir.clone(),
+            components,
+            server: String::new(),
+            repo,
+            issuer,
+            processes: Mutex::new(Vec::new()),
+        };
 
         // Argo CD's settings, its service accounts and what RBAC lets them do.
+        let bcrypt = run(
+            Command::new(components.path("argocd"))
+                .args(["account", "bcrypt", "--password", LOCAL_PASSWORD])
+                .env("HOME", dir.join("cli")),
+            None,
+        )
+        .into_result()?;
         c.kubectl_stdin(
             &[
                 "apply",
@@ -209,7 +226,7 @@ impl ArgoCd {
                 "-f",
                 "-",
             ],
-            &argocd.settings().to_string(),
+            &argocd.settings(bcrypt.stdout.trim()).to_string(),
         )
         .into_result()?;
         let mut kubeconfigs = Vec::new();
@@ -346,8 +363,9 @@ impl ArgoCd {
         })
     }
 
-    /// Argo CD's namespace, settings, RBAC, AppProject and service accounts, as one List.
-    fn settings(&self) -> Value {
+    /// Argo CD's namespace, settings, RBAC, AppProject and service accounts, as one List; the
+    /// local account's password hash is `bcrypt`.
+    fn settings(&self, bcrypt: &str) -> Value {
         let part_of = json!({"app.kubernetes.io/part-of": "argocd"});
         let oidc = format!(
             "name: E2E\nissuer: {}\nclientID: {}\ncliClientID: {}\n\
@@ -365,6 +383,7 @@ impl ArgoCd {
                     "url": "http://127.0.0.1",
                     "admin.enabled": "false",
                     "oidc.config": oidc,
+                    format!("accounts.{LOCAL_ACCOUNT}"): "login",
                 },
             }),
             json!({
@@ -372,7 +391,7 @@ impl ArgoCd {
                 "metadata": {"name": "argocd-rbac-cm", "namespace": NAMESPACE, "labels": part_of},
                 "data": {
                     "policy.csv": format!(
-                        "g, {}, role:admin\ng, {}, role:admin\n",
+                        "g, {}, role:admin\ng, {}, role:admin\ng, {LOCAL_ACCOUNT}, role:admin\n",
                         ADMIN.email, BOB.email
                     ),
                 },
@@ -380,7 +399,10 @@ impl ArgoCd {
             json!({
                 "apiVersion": "v1", "kind": "Secret",
                 "metadata": {"name": "argocd-secret", "namespace": NAMESPACE, "labels": part_of},
-                "stringData": {"server.secretkey": "e2e-server-secret-key-not-a-secret"},
+                "stringData": {
+                    "server.secretkey": "e2e-server-secret-key-not-a-secret",
+                    format!("accounts.{LOCAL_ACCOUNT}.password"): bcrypt,
+                },
             }),
             // argocd-server creates its `default` project at start-up when it is missing, and exits
             // if it cannot: Guardrails lets that through only in argocd-server's own namespace
@@ -466,64 +488,11 @@ impl ArgoCd {
         command
     }
 
-    fn git(&self, args: &[&str]) -> Result<Output, String> {
-        run(
-            Command::new("git")
-                .arg("-C")
-                .arg(&self.repo)
-                .args(args)
-                .env("HOME", self.dir.join("home"))
-                .env("GIT_CONFIG_NOSYSTEM", "1")
-                .env("GIT_AUTHOR_NAME", "e2e")
-                .env("GIT_AUTHOR_EMAIL", "e2e@example.com")
-                .env("GIT_COMMITTER_NAME", "e2e")
-                .env("GIT_COMMITTER_EMAIL", "e2e@example.com"),
-            None,
-        )
-        .into_result()
-    }
-
-    /// Write `files` (paths in the repository) and commit them; returns the commit's SHA.
-    pub fn commit(&self, files: &[(&str, String)], message: &str) -> Result<String, String> {
-        let _git = self.git.lock().unwrap_or_else(|e| e.into_inner());
-        for (path, contents) in files {
-            write(&self.repo.join(path), contents)?;
-        }
-        self.git(&["add", "--all"])?;
-        self.git(&["commit", "--quiet", "-m", message])?;
-        Ok(self.git(&["rev-parse", "HEAD"])?.stdout.trim().to_string())
-    }
-
-    /// Commit a Deployment `name` running `image` at `path`/deployment.yaml; returns the SHA.
+    /// A Git repository of its own for one test (under `repos/<name>`), empty.
     #[track_caller]
-    pub fn commit_deployment(&self, path: &str, name: &str, image: &str) -> String {
-        self.commit(
-            &[(
-                &format!("{path}/deployment.yaml"),
-                deployment_manifest(name, image),
-            )],
-            &format!("{path}: {name} runs {image}"),
-        )
-        .unwrap_or_else(|e| panic!("{e}"))
-    }
-
-    /// An Application in [`NAMESPACE`] deploying `path` of the repository at HEAD into
-    /// `destination`, auto-synced or not.
-    pub fn application(&self, name: &str, path: &str, destination: &str, auto: bool) -> Value {
-        let mut app = json!({
-            "apiVersion": "argoproj.io/v1alpha1",
-            "kind": "Application",
-            "metadata": {"name": name, "namespace": NAMESPACE},
-            "spec": {
-                "project": PROJECT,
-                "source": {"repoURL": self.repo_url, "path": path, "targetRevision": "HEAD"},
-                "destination": {"server": "https://kubernetes.default.svc", "namespace": destination},
-            },
-        });
-        if auto {
-            app["spec"]["syncPolicy"] = json!({"automated": {"prune": false, "selfHeal": false}});
-        }
-        app
+    pub fn repository(&self, name: &str) -> Repo {
+        Repo::create(&self.dir.join("repos").join(name), &self.dir.join("home"))
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// `argocd <args>` (the CLI) against argocd-server as `person`, with an ID token of theirs.
@@ -541,6 +510,33 @@ impl ArgoCd {
                 .env_remove("ARGOCD_BINARY_NAME"),
             None,
         )
+    }
+
+    /// `argocd <args>` as the local account [`LOCAL_ACCOUNT`], logged in with its password.
+    pub fn cli_local(&self, args: &[&str]) -> Output {
+        let config = self.dir.join("cli").join(format!("local-{LOCAL_ACCOUNT}"));
+        let argocd = || {
+            let mut command = Command::new(self.components.path("argocd"));
+            command
+                .arg("--config")
+                .arg(&config)
+                .env("HOME", self.dir.join("cli"))
+                .env_remove("ARGOCD_BINARY_NAME");
+            command
+        };
+        let login = run(
+            argocd().args(["login", &self.server, "--plaintext"]).args([
+                "--username",
+                LOCAL_ACCOUNT,
+                "--password",
+                LOCAL_PASSWORD,
+            ]),
+            None,
+        );
+        if !login.success {
+            return login;
+        }
+        run(argocd().args(args), None)
     }
 
     /// The live Application `name`.
@@ -581,6 +577,18 @@ impl ArgoCd {
         })
     }
 
+    /// Wait (up to 2 minutes) until Application `name` exists; returns it.
+    #[track_caller]
+    pub fn wait_app_created(&self, name: &str) -> Value {
+        poll(
+            Duration::from_secs(120),
+            Duration::from_millis(500),
+            &format!("Application {NAMESPACE}/{name}"),
+            || Ok(get("applications.argoproj.io", NAMESPACE, name)),
+        )
+        .unwrap_or_else(|error| panic!("{error}\n{}", self.logs()))
+    }
+
     /// The last lines of every Argo CD process's log, for failures.
     pub fn logs(&self) -> String {
         let run_dir = &cluster().run_dir;
@@ -604,6 +612,7 @@ impl ArgoCd {
             "argocd-application-controller",
             "argocd-server",
             "argocd-repo-server",
+            "argocd-applicationset-controller",
         ] {
             let log = run_dir.join(format!("{name}.log"));
             text.push_str(&format!(
@@ -613,6 +622,90 @@ impl ArgoCd {
             ));
         }
         text
+    }
+}
+
+/// A `file://` Git repository (a work tree: Argo CD's repo server clones it).
+pub struct Repo {
+    /// `file://<path>`.
+    pub url: String,
+    path: PathBuf,
+    home: PathBuf,
+    /// Held while the repository is written.
+    lock: Mutex<()>,
+}
+
+impl Repo {
+    fn create(path: &Path, home: &Path) -> Result<Repo, String> {
+        mkdir(path)?;
+        let repo = Repo {
+            url: format!("file://{}", path.display()),
+            path: path.to_path_buf(),
+            home: home.to_path_buf(),
+            lock: Mutex::new(()),
+        };
+        repo.git(&["init", "--quiet", "--initial-branch=main"])?;
+        Ok(repo)
+    }
+
+    fn git(&self, args: &[&str]) -> Result<Output, String> {
+        run(
+            Command::new("git")
+                .arg("-C")
+                .arg(&self.path)
+                .args(args)
+                .env("HOME", &self.home)
+                .env("GIT_CONFIG_NOSYSTEM", "1")
+                .env("GIT_AUTHOR_NAME", "e2e")
+                .env("GIT_AUTHOR_EMAIL", "e2e@example.com")
+                .env("GIT_COMMITTER_NAME", "e2e")
+                .env("GIT_COMMITTER_EMAIL", "e2e@example.com"),
+            None,
+        )
+        .into_result()
+    }
+
+    /// Write `files` (paths in the repository) and commit them; returns the commit's SHA.
+    pub fn commit(&self, files: &[(&str, String)], message: &str) -> Result<String, String> {
+        let _lock = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        for (path, contents) in files {
+            write(&self.path.join(path), contents)?;
+        }
+        self.git(&["add", "--all"])?;
+        self.git(&["commit", "--quiet", "-m", message])?;
+        Ok(self.git(&["rev-parse", "HEAD"])?.stdout.trim().to_string())
+    }
+
+    /// Commit a Deployment `name` running `image` at `path`/deployment.yaml; returns the SHA.
+    #[track_caller]
+    pub fn commit_deployment(&self, path: &str, name: &str, image: &str) -> String {
+        self.commit(
+            &[(
+                &format!("{path}/deployment.yaml"),
+                deployment_manifest(name, image),
+            )],
+            &format!("{path}: {name} runs {image}"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// An Application in [`NAMESPACE`] deploying `path` of this repository at HEAD into
+    /// `destination`, auto-synced or not.
+    pub fn application(&self, name: &str, path: &str, destination: &str, auto: bool) -> Value {
+        let mut app = json!({
+            "apiVersion": "argoproj.io/v1alpha1",
+            "kind": "Application",
+            "metadata": {"name": name, "namespace": NAMESPACE},
+            "spec": {
+                "project": PROJECT,
+                "source": {"repoURL": self.url, "path": path, "targetRevision": "HEAD"},
+                "destination": {"server": "https://kubernetes.default.svc", "namespace": destination},
+            },
+        });
+        if auto {
+            app["spec"]["syncPolicy"] = json!({"automated": {"prune": false, "selfHeal": false}});
+        }
+        app
     }
 }
 
@@ -659,11 +752,12 @@ fn auto_sync_of_a_new_commit_into_prod_is_allowed() {
     let c = cluster();
     let argo = argocd();
     let name = "e2e-argocd-auto";
-    let first = argo.commit_deployment("prod-auto", "web-auto", "registry.example.com/web:v1");
-    c.apply_json(&argo.application(name, "prod-auto", "payments-prod", true));
+    let repo = argo.repository(name);
+    let first = repo.commit_deployment("prod", "web-auto", "registry.example.com/web:v1");
+    c.apply_json(&repo.application(name, "prod", "payments-prod", true));
     argo.wait_app(name, "the first auto-sync", |app| synced(app, Some(&first)));
 
-    let second = argo.commit_deployment("prod-auto", "web-auto", "registry.example.com/web:v2");
+    let second = repo.commit_deployment("prod", "web-auto", "registry.example.com/web:v2");
     // What a Git webhook would do: ask for a refresh now rather than at the next poll.
     argo.cli(ADMIN, &["app", "get", name, "--refresh", "-o", "json"])
         .ok();
@@ -702,7 +796,7 @@ fn developer_sync_of_a_prod_app_through_argocd_is_denied() {
     let c = cluster();
     let argo = argocd();
     let name = "e2e-argocd-bob-prod";
-    c.apply_json(&argo.application(name, "prod", "payments-prod", false));
+    c.apply_json(&argo.repo.application(name, "prod", "payments-prod", false));
 
     let out = argo.cli(BOB, &["app", "sync", name, "--timeout", "120"]);
     assert!(!out.success, "bob's sync of a prod app went through: {out}");
@@ -729,7 +823,7 @@ fn developer_sync_of_a_dev_app_through_argocd_is_allowed() {
     let c = cluster();
     let argo = argocd();
     let name = "e2e-argocd-bob-dev";
-    c.apply_json(&argo.application(name, "dev", "payments-dev", false));
+    c.apply_json(&argo.repo.application(name, "dev", "payments-dev", false));
 
     argo.cli(BOB, &["app", "sync", name, "--timeout", "120"])
         .ok();
@@ -752,7 +846,7 @@ fn platform_sync_of_a_prod_app_through_argocd_is_allowed() {
     let c = cluster();
     let argo = argocd();
     let name = "e2e-argocd-admin-prod";
-    c.apply_json(&argo.application(name, "prod", "payments-prod", false));
+    c.apply_json(&argo.repo.application(name, "prod", "payments-prod", false));
 
     argo.cli(ADMIN, &["app", "sync", name, "--timeout", "120"])
         .ok();
@@ -767,5 +861,217 @@ fn platform_sync_of_a_prod_app_through_argocd_is_allowed() {
         r["user"] == ARGOCD_SERVER.user && has_action(r, "sync")
     });
     assert_eq!(record["principal"], ADMIN.email, "{record:#}");
+    assert_eq!(record["decision"], "allow", "{record:#}");
+}
+
+/// An Argo CD local account's sync names the account, `bob`, which is not bob@example.com: a
+/// person in no team, whom Guardrails keeps out of the payments namespaces. (Local account names
+/// cannot be emails: argocd-cm keys allow no `@` and Argo CD splits them on `.`.)
+#[test]
+fn local_account_sync_names_the_bare_account() {
+    let _shared = shared();
+    let c = cluster();
+    let argo = argocd();
+    let name = "e2e-argocd-local-dev";
+    c.apply_json(&argo.repo.application(name, "dev", "payments-dev", false));
+
+    let out = argo.cli_local(&["app", "sync", name, "--timeout", "120"]);
+    assert!(!out.success, "the local account's sync went through: {out}");
+    assert!(
+        out.stderr.contains(&format!(
+            "Guardrails denied sync of Application {NAMESPACE}/{name} by {LOCAL_ACCOUNT}:"
+        )),
+        "{out}"
+    );
+    assert!(out.stderr.contains("[team-owns-namespace]"), "{out}");
+
+    let record = c.guardrails.wait_audit(NAMESPACE, name, |r| {
+        r["user"] == ARGOCD_SERVER.user && has_action(r, "sync")
+    });
+    assert_eq!(record["principal"], LOCAL_ACCOUNT, "{record:#}");
+    assert_eq!(record["delegator"], ARGOCD_SERVER.user, "{record:#}");
+    assert_eq!(record["teams"], json!([]), "{record:#}");
+    assert_eq!(record["decision"], "deny", "{record:#}");
+}
+
+/// `argocd app set` names nobody: argocd-server edits the Application as itself. A dev
+/// Application's source may change that way; a production one's may not, whoever asked.
+#[test]
+fn app_set_is_decided_as_argocd_server_itself() {
+    let _shared = shared();
+    let c = cluster();
+    let argo = argocd();
+    let dev = "e2e-argocd-set-dev";
+    let prod = "e2e-argocd-set-prod";
+    c.apply_json(&argo.repo.application(dev, "dev", "payments-dev", false));
+    c.apply_json(&argo.repo.application(prod, "prod", "payments-prod", false));
+
+    argo.cli(BOB, &["app", "set", dev, "--revision", "main"])
+        .ok();
+    assert_eq!(argo.app(dev)["spec"]["source"]["targetRevision"], "main");
+    let record = c.guardrails.wait_audit(NAMESPACE, dev, |r| {
+        r["user"] == ARGOCD_SERVER.user && has_action(r, "change-source")
+    });
+    assert_eq!(record["principal"], ARGOCD_SERVER.user, "{record:#}");
+    assert!(record["delegator"].is_null(), "{record:#}");
+    assert_eq!(record["decision"], "allow", "{record:#}");
+
+    // Even the platform engineer: argocd-server does not say who asked.
+    let out = argo.cli(ADMIN, &["app", "set", prod, "--revision", "main"]);
+    assert!(
+        !out.success,
+        "a prod app's source changed through argocd-server: {out}"
+    );
+    assert!(out.stderr.contains("Guardrails denied"), "{out}");
+    assert!(
+        out.stderr.contains("[prod-app-changes-through-git]"),
+        "{out}"
+    );
+    assert_eq!(argo.app(prod)["spec"]["source"]["targetRevision"], "HEAD");
+    let record = c.guardrails.wait_audit(NAMESPACE, prod, |r| {
+        r["user"] == ARGOCD_SERVER.user && has_action(r, "change-source")
+    });
+    assert_eq!(record["principal"], ARGOCD_SERVER.user, "{record:#}");
+    assert_eq!(record["decision"], "deny", "{record:#}");
+}
+
+/// `argocd app delete` names nobody either: refused, even for the platform engineer (who deletes
+/// with kubectl), and the Application stays.
+#[test]
+fn app_delete_through_argocd_is_denied() {
+    let _shared = shared();
+    let c = cluster();
+    let argo = argocd();
+    let name = "e2e-argocd-delete";
+    c.apply_json(&argo.repo.application(name, "dev", "storefront-dev", false));
+
+    let out = argo.cli(ADMIN, &["app", "delete", name, "--yes"]);
+    assert!(!out.success, "the delete went through: {out}");
+    assert!(out.stderr.contains("Guardrails denied"), "{out}");
+    assert!(out.stderr.contains("[app-delete-platform-only]"), "{out}");
+    let app = argo.app(name);
+    assert!(app["metadata"]["deletionTimestamp"].is_null(), "{app:#}");
+    // For a cascading delete argocd-server first adds the resources finalizer (an `update` of its
+    // own, allowed), then deletes: the finalizer stays, so a later delete cascades.
+    assert_eq!(
+        app["metadata"]["finalizers"],
+        json!(["resources-finalizer.argocd.argoproj.io"]),
+        "{app:#}"
+    );
+    let record = c
+        .guardrails
+        .wait_audit(NAMESPACE, name, |r| r["operation"] == "DELETE");
+    assert_eq!(record["user"], ARGOCD_SERVER.user, "{record:#}");
+    assert_eq!(record["principal"], ARGOCD_SERVER.user, "{record:#}");
+    assert_eq!(record["decision"], "deny", "{record:#}");
+
+    // The platform engineer's own delete goes through.
+    c.kubectl(&[
+        "delete",
+        "applications.argoproj.io",
+        name,
+        "-n",
+        NAMESPACE,
+        "--wait=false",
+    ])
+    .ok();
+}
+
+/// `argocd app rollback` of a production Application to its first sync: denied for the payments
+/// developer, done for the platform engineer.
+#[test]
+fn rollback_of_a_prod_app_through_argocd() {
+    let _shared = shared();
+    let c = cluster();
+    let argo = argocd();
+    let name = "e2e-argocd-rollback";
+    let repo = argo.repository(name);
+    let first = repo.commit_deployment("prod", "web-rollback", "registry.example.com/web:v1");
+    c.apply_json(&repo.application(name, "prod", "payments-prod", false));
+    argo.cli(ADMIN, &["app", "sync", name, "--timeout", "120"])
+        .ok();
+    argo.wait_app(name, "the first sync", |app| synced(app, Some(&first)));
+    let second = repo.commit_deployment("prod", "web-rollback", "registry.example.com/web:v2");
+    argo.cli(ADMIN, &["app", "sync", name, "--timeout", "120"])
+        .ok();
+    let app = argo.wait_app(name, "the second sync", |app| synced(app, Some(&second)));
+    let history = app["status"]["history"].as_array().expect("history");
+    let id = history
+        .iter()
+        .find(|entry| entry["revision"] == first.as_str())
+        .and_then(|entry| entry["id"].as_i64())
+        .unwrap_or_else(|| panic!("no history entry of {first}: {app:#}"))
+        .to_string();
+
+    let out = argo.cli(BOB, &["app", "rollback", name, &id, "--timeout", "120"]);
+    assert!(!out.success, "bob's rollback went through: {out}");
+    assert!(out.stderr.contains("Guardrails denied rollback"), "{out}");
+    assert!(out.stderr.contains("[prod-sync-platform-only]"), "{out}");
+    let record = c.guardrails.wait_audit(NAMESPACE, name, |r| {
+        r["principal"] == BOB.email && has_action(r, "rollback")
+    });
+    assert_eq!(record["decision"], "deny", "{record:#}");
+
+    argo.cli(ADMIN, &["app", "rollback", name, &id, "--timeout", "120"])
+        .ok();
+    let app = argo.wait_app(name, "the rollback", |app| synced(app, Some(&first)));
+    assert_eq!(
+        app["status"]["operationState"]["operation"]["initiatedBy"]["username"], ADMIN.email,
+        "{app:#}"
+    );
+    let deployment = get("deployments.apps", "payments-prod", "web-rollback").expect("deployed");
+    assert_eq!(image(&deployment), "registry.example.com/web:v1");
+    let record = c.guardrails.wait_audit(NAMESPACE, name, |r| {
+        r["principal"] == ADMIN.email && has_action(r, "rollback")
+    });
+    assert_eq!(record["decision"], "allow", "{record:#}");
+}
+
+/// An ApplicationSet written by the platform team: the ApplicationSet controller creates the
+/// Application it generates and the application controller auto-syncs it, both as automation.
+#[test]
+fn applicationset_generates_and_syncs_as_automation() {
+    let _shared = shared();
+    let c = cluster();
+    let argo = argocd();
+    let generated = "e2e-argocd-appset-dev";
+    c.apply_json(&json!({
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "ApplicationSet",
+        "metadata": {"name": "e2e-argocd-appset", "namespace": NAMESPACE},
+        "spec": {
+            "generators": [{"list": {"elements": [{"env": "dev"}]}}],
+            "template": {
+                "metadata": {"name": "e2e-argocd-appset-{{env}}"},
+                "spec": {
+                    "project": PROJECT,
+                    "source": {"repoURL": argo.repo.url, "path": "appset", "targetRevision": "HEAD"},
+                    "destination": {
+                        "server": "https://kubernetes.default.svc",
+                        "namespace": "payments-{{env}}",
+                    },
+                    "syncPolicy": {"automated": {}},
+                },
+            },
+        },
+    }));
+
+    let app = argo.wait_app_created(generated);
+    assert_eq!(
+        app["metadata"]["ownerReferences"][0]["name"], "e2e-argocd-appset",
+        "{app:#}"
+    );
+    argo.wait_app(generated, "the generated app's auto-sync", |app| {
+        synced(app, None)
+    });
+    assert!(get("deployments.apps", "payments-dev", "web-appset").is_some());
+    let record = c
+        .guardrails
+        .wait_audit(NAMESPACE, generated, |r| r["operation"] == "CREATE");
+    assert_eq!(record["user"], APPSET_CONTROLLER.user, "{record:#}");
+    assert_eq!(record["decision"], "allow", "{record:#}");
+    let record = c.guardrails.wait_audit(NAMESPACE, generated, |r| {
+        r["user"] == APP_CONTROLLER.user && has_action(r, "auto-sync")
+    });
     assert_eq!(record["decision"], "allow", "{record:#}");
 }
