@@ -571,7 +571,7 @@ fn stop(run_dir: &Path, child: &mut Child) {
 /// `ports` and `ready` says it is ready (`Err`: not yet, and why). If it exits or the time runs
 /// out, it is stopped and the error ends with its log, which says whether a port was taken meanwhile
 /// (for [`on_free_ports`]).
-fn start_listening(
+pub fn start_listening(
     run_dir: &Path,
     name: &str,
     command: &mut Command,
@@ -630,7 +630,7 @@ fn api_args(pki_dir: &Path, etcd_url: &str, port: u16) -> Vec<String> {
     ]
 }
 
-fn kubeconfig(server: &str, ca_pem: &str, user: Value) -> Value {
+pub fn kubeconfig(server: &str, ca_pem: &str, user: Value) -> Value {
     json!({
         "apiVersion": "v1",
         "kind": "Config",
@@ -677,7 +677,7 @@ pub fn helm_env(command: &mut Command, run_dir: &Path) {
         .env("HELM_DATA_HOME", home.join("data"));
 }
 
-fn run(command: &mut Command, stdin: Option<&str>) -> Output {
+pub fn run(command: &mut Command, stdin: Option<&str>) -> Output {
     let description = format!(
         "{} {}",
         Path::new(command.get_program())

@@ -10,6 +10,9 @@
 //! - `chart`: `helm lint`, `helm template` variants accepted by the API server, their container args
 //!   parsed by the real CLI and `guardrails serve` started with the rendered files, the values the
 //!   chart refuses;
+//! - `argocd`: a real Argo CD (built from its Go module by `components/build-argocd.sh`) syncing
+//!   from a local Git repository, its writes decided by the same Guardrails: auto-sync, and
+//!   `argocd app sync` by a developer and a platform engineer;
 //! - `readme`: README's and certs/README's install, upgrade, certificate, break-glass and uninstall
 //!   commands run as written (`pod::JobRunner` runs the chart's check Job, there being no kubelet).
 //!
@@ -27,6 +30,7 @@ mod common {
 }
 
 mod admission;
+mod argocd;
 mod chart;
 mod cluster;
 mod components;

@@ -1,0 +1,1077 @@
+//! A real Argo CD (v3.6.2, built from its Go module by `components/build-argocd.sh`) on the e2e
+//! cluster, behind the same Guardrails and the chart's webhook configurations as every other e2e
+//! test: its writes are decided like a production Argo CD's.
+//!
+//! Started once per test binary on first use ([`argocd()`]), as Argo CD's own Procfile runs it:
+//! redis-server, argocd-repo-server, argocd-application-controller, argocd-server (plaintext on
+//! loopback) and argocd-applicationset-controller, each a child process of the multi-call `argocd`
+//! binary chosen by `ARGOCD_BINARY_NAME`, with `ARGOCD_FAKE_IN_CLUSTER=true` and a kubeconfig
+//! holding a token of its own service account in `argocd` (the identities the shipped
+//! config names: argocd-server as delegator, the controllers as automation). Logs are in the
+//! run directory (`argocd-*.log`, repositories and homes under `argocd/`); the cluster's watchdog
+//! kills the processes when the test binary exits.
+//!
+//! Argo CD's own objects (argocd-cm, argocd-rbac-cm, argocd-secret, its AppProject and the
+//! Applications of these tests) live in the namespace [`NAMESPACE`], not in `argocd`, where the
+//! other e2e tests write Applications that point at public Git hosts: this Argo CD sees only its
+//! own, and reaches nothing but loopback. Git is a `file://` repository made by the test.
+//!
+//! People reach argocd-server with ID tokens of a loopback OpenID Connect issuer ([`oidc`]): their
+//! email is what argocd-server writes into `/operation/initiatedBy/username`, so the names match
+//! `config/guardrails.yaml` (admin@example.com is platform, bob@example.com is payments). Argo CD's
+//! RBAC lets both do everything: Guardrails is the gate under test. A local account (`bob`) shows
+//! what argocd-server names for those: the bare account name.
+//!
+//! Flows (each asserts what Argo CD did, from the Application's operation state and the deployed
+//! objects, and what Guardrails decided, from its audit log): auto-sync of a new commit into prod;
+//! `argocd app sync` of prod by a developer (denied, with Guardrails' message in the CLI's output)
+//! and a platform engineer, of dev by the developer; `argocd app rollback`; `argocd app set` and
+//! `argocd app delete`, which argocd-server does as itself; an ApplicationSet's generated
+//! Application; a local account's sync.
+
+mod oidc;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::cluster::{
+    APP_CONTROLLER, APPSET_CONTROLLER, ARGOCD_SERVER, Cluster, Identity, Output, cluster, http_get,
+    kubeconfig, run, shared, start_listening, tail,
+};
+use crate::common::process::on_free_ports;
+use crate::components::{Components, argocd_components};
+
+/// Where this Argo CD keeps its settings, project and Applications.
+pub const NAMESPACE: &str = "argocd-e2e";
+/// The AppProject of the tests' Applications: Argo CD's `default` (any source, any destination).
+const PROJECT: &str = "default";
+/// The repo-server's service account: it reads Argo CD's settings, and writes nothing decided.
+const REPO_SERVER: Identity = Identity {
+    user: "system:serviceaccount:argocd:argocd-repo-server",
+    groups: &[],
+};
+
+/// A person reaching argocd-server, by the claims of their ID token.
+#[derive(Clone, Copy, Debug)]
+pub struct Person {
+    pub email: &'static str,
+    pub groups: &'static [&'static str],
+}
+
+/// A platform engineer (team `platform` by name in the shipped config).
+pub const ADMIN: Person = Person {
+    email: "admin@example.com",
+    groups: &["platform-admins"],
+};
+/// A payments developer (team `payments` by name: Argo CD passes on no groups).
+pub const BOB: Person = Person {
+    email: "bob@example.com",
+    groups: &["payments-devs"],
+};
+/// An Argo CD local account (`accounts.bob` in argocd-cm) and its password: what argocd-server
+/// names for it is the bare account name, which the shipped config does not know.
+pub const LOCAL_ACCOUNT: &str = "bob";
+const LOCAL_PASSWORD: &str = "e2e-local-password";
+
+pub struct ArgoCd {
+    /// `<run dir>/argocd`: the Git repository, homes and temporary directories.
+    pub dir: PathBuf,
+    components: &'static Components,
+    /// `127.0.0.1:<port>` of argocd-server (plaintext gRPC and HTTP).
+    pub server: String,
+    /// The Git repository most Applications deploy from: `dev/` and `prod/`, each a Deployment
+    /// `web`, and `appset/` (`web-appset`). Tests that commit make a repository of their own
+    /// ([`ArgoCd::repository`]), so that no other Application's revision moves under them.
+    pub repo: Repo,
+    issuer: oidc::Issuer,
+    /// Kept so that the children are not reaped early; the watchdog kills them.
+    processes: Mutex<Vec<(String, Child)>>,
+}
+
+/// The Argo CD of this test binary, started on first use on the shared cluster.
+#[track_caller]
+pub fn argocd() -> &'static ArgoCd {
+    static ARGOCD: OnceLock<Result<ArgoCd, String>> = OnceLock::new();
+    match ARGOCD.get_or_init(|| ArgoCd::start(cluster())) {
+        Ok(argocd) => argocd,
+        Err(error) => panic!("Argo CD did not start: {error}"),
+    }
+}
+
+/// A Deployment of `name` running `image` (no kubelet runs it: Argo CD applies it, that is all).
+fn deployment_manifest(name: &str, image: &str) -> String {
+    format!(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {name}
+  labels:
+    app: {name}
+spec:
+  replicas: 1
+  selector:
+    matchLabels:
+      app: {name}
+  template:
+    metadata:
+      labels:
+        app: {name}
+    spec:
+      containers:
+        - name: web
+          image: {image}
+"
+    )
+}
+
+fn mkdir(path: &Path) -> Result<(), String> {
+    fs::create_dir_all(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn write(path: &Path, contents: &str) -> Result<(), String> {
+    if let Some(parent) = path.parent() {
+        mkdir(parent)?;
+    }
+    fs::write(path, contents).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Poll `check` every `every` until it returns `Some`, or fail after `timeout` with its last
+/// complaint.
+fn poll<T>(
+    timeout: Duration,
+    every: Duration,
+    what: &str,
+    mut check: impl FnMut() -> Result<Option<T>, String>,
+) -> Result<T, String> {
+    let deadline = Instant::now() + timeout;
+    let mut last = String::new();
+    loop {
+        match check() {
+            Ok(Some(value)) => return Ok(value),
+            Ok(None) => {}
+            Err(error) => last = error,
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "timed out after {timeout:?} waiting for {what}: {last}"
+            ));
+        }
+        std::thread::sleep(every);
+    }
+}
+
+impl ArgoCd {
+    fn start(c: &'static Cluster) -> Result<ArgoCd, String> {
+        let started = Instant::now();
+        let components = argocd_components()?;
+        if !run(Command::new("redis-server").arg("--version"), None).success {
+            return Err(
+                "redis-server is not installed: the Argo CD e2e tests run Argo CD's \
+                        cache in a local redis-server (Debian: apt-get install redis-server)"
+                    .into(),
+            );
+        }
+        let dir = c.run_dir.join("argocd");
+        for sub in ["home", "tmp", "tls", "ssh", "gpg", "static", "redis", "cli"] {
+            mkdir(&dir.join(sub))?;
+        }
+        let issuer = oidc::Issuer::start()?;
+
+        let repo = Repo::create(&dir.join("repos/main"), &dir.join("home"))?;
+        repo.commit(
+            &[
+                (
+                    "dev/deployment.yaml",
+                    deployment_manifest("web", "registry.example.com/web:v1"),
+                ),
+                (
+                    "prod/deployment.yaml",
+                    deployment_manifest("web", "registry.example.com/web:v1"),
+                ),
+                (
+                    "appset/deployment.yaml",
+                    deployment_manifest("web-appset", "registry.example.com/web:v1"),
+                ),
+            ],
+            "dev, prod and an ApplicationSet's path",
+        )?;
+        let argocd = ArgoCd {
+            dir: dir.clone(),
+            components,
+            server: String::new(),
+            repo,
+            issuer,
+            processes: Mutex::new(Vec::new()),
+        };
+
+        // Argo CD's settings, its service accounts and what RBAC lets them do.
+        let bcrypt = run(
+            Command::new(components.path("argocd"))
+                .args(["account", "bcrypt", "--password", LOCAL_PASSWORD])
+                .env("HOME", dir.join("cli")),
+            None,
+        )
+        .into_result()?;
+        c.kubectl_stdin(
+            &[
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "--field-manager=e2e",
+                "-f",
+                "-",
+            ],
+            &argocd.settings(bcrypt.stdout.trim()).to_string(),
+        )
+        .into_result()?;
+        let mut kubeconfigs = Vec::new();
+        for identity in [
+            APP_CONTROLLER,
+            ARGOCD_SERVER,
+            APPSET_CONTROLLER,
+            REPO_SERVER,
+        ] {
+            kubeconfigs.push(argocd.kubeconfig(c, identity)?);
+        }
+        let [controller_kc, server_kc, appset_kc, repo_kc] =
+            <[PathBuf; 4]>::try_from(kubeconfigs).expect("four kubeconfigs");
+
+        let mut processes = Vec::new();
+        let redis = on_free_ports(1, |ports| {
+            let (child, _) = start_listening(
+                &c.run_dir,
+                "argocd-redis",
+                Command::new("redis-server")
+                    .args(["--port", &ports[0].to_string(), "--bind", "127.0.0.1"])
+                    .args(["--save", "", "--appendonly", "no"])
+                    .arg("--dir")
+                    .arg(dir.join("redis")),
+                ports,
+                Duration::from_secs(30),
+                || Ok(true),
+            )?;
+            Ok((child, format!("127.0.0.1:{}", ports[0])))
+        })?;
+        processes.push(("argocd-redis".to_string(), redis.0));
+        let redis = redis.1;
+
+        let repo_server = on_free_ports(2, |ports| {
+            let (child, _) = start_listening(
+                &c.run_dir,
+                "argocd-repo-server",
+                argocd
+                    .command("argocd-repo-server", &repo_kc)
+                    .args(["--address", "127.0.0.1", "--port", &ports[0].to_string()])
+                    .args(["--metrics-address", "127.0.0.1"])
+                    .args(["--metrics-port", &ports[1].to_string()])
+                    .args(["--redis", &redis, "--disable-tls", "--client-ca-path", ""]),
+                ports,
+                Duration::from_secs(60),
+                || Ok(true),
+            )?;
+            Ok((child, format!("127.0.0.1:{}", ports[0])))
+        })?;
+        processes.push(("argocd-repo-server".to_string(), repo_server.0));
+        let repo_server = repo_server.1;
+
+        // Its metrics listener is on every address whatever the flags say; readiness through it.
+        let controller = on_free_ports(1, |ports| {
+            let metrics = format!("127.0.0.1:{}", ports[0]);
+            let (child, _) = start_listening(
+                &c.run_dir,
+                "argocd-application-controller",
+                argocd
+                    .command("argocd-application-controller", &controller_kc)
+                    .env("HOSTNAME", "argocd-application-controller-0")
+                    .args(["--metrics-port", &ports[0].to_string()])
+                    .args(["--redis", &redis, "--repo-server", &repo_server])
+                    .args(["--repo-server-plaintext"])
+                    .args(["--status-processors", "4", "--operation-processors", "4"]),
+                &[],
+                Duration::from_secs(60),
+                || Ok(http_get(&metrics, "/healthz").is_ok_and(|(status, _)| status == 200)),
+            )?;
+            Ok(child)
+        })?;
+        processes.push(("argocd-application-controller".to_string(), controller));
+
+        let server = on_free_ports(2, |ports| {
+            let address = format!("127.0.0.1:{}", ports[0]);
+            let (child, _) = start_listening(
+                &c.run_dir,
+                "argocd-server",
+                argocd
+                    .command("argocd-server", &server_kc)
+                    .args(["--insecure", "--address", "127.0.0.1"])
+                    .args(["--port", &ports[0].to_string()])
+                    .args(["--metrics-address", "127.0.0.1"])
+                    .args(["--metrics-port", &ports[1].to_string()])
+                    .args(["--redis", &redis, "--repo-server", &repo_server])
+                    .args(["--repo-server-plaintext"])
+                    // No Dex here (SSO is the loopback issuer); never dial the default name.
+                    .args([
+                        "--dex-server",
+                        "http://127.0.0.1:9",
+                        "--dex-server-plaintext",
+                    ])
+                    .arg("--staticassets")
+                    .arg(dir.join("static")),
+                ports,
+                Duration::from_secs(60),
+                || Ok(http_get(&address, "/healthz").is_ok_and(|(status, _)| status == 200)),
+            )?;
+            Ok((child, address))
+        })?;
+        processes.push(("argocd-server".to_string(), server.0));
+
+        // Its probe listener answers 404 to everything (no checks registered): ready once its
+        // metrics answer.
+        let appset = on_free_ports(3, |ports| {
+            let metrics = format!("127.0.0.1:{}", ports[0]);
+            let (child, _) = start_listening(
+                &c.run_dir,
+                "argocd-applicationset-controller",
+                argocd
+                    .command("argocd-applicationset-controller", &appset_kc)
+                    .args(["--metrics-addr", &metrics])
+                    .args(["--probe-addr", &format!("127.0.0.1:{}", ports[1])])
+                    .args(["--webhook-addr", &format!("127.0.0.1:{}", ports[2])])
+                    .args(["--argocd-repo-server", &repo_server])
+                    .args(["--repo-server-plaintext", "--namespace", NAMESPACE]),
+                ports,
+                Duration::from_secs(60),
+                || Ok(http_get(&metrics, "/metrics").is_ok_and(|(status, _)| status == 200)),
+            )?;
+            Ok(child)
+        })?;
+        processes.push(("argocd-applicationset-controller".to_string(), appset));
+
+        eprintln!(
+            "e2e: Argo CD ready after {:?} (logs: {}/argocd-*.log)",
+            started.elapsed(),
+            c.run_dir.display()
+        );
+        Ok(ArgoCd {
+            server: server.1,
+            processes: Mutex::new(processes),
+            ..argocd
+        })
+    }
+
+    /// Argo CD's namespace, settings, RBAC, AppProject and service accounts, as one List; the
+    /// local account's password hash is `bcrypt`.
+    fn settings(&self, bcrypt: &str) -> Value {
+        let part_of = json!({"app.kubernetes.io/part-of": "argocd"});
+        let oidc = format!(
+            "name: E2E\nissuer: {}\nclientID: {}\ncliClientID: {}\n\
+             requestedScopes: [openid, email, groups]\n",
+            self.issuer.url,
+            oidc::CLIENT_ID,
+            oidc::CLI_CLIENT_ID
+        );
+        let mut items = vec![
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}),
+            json!({
+                "apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "argocd-cm", "namespace": NAMESPACE, "labels": part_of},
+                "data": {
+                    "url": "http://127.0.0.1",
+                    "admin.enabled": "false",
+                    "oidc.config": oidc,
+                    format!("accounts.{LOCAL_ACCOUNT}"): "login",
+                },
+            }),
+            json!({
+                "apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "argocd-rbac-cm", "namespace": NAMESPACE, "labels": part_of},
+                "data": {
+                    "policy.csv": format!(
+                        "g, {}, role:admin\ng, {}, role:admin\ng, {LOCAL_ACCOUNT}, role:admin\n",
+                        ADMIN.email, BOB.email
+                    ),
+                },
+            }),
+            json!({
+                "apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "argocd-secret", "namespace": NAMESPACE, "labels": part_of},
+                "stringData": {
+                    "server.secretkey": "e2e-server-secret-key-not-a-secret",
+                    format!("accounts.{LOCAL_ACCOUNT}.password"): bcrypt,
+                },
+            }),
+            // argocd-server creates its `default` project at start-up when it is missing, and exits
+            // if it cannot: Guardrails lets that through only in argocd-server's own namespace
+            // (`argocd`), and this Argo CD keeps its objects elsewhere. So the platform team creates
+            // it here, as argocd-server would.
+            json!({
+                "apiVersion": "argoproj.io/v1alpha1", "kind": "AppProject",
+                "metadata": {"name": PROJECT, "namespace": NAMESPACE},
+                "spec": {
+                    "sourceRepos": ["*"],
+                    "destinations": [{"server": "*", "namespace": "*"}],
+                    "clusterResourceWhitelist": [{"group": "*", "kind": "*"}],
+                },
+            }),
+        ];
+        let mut subjects = Vec::new();
+        for identity in [
+            APP_CONTROLLER,
+            ARGOCD_SERVER,
+            APPSET_CONTROLLER,
+            REPO_SERVER,
+        ] {
+            let name = identity
+                .user
+                .strip_prefix("system:serviceaccount:argocd:")
+                .expect("a service account of argocd");
+            items.push(json!({
+                "apiVersion": "v1", "kind": "ServiceAccount",
+                "metadata": {"name": name, "namespace": "argocd"},
+            }));
+            subjects.push(json!({"kind": "ServiceAccount", "namespace": "argocd", "name": name}));
+        }
+        // Argo CD's own install binds the controller to everything and argocd-server to nearly
+        // everything; RBAC is not what these tests are about.
+        items.push(json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": "e2e-argocd"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+            "subjects": subjects,
+        }));
+        json!({"apiVersion": "v1", "kind": "List", "items": items})
+    }
+
+    /// A kubeconfig holding a token of `identity`'s service account, with Argo CD's namespace as
+    /// its context's (where `ARGOCD_FAKE_IN_CLUSTER` processes look for their settings).
+    fn kubeconfig(&self, c: &Cluster, identity: Identity) -> Result<PathBuf, String> {
+        let name = identity
+            .user
+            .strip_prefix("system:serviceaccount:argocd:")
+            .expect("a service account of argocd");
+        let token = c
+            .kubectl(&["create", "token", name, "-n", "argocd", "--duration=24h"])
+            .into_result()?;
+        let ca_pem = fs::read_to_string(c.run_dir.join("pki/ca.crt")).map_err(|e| e.to_string())?;
+        let mut config = kubeconfig(&c.server, &ca_pem, json!({"token": token.stdout.trim()}));
+        config["contexts"][0]["context"]["namespace"] = json!(NAMESPACE);
+        let path = self.dir.join(format!("{name}.kubeconfig"));
+        write(&path, &config.to_string())?;
+        Ok(path)
+    }
+
+    /// The multi-call binary as `binary_name`, as Argo CD's Procfile runs it.
+    fn command(&self, binary_name: &str, kubeconfig: &Path) -> Command {
+        let mut command = Command::new(self.components.path("argocd"));
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let mut paths = vec![self.components.dir.clone()];
+        paths.extend(std::env::split_paths(&path));
+        command
+            .env("ARGOCD_BINARY_NAME", binary_name)
+            .env("ARGOCD_FAKE_IN_CLUSTER", "true")
+            .env("KUBECONFIG", kubeconfig)
+            .env("HOME", self.dir.join("home"))
+            .env("TMPDIR", self.dir.join("tmp"))
+            .env("ARGOCD_TLS_DATA_PATH", self.dir.join("tls"))
+            .env("ARGOCD_SSH_DATA_PATH", self.dir.join("ssh"))
+            .env("ARGOCD_GNUPGHOME", self.dir.join("gpg"))
+            .env("ARGOCD_GPG_ENABLED", "false")
+            .env(
+                "PATH",
+                std::env::join_paths(paths).expect("PATH entries without separators"),
+            )
+            .args(["--loglevel", "info"]);
+        command
+    }
+
+    /// A Git repository of its own for one test (under `repos/<name>`), empty.
+    #[track_caller]
+    pub fn repository(&self, name: &str) -> Repo {
+        Repo::create(&self.dir.join("repos").join(name), &self.dir.join("home"))
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// `argocd <args>` (the CLI) against argocd-server as `person`, with an ID token of theirs.
+    pub fn cli(&self, person: Person, args: &[&str]) -> Output {
+        let token = self.issuer.token(person.email, person.groups);
+        let config = self.dir.join("cli").join(person.email);
+        run(
+            Command::new(self.components.path("argocd"))
+                .args(args)
+                .args(["--server", &self.server, "--plaintext"])
+                .args(["--auth-token", &token])
+                .arg("--config")
+                .arg(config)
+                .env("HOME", self.dir.join("cli"))
+                .env_remove("ARGOCD_BINARY_NAME"),
+            None,
+        )
+    }
+
+    /// `argocd <args>` as the local account [`LOCAL_ACCOUNT`], logged in with its password.
+    pub fn cli_local(&self, args: &[&str]) -> Output {
+        let config = self.dir.join("cli").join(format!("local-{LOCAL_ACCOUNT}"));
+        let argocd = || {
+            let mut command = Command::new(self.components.path("argocd"));
+            command
+                .arg("--config")
+                .arg(&config)
+                .env("HOME", self.dir.join("cli"))
+                .env_remove("ARGOCD_BINARY_NAME");
+            command
+        };
+        let login = run(
+            argocd().args(["login", &self.server, "--plaintext"]).args([
+                "--username",
+                LOCAL_ACCOUNT,
+                "--password",
+                LOCAL_PASSWORD,
+            ]),
+            None,
+        );
+        if !login.success {
+            return login;
+        }
+        run(argocd().args(args), None)
+    }
+
+    /// The live Application `name`.
+    pub fn app(&self, name: &str) -> Value {
+        cluster()
+            .kubectl(&[
+                "get",
+                "applications.argoproj.io",
+                name,
+                "-n",
+                NAMESPACE,
+                "-o",
+                "json",
+            ])
+            .ok()
+            .json()
+    }
+
+    /// Wait (up to 2 minutes) until Application `name` satisfies `done`; returns it. Failing, says
+    /// what it last was and where the Argo CD logs are.
+    #[track_caller]
+    pub fn wait_app(&self, name: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let mut last = Value::Null;
+        poll(
+            Duration::from_secs(120),
+            Duration::from_millis(500),
+            what,
+            || {
+                last = self.app(name);
+                Ok(done(&last).then(|| last.clone()))
+            },
+        )
+        .unwrap_or_else(|error| {
+            panic!(
+                "{error}\n--- Application {NAMESPACE}/{name}\n{last:#}\n{}",
+                self.logs()
+            )
+        })
+    }
+
+    /// Wait (up to 2 minutes) until Application `name` exists; returns it.
+    #[track_caller]
+    pub fn wait_app_created(&self, name: &str) -> Value {
+        poll(
+            Duration::from_secs(120),
+            Duration::from_millis(500),
+            &format!("Application {NAMESPACE}/{name}"),
+            || Ok(get("applications.argoproj.io", NAMESPACE, name)),
+        )
+        .unwrap_or_else(|error| panic!("{error}\n{}", self.logs()))
+    }
+
+    /// The last lines of every Argo CD process's log, for failures.
+    pub fn logs(&self) -> String {
+        let run_dir = &cluster().run_dir;
+        let mut text = String::new();
+        let dead: Vec<String> = self
+            .processes
+            .lock()
+            .map(|mut processes| {
+                processes
+                    .iter_mut()
+                    .filter_map(|(name, child)| {
+                        (!matches!(child.try_wait(), Ok(None))).then(|| name.clone())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !dead.is_empty() {
+            text.push_str(&format!("--- exited: {dead:?}\n"));
+        }
+        for name in [
+            "argocd-application-controller",
+            "argocd-server",
+            "argocd-repo-server",
+            "argocd-applicationset-controller",
+        ] {
+            let log = run_dir.join(format!("{name}.log"));
+            text.push_str(&format!(
+                "--- {} (last lines)\n{}\n",
+                log.display(),
+                tail(&log, 15)
+            ));
+        }
+        text
+    }
+}
+
+/// A `file://` Git repository (a work tree: Argo CD's repo server clones it).
+pub struct Repo {
+    /// `file://<path>`.
+    pub url: String,
+    path: PathBuf,
+    home: PathBuf,
+    /// Held while the repository is written.
+    lock: Mutex<()>,
+}
+
+impl Repo {
+    fn create(path: &Path, home: &Path) -> Result<Repo, String> {
+        mkdir(path)?;
+        let repo = Repo {
+            url: format!("file://{}", path.display()),
+            path: path.to_path_buf(),
+            home: home.to_path_buf(),
+            lock: Mutex::new(()),
+        };
+        repo.git(&["init", "--quiet", "--initial-branch=main"])?;
+        Ok(repo)
+    }
+
+    fn git(&self, args: &[&str]) -> Result<Output, String> {
+        run(
+            Command::new("git")
+                .arg("-C")
+                .arg(&self.path)
+                .args(args)
+                .env("HOME", &self.home)
+                .env("GIT_CONFIG_NOSYSTEM", "1")
+                .env("GIT_AUTHOR_NAME", "e2e")
+                .env("GIT_AUTHOR_EMAIL", "e2e@example.com")
+                .env("GIT_COMMITTER_NAME", "e2e")
+                .env("GIT_COMMITTER_EMAIL", "e2e@example.com"),
+            None,
+        )
+        .into_result()
+    }
+
+    /// Write `files` (paths in the repository) and commit them; returns the commit's SHA.
+    pub fn commit(&self, files: &[(&str, String)], message: &str) -> Result<String, String> {
+        let _lock = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        for (path, contents) in files {
+            write(&self.path.join(path), contents)?;
+        }
+        self.git(&["add", "--all"])?;
+        self.git(&["commit", "--quiet", "-m", message])?;
+        Ok(self.git(&["rev-parse", "HEAD"])?.stdout.trim().to_string())
+    }
+
+    /// Commit a Deployment `name` running `image` at `path`/deployment.yaml; returns the SHA.
+    #[track_caller]
+    pub fn commit_deployment(&self, path: &str, name: &str, image: &str) -> String {
+        self.commit(
+            &[(
+                &format!("{path}/deployment.yaml"),
+                deployment_manifest(name, image),
+            )],
+            &format!("{path}: {name} runs {image}"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// An Application in [`NAMESPACE`] deploying `path` of this repository at HEAD into
+    /// `destination`, auto-synced or not.
+    pub fn application(&self, name: &str, path: &str, destination: &str, auto: bool) -> Value {
+        let mut app = json!({
+            "apiVersion": "argoproj.io/v1alpha1",
+            "kind": "Application",
+            "metadata": {"name": name, "namespace": NAMESPACE},
+            "spec": {
+                "project": PROJECT,
+                "source": {"repoURL": self.url, "path": path, "targetRevision": "HEAD"},
+                "destination": {"server": "https://kubernetes.default.svc", "namespace": destination},
+            },
+        });
+        if auto {
+            app["spec"]["syncPolicy"] = json!({"automated": {"prune": false, "selfHeal": false}});
+        }
+        app
+    }
+}
+
+impl Output {
+    /// `Ok` with the output if the command succeeded, else `Err` saying all it printed.
+    pub fn into_result(self) -> Result<Output, String> {
+        if self.success {
+            Ok(self)
+        } else {
+            Err(self.to_string())
+        }
+    }
+}
+
+/// The live object `kind/name` in `namespace`, if there is one.
+fn get(kind: &str, namespace: &str, name: &str) -> Option<Value> {
+    let out = cluster().kubectl(&["get", kind, name, "-n", namespace, "-o", "json"]);
+    out.success.then(|| out.json())
+}
+
+/// The Application's last operation ended `Succeeded` having synced `revision` (any, if `None`).
+fn synced(app: &Value, revision: Option<&str>) -> bool {
+    let state = &app["status"]["operationState"];
+    state["phase"] == "Succeeded" && revision.is_none_or(|r| state["syncResult"]["revision"] == r)
+}
+
+fn image(deployment: &Value) -> &str {
+    deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+        .as_str()
+        .unwrap_or_default()
+}
+
+fn has_action(record: &Value, action: &str) -> bool {
+    record["actions"]
+        .as_array()
+        .is_some_and(|actions| actions.contains(&json!(action)))
+}
+
+/// (a) A new commit reaches a production Application by auto-sync: the application controller
+/// writes the operation (as automation) and applies the Deployment; Guardrails allows both.
+#[test]
+fn auto_sync_of_a_new_commit_into_prod_is_allowed() {
+    let _shared = shared();
+    let c = cluster();
+    let argo = argocd();
+    let name = "e2e-argocd-auto";
+    let repo = argo.repository(name);
+    let first = repo.commit_deployment("prod", "web-auto", "registry.example.com/web:v1");
+    c.apply_json(&repo.application(name, "prod", "payments-prod", true));
+    argo.wait_app(name, "the first auto-sync", |app| synced(app, Some(&first)));
+
+    let second = repo.commit_deployment("prod", "web-auto", "registry.example.com/web:v2");
+    // What a Git webhook would do: ask for a refresh now rather than at the next poll.
+    argo.cli(ADMIN, &["app", "get", name, "--refresh", "-o", "json"])
+        .ok();
+    let app = argo.wait_app(name, "the auto-sync of the new commit", |app| {
+        synced(app, Some(&second))
+    });
+    let operation = &app["status"]["operationState"]["operation"];
+    assert_eq!(operation["initiatedBy"]["automated"], true, "{app:#}");
+    let deployment = get("deployments.apps", "payments-prod", "web-auto").expect("deployed");
+    assert_eq!(image(&deployment), "registry.example.com/web:v2");
+
+    // Guardrails decided the controller's operation writes as automation's auto-sync: allowed.
+    let records: Vec<Value> = c
+        .guardrails
+        .audit_for(NAMESPACE, name)
+        .into_iter()
+        .filter(|r| r["user"] == APP_CONTROLLER.user && has_action(r, "auto-sync"))
+        .collect();
+    assert!(records.len() >= 2, "two auto-syncs audited: {records:#?}");
+    for record in &records {
+        assert_eq!(record["decision"], "allow", "{record:#}");
+        assert_eq!(record["principal"], APP_CONTROLLER.user, "{record:#}");
+    }
+    // And its apply of the Deployment.
+    let record = c.guardrails.wait_audit("payments-prod", "web-auto", |r| {
+        r["user"] == APP_CONTROLLER.user && r["operation"] == "UPDATE"
+    });
+    assert_eq!(record["decision"], "allow", "{record:#}");
+}
+
+/// (b) A payments developer's `argocd app sync` of a production Application: argocd-server writes
+/// the operation naming them, Guardrails denies it, and the CLI shows Guardrails' message.
+#[test]
+fn developer_sync_of_a_prod_app_through_argocd_is_denied() {
+    let _shared = shared();
+    let c = cluster();
+    let argo = argocd();
+    let name = "e2e-argocd-bob-prod";
+    c.apply_json(&argo.repo.application(name, "prod", "payments-prod", false));
+
+    let out = argo.cli(BOB, &["app", "sync", name, "--timeout", "120"]);
+    assert!(!out.success, "bob's sync of a prod app went through: {out}");
+    let printed = format!("{}{}", out.stdout, out.stderr);
+    assert!(printed.contains("Guardrails denied"), "{out}");
+    assert!(printed.contains("[prod-sync-platform-only]"), "{out}");
+
+    let record = c.guardrails.wait_audit(NAMESPACE, name, |r| {
+        r["user"] == ARGOCD_SERVER.user && has_action(r, "sync")
+    });
+    assert_eq!(record["principal"], BOB.email, "{record:#}");
+    assert_eq!(record["delegator"], ARGOCD_SERVER.user, "{record:#}");
+    assert_eq!(record["decision"], "deny", "{record:#}");
+    // Nothing was started.
+    let app = argo.app(name);
+    assert!(app.get("operation").is_none(), "{app:#}");
+    assert!(app["status"]["operationState"].is_null(), "{app:#}");
+}
+
+/// (c) The same developer syncing a dev Application of their team: allowed, and Argo CD deploys.
+#[test]
+fn developer_sync_of_a_dev_app_through_argocd_is_allowed() {
+    let _shared = shared();
+    let c = cluster();
+    let argo = argocd();
+    let name = "e2e-argocd-bob-dev";
+    c.apply_json(&argo.repo.application(name, "dev", "payments-dev", false));
+
+    argo.cli(BOB, &["app", "sync", name, "--timeout", "120"])
+        .ok();
+    let app = argo.wait_app(name, "bob's sync", |app| synced(app, None));
+    let operation = &app["status"]["operationState"]["operation"];
+    assert_eq!(operation["initiatedBy"]["username"], BOB.email, "{app:#}");
+    assert!(get("deployments.apps", "payments-dev", "web").is_some());
+
+    let record = c.guardrails.wait_audit(NAMESPACE, name, |r| {
+        r["user"] == ARGOCD_SERVER.user && has_action(r, "sync")
+    });
+    assert_eq!(record["principal"], BOB.email, "{record:#}");
+    assert_eq!(record["decision"], "allow", "{record:#}");
+}
+
+/// (d) A platform engineer's `argocd app sync` of a production Application: allowed.
+#[test]
+fn platform_sync_of_a_prod_app_through_argocd_is_allowed() {
+    let _shared = shared();
+    let c = cluster();
+    let argo = argocd();
+    let name = "e2e-argocd-admin-prod";
+    c.apply_json(&argo.repo.application(name, "prod", "payments-prod", false));
+
+    argo.cli(ADMIN, &["app", "sync", name, "--timeout", "120"])
+        .ok();
+    let app = argo.wait_app(name, "the platform engineer's sync", |app| {
+        synced(app, None)
+    });
+    let operation = &app["status"]["operationState"]["operation"];
+    assert_eq!(operation["initiatedBy"]["username"], ADMIN.email, "{app:#}");
+    assert!(get("deployments.apps", "payments-prod", "web").is_some());
+
+    let record = c.guardrails.wait_audit(NAMESPACE, name, |r| {
+        r["user"] == ARGOCD_SERVER.user && has_action(r, "sync")
+    });
+    assert_eq!(record["principal"], ADMIN.email, "{record:#}");
+    assert_eq!(record["decision"], "allow", "{record:#}");
+}
+
+/// An Argo CD local account's sync names the account, `bob`, which is not bob@example.com: a
+/// person in no team, whom Guardrails keeps out of the payments namespaces. (Local account names
+/// cannot be emails: argocd-cm keys allow no `@` and Argo CD splits them on `.`.)
+#[test]
+fn local_account_sync_names_the_bare_account() {
+    let _shared = shared();
+    let c = cluster();
+    let argo = argocd();
+    let name = "e2e-argocd-local-dev";
+    c.apply_json(&argo.repo.application(name, "dev", "payments-dev", false));
+
+    let out = argo.cli_local(&["app", "sync", name, "--timeout", "120"]);
+    assert!(!out.success, "the local account's sync went through: {out}");
+    assert!(
+        out.stderr.contains(&format!(
+            "Guardrails denied sync of Application {NAMESPACE}/{name} by {LOCAL_ACCOUNT}:"
+        )),
+        "{out}"
+    );
+    assert!(out.stderr.contains("[team-owns-namespace]"), "{out}");
+
+    let record = c.guardrails.wait_audit(NAMESPACE, name, |r| {
+        r["user"] == ARGOCD_SERVER.user && has_action(r, "sync")
+    });
+    assert_eq!(record["principal"], LOCAL_ACCOUNT, "{record:#}");
+    assert_eq!(record["delegator"], ARGOCD_SERVER.user, "{record:#}");
+    assert_eq!(record["teams"], json!([]), "{record:#}");
+    assert_eq!(record["decision"], "deny", "{record:#}");
+}
+
+/// `argocd app set` names nobody: argocd-server edits the Application as itself. A dev
+/// Application's source may change that way; a production one's may not, whoever asked.
+#[test]
+fn app_set_is_decided_as_argocd_server_itself() {
+    let _shared = shared();
+    let c = cluster();
+    let argo = argocd();
+    let dev = "e2e-argocd-set-dev";
+    let prod = "e2e-argocd-set-prod";
+    c.apply_json(&argo.repo.application(dev, "dev", "payments-dev", false));
+    c.apply_json(&argo.repo.application(prod, "prod", "payments-prod", false));
+
+    argo.cli(BOB, &["app", "set", dev, "--revision", "main"])
+        .ok();
+    assert_eq!(argo.app(dev)["spec"]["source"]["targetRevision"], "main");
+    let record = c.guardrails.wait_audit(NAMESPACE, dev, |r| {
+        r["user"] == ARGOCD_SERVER.user && has_action(r, "change-source")
+    });
+    assert_eq!(record["principal"], ARGOCD_SERVER.user, "{record:#}");
+    assert!(record["delegator"].is_null(), "{record:#}");
+    assert_eq!(record["decision"], "allow", "{record:#}");
+
+    // Even the platform engineer: argocd-server does not say who asked.
+    let out = argo.cli(ADMIN, &["app", "set", prod, "--revision", "main"]);
+    assert!(
+        !out.success,
+        "a prod app's source changed through argocd-server: {out}"
+    );
+    assert!(out.stderr.contains("Guardrails denied"), "{out}");
+    assert!(
+        out.stderr.contains("[prod-app-changes-through-git]"),
+        "{out}"
+    );
+    assert_eq!(argo.app(prod)["spec"]["source"]["targetRevision"], "HEAD");
+    let record = c.guardrails.wait_audit(NAMESPACE, prod, |r| {
+        r["user"] == ARGOCD_SERVER.user && has_action(r, "change-source")
+    });
+    assert_eq!(record["principal"], ARGOCD_SERVER.user, "{record:#}");
+    assert_eq!(record["decision"], "deny", "{record:#}");
+}
+
+/// `argocd app delete` names nobody either: refused, even for the platform engineer (who deletes
+/// with kubectl), and the Application stays.
+#[test]
+fn app_delete_through_argocd_is_denied() {
+    let _shared = shared();
+    let c = cluster();
+    let argo = argocd();
+    let name = "e2e-argocd-delete";
+    c.apply_json(&argo.repo.application(name, "dev", "storefront-dev", false));
+
+    let out = argo.cli(ADMIN, &["app", "delete", name, "--yes"]);
+    assert!(!out.success, "the delete went through: {out}");
+    assert!(out.stderr.contains("Guardrails denied"), "{out}");
+    assert!(out.stderr.contains("[app-delete-platform-only]"), "{out}");
+    let app = argo.app(name);
+    assert!(app["metadata"]["deletionTimestamp"].is_null(), "{app:#}");
+    // For a cascading delete argocd-server first adds the resources finalizer (an `update` of its
+    // own, allowed), then deletes: the finalizer stays, so a later delete cascades.
+    assert_eq!(
+        app["metadata"]["finalizers"],
+        json!(["resources-finalizer.argocd.argoproj.io"]),
+        "{app:#}"
+    );
+    let record = c
+        .guardrails
+        .wait_audit(NAMESPACE, name, |r| r["operation"] == "DELETE");
+    assert_eq!(record["user"], ARGOCD_SERVER.user, "{record:#}");
+    assert_eq!(record["principal"], ARGOCD_SERVER.user, "{record:#}");
+    assert_eq!(record["decision"], "deny", "{record:#}");
+
+    // The platform engineer's own delete goes through.
+    c.kubectl(&[
+        "delete",
+        "applications.argoproj.io",
+        name,
+        "-n",
+        NAMESPACE,
+        "--wait=false",
+    ])
+    .ok();
+}
+
+/// `argocd app rollback` of a production Application to its first sync: denied for the payments
+/// developer, done for the platform engineer.
+#[test]
+fn rollback_of_a_prod_app_through_argocd() {
+    let _shared = shared();
+    let c = cluster();
+    let argo = argocd();
+    let name = "e2e-argocd-rollback";
+    let repo = argo.repository(name);
+    let first = repo.commit_deployment("prod", "web-rollback", "registry.example.com/web:v1");
+    c.apply_json(&repo.application(name, "prod", "payments-prod", false));
+    argo.cli(ADMIN, &["app", "sync", name, "--timeout", "120"])
+        .ok();
+    argo.wait_app(name, "the first sync", |app| synced(app, Some(&first)));
+    let second = repo.commit_deployment("prod", "web-rollback", "registry.example.com/web:v2");
+    argo.cli(ADMIN, &["app", "sync", name, "--timeout", "120"])
+        .ok();
+    let app = argo.wait_app(name, "the second sync", |app| synced(app, Some(&second)));
+    let history = app["status"]["history"].as_array().expect("history");
+    let id = history
+        .iter()
+        .find(|entry| entry["revision"] == first.as_str())
+        .and_then(|entry| entry["id"].as_i64())
+        .unwrap_or_else(|| panic!("no history entry of {first}: {app:#}"))
+        .to_string();
+
+    let out = argo.cli(BOB, &["app", "rollback", name, &id, "--timeout", "120"]);
+    assert!(!out.success, "bob's rollback went through: {out}");
+    assert!(out.stderr.contains("Guardrails denied rollback"), "{out}");
+    assert!(out.stderr.contains("[prod-sync-platform-only]"), "{out}");
+    let record = c.guardrails.wait_audit(NAMESPACE, name, |r| {
+        r["principal"] == BOB.email && has_action(r, "rollback")
+    });
+    assert_eq!(record["decision"], "deny", "{record:#}");
+
+    argo.cli(ADMIN, &["app", "rollback", name, &id, "--timeout", "120"])
+        .ok();
+    let app = argo.wait_app(name, "the rollback", |app| synced(app, Some(&first)));
+    assert_eq!(
+        app["status"]["operationState"]["operation"]["initiatedBy"]["username"], ADMIN.email,
+        "{app:#}"
+    );
+    let deployment = get("deployments.apps", "payments-prod", "web-rollback").expect("deployed");
+    assert_eq!(image(&deployment), "registry.example.com/web:v1");
+    let record = c.guardrails.wait_audit(NAMESPACE, name, |r| {
+        r["principal"] == ADMIN.email && has_action(r, "rollback")
+    });
+    assert_eq!(record["decision"], "allow", "{record:#}");
+}
+
+/// An ApplicationSet written by the platform team: the ApplicationSet controller creates the
+/// Application it generates and the application controller auto-syncs it, both as automation.
+#[test]
+fn applicationset_generates_and_syncs_as_automation() {
+    let _shared = shared();
+    let c = cluster();
+    let argo = argocd();
+    let generated = "e2e-argocd-appset-dev";
+    c.apply_json(&json!({
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "ApplicationSet",
+        "metadata": {"name": "e2e-argocd-appset", "namespace": NAMESPACE},
+        "spec": {
+            "generators": [{"list": {"elements": [{"env": "dev"}]}}],
+            "template": {
+                "metadata": {"name": "e2e-argocd-appset-{{env}}"},
+                "spec": {
+                    "project": PROJECT,
+                    "source": {"repoURL": argo.repo.url, "path": "appset", "targetRevision": "HEAD"},
+                    "destination": {
+                        "server": "https://kubernetes.default.svc",
+                        "namespace": "payments-{{env}}",
+                    },
+                    "syncPolicy": {"automated": {}},
+                },
+            },
+        },
+    }));
+
+    let app = argo.wait_app_created(generated);
+    assert_eq!(
+        app["metadata"]["ownerReferences"][0]["name"], "e2e-argocd-appset",
+        "{app:#}"
+    );
+    argo.wait_app(generated, "the generated app's auto-sync", |app| {
+        synced(app, None)
+    });
+    assert!(get("deployments.apps", "payments-dev", "web-appset").is_some());
+    let record = c
+        .guardrails
+        .wait_audit(NAMESPACE, generated, |r| r["operation"] == "CREATE");
+    assert_eq!(record["user"], APPSET_CONTROLLER.user, "{record:#}");
+    assert_eq!(record["decision"], "allow", "{record:#}");
+    let record = c.guardrails.wait_audit(NAMESPACE, generated, |r| {
+        r["user"] == APP_CONTROLLER.user && has_action(r, "auto-sync")
+    });
+    assert_eq!(record["decision"], "allow", "{record:#}");
+}
