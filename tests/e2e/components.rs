@@ -1,6 +1,6 @@
 //! The pinned Kubernetes components (kube-apiserver, kubectl, etcd, helm), built from their Go
-//! modules by `components/build.sh` into `target/e2e-bin/<pin-hash>/`, and the pinned Argo CD,
-//! built by `components/build-argocd.sh` into `target/e2e-bin/argocd-<pin-hash>/`; each reused until
+//! modules by `components/build.sh` into `~/.cache/guardrails-e2e/bin/<pin-hash>/`, and the pinned
+//! Argo CD, built by `components/build-argocd.sh` into `…/bin/argocd-<pin-hash>/`; each reused until
 //! its pins change. Without Go the build scripts explain what to install and every e2e test that
 //! needs them fails with it.
 

@@ -1,5 +1,5 @@
 //! End-to-end tests through a real kube-apiserver, etcd, kubectl and Helm (built from their Go
-//! modules by `components/build.sh`, cached under `target/e2e-bin/`).
+//! modules by `components/build.sh`, cached under `~/.cache/guardrails-e2e/`).
 //!
 //! - `admission`: writes by kubectl impersonating developers, platform engineers and controllers,
 //!   decided by `guardrails serve` behind the chart's webhook configurations;

@@ -4,14 +4,14 @@
 # argocd-applicationset-controller chosen by ARGOCD_BINARY_NAME) from its published Go module,
 # once per pin, and prints the directory holding it.
 #
-#   tests/e2e/components/build-argocd.sh   # -> target/e2e-bin/argocd-<pin-hash>
+#   tests/e2e/components/build-argocd.sh   # -> ~/.cache/guardrails-e2e/bin/argocd-<pin-hash>
 #
 # The pins are argocd/go.mod and argocd/go.sum beside this script: a wrapper module requiring
 # github.com/argoproj/argo-cd/v3 with Argo CD's own replace block (its dependency graph builds
 # only with those). Argo CD needs a newer Go than the Kubernetes components, so this build, and
 # only this one, runs with GOTOOLCHAIN (the Go command fetches that toolchain from the module
 # proxy, into the module cache). Like build.sh: the output directory is named after a hash of the
-# pins, this script and the toolchain; the module and build caches live under target/e2e-go;
+# pins, this script and the toolchain; the module and build caches live under ~/.cache/guardrails-e2e/go;
 # concurrent callers serialise on a file lock. It is a separate script with its own lock and
 # directory so the Kubernetes components' pins and build are untouched by it; the first build
 # takes ≈ 7 minutes and ≈ 5 GB of caches on 2 cores, a relink ≈ 15 s.
@@ -22,8 +22,10 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
-target=${CARGO_TARGET_DIR:-$root/target}
-case "$target" in /*) ;; *) target="$root/$target" ;; esac
+# Outside the checkout, so that a fresh clone on the same machine (CI's) reuses what an earlier
+# run built; GUARDRAILS_E2E_CACHE moves it.
+cache=${GUARDRAILS_E2E_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/guardrails-e2e}
+case "$cache" in /*) ;; *) cache="$root/$cache" ;; esac
 
 ARGOCD_VERSION=v3.6.2
 ARGOCD_TOOLCHAIN=go1.27.3
@@ -38,8 +40,8 @@ EOF
     exit 127
 fi
 
-export GOMODCACHE="$target/e2e-go/mod"
-export GOCACHE="$target/e2e-go/cache"
+export GOMODCACHE="$cache/go/mod"
+export GOCACHE="$cache/go/cache"
 export GOFLAGS="-mod=readonly -trimpath -buildvcs=false"
 export CGO_ENABLED=0
 export GOWORK=off
@@ -52,10 +54,10 @@ pin=$(
         go env GOOS GOARCH
     } | sha256sum | cut -c1-16
 )
-out="$target/e2e-bin/argocd-$pin"
-mkdir -p "$target/e2e-bin"
+out="$cache/bin/argocd-$pin"
+mkdir -p "$cache/bin"
 
-exec 9>"$target/e2e-bin/.argocd.lock"
+exec 9>"$cache/bin/.argocd.lock"
 flock 9
 
 if [[ -f "$out/.complete" ]]; then
@@ -65,7 +67,7 @@ fi
 
 rm -rf "$out.partial"
 mkdir -p "$out.partial"
-build_log="$target/e2e-bin/build-argocd.log"
+build_log="$cache/bin/build-argocd.log"
 : >"$build_log"
 log() { echo "e2e components: $*" >&2; }
 
@@ -90,7 +92,7 @@ touch "$out.partial/.complete"
 rm -rf "$out"
 mv "$out.partial" "$out"
 # Builds of earlier Argo CD pins are not needed any more (the Go build cache keeps what they share).
-for old in "$target"/e2e-bin/argocd-*/; do
+for old in "$cache"/bin/argocd-*/; do
     [[ "${old%/}" == "$out" ]] || rm -rf "${old%/}"
 done
 echo "$out"

@@ -2,20 +2,22 @@
 # Builds the pinned Kubernetes components the end-to-end tests run (kube-apiserver, kubectl, etcd,
 # helm) from their published Go modules, once per pin, and prints the directory holding them.
 #
-#   tests/e2e/components/build.sh          # -> target/e2e-bin/<pin-hash>
+#   tests/e2e/components/build.sh          # -> ~/.cache/guardrails-e2e/bin/<pin-hash>
 #
 # The pins are the go.mod/go.sum files beside this script (one Go module per component, so their
 # dependency graphs never mix). The output directory is named after a hash of those files, this
 # script and the Go version: nothing is rebuilt until one of them changes. The module download cache
-# and the build cache live under target/e2e-go, so a fresh clone fetches and compiles them once.
-# Concurrent callers (parallel test binaries, two checkouts sharing a target dir) serialise on a
+# and the build cache live under ~/.cache/guardrails-e2e/go, so a fresh clone fetches and compiles them once.
+# Concurrent callers (parallel test binaries, two checkouts on one machine) serialise on a
 # file lock; the second one finds the finished build.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
-target=${CARGO_TARGET_DIR:-$root/target}
-case "$target" in /*) ;; *) target="$root/$target" ;; esac
+# Outside the checkout, so that a fresh clone on the same machine (CI's) reuses what an earlier
+# run built; GUARDRAILS_E2E_CACHE moves it.
+cache=${GUARDRAILS_E2E_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/guardrails-e2e}
+case "$cache" in /*) ;; *) cache="$root/$cache" ;; esac
 
 if ! command -v go >/dev/null 2>&1; then
     cat >&2 <<'EOF'
@@ -31,8 +33,8 @@ fi
 KUBERNETES_VERSION=v1.34.4
 HELM_VERSION=v3.19.5
 
-export GOMODCACHE="$target/e2e-go/mod"
-export GOCACHE="$target/e2e-go/cache"
+export GOMODCACHE="$cache/go/mod"
+export GOCACHE="$cache/go/cache"
 export GOFLAGS="-mod=readonly -trimpath -buildvcs=false"
 export CGO_ENABLED=0
 export GOWORK=off
@@ -46,10 +48,10 @@ pin=$(
         go env GOVERSION GOOS GOARCH
     } | sha256sum | cut -c1-16
 )
-out="$target/e2e-bin/$pin"
-mkdir -p "$target/e2e-bin"
+out="$cache/bin/$pin"
+mkdir -p "$cache/bin"
 
-exec 9>"$target/e2e-bin/.lock"
+exec 9>"$cache/bin/.lock"
 flock 9
 
 if [[ -f "$out/.complete" ]]; then
@@ -59,7 +61,7 @@ fi
 
 rm -rf "$out.partial"
 mkdir -p "$out.partial"
-build_log="$target/e2e-bin/build.log"
+build_log="$cache/bin/build.log"
 : >"$build_log"
 log() { echo "e2e components: $*" >&2; }
 
@@ -100,8 +102,9 @@ build kubernetes "$kube_ldflags" "$out.partial/" \
 touch "$out.partial/.complete"
 rm -rf "$out"
 mv "$out.partial" "$out"
-# Builds of earlier pins are not needed any more (the Go build cache keeps what they share).
-for old in "$target"/e2e-bin/*/; do
-    [[ "${old%/}" == "$out" ]] || rm -rf "${old%/}"
+# Builds of earlier pins are not needed any more (the Go build cache keeps what they share);
+# Argo CD's builds are build-argocd.sh's.
+for old in "$cache"/bin/*/; do
+    case "${old%/}" in "$out" | "$cache"/bin/argocd-*) ;; *) rm -rf "${old%/}" ;; esac
 done
 echo "$out"
