@@ -30,6 +30,7 @@
 //! Application; a local account's sync.
 
 mod oidc;
+mod record;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -786,6 +787,11 @@ fn auto_sync_of_a_new_commit_into_prod_is_allowed() {
         r["user"] == APP_CONTROLLER.user && r["operation"] == "UPDATE"
     });
     assert_eq!(record["decision"], "allow", "{record:#}");
+    record::record(
+        "auto-sync-prod",
+        "the application controller auto-syncing a new commit into a prod Application",
+        &[name, "web-auto"],
+    );
 }
 
 /// (b) A payments developer's `argocd app sync` of a production Application: argocd-server writes
@@ -814,6 +820,11 @@ fn developer_sync_of_a_prod_app_through_argocd_is_denied() {
     let app = argo.app(name);
     assert!(app.get("operation").is_none(), "{app:#}");
     assert!(app["status"]["operationState"].is_null(), "{app:#}");
+    record::record(
+        "developer-sync-prod",
+        "a payments developer's argocd app sync of a prod Application",
+        &[name],
+    );
 }
 
 /// (c) The same developer syncing a dev Application of their team: allowed, and Argo CD deploys.
@@ -837,6 +848,11 @@ fn developer_sync_of_a_dev_app_through_argocd_is_allowed() {
     });
     assert_eq!(record["principal"], BOB.email, "{record:#}");
     assert_eq!(record["decision"], "allow", "{record:#}");
+    record::record(
+        "developer-sync-dev",
+        "a payments developer's argocd app sync of a dev Application",
+        &[name],
+    );
 }
 
 /// (d) A platform engineer's `argocd app sync` of a production Application: allowed.
@@ -862,6 +878,11 @@ fn platform_sync_of_a_prod_app_through_argocd_is_allowed() {
     });
     assert_eq!(record["principal"], ADMIN.email, "{record:#}");
     assert_eq!(record["decision"], "allow", "{record:#}");
+    record::record(
+        "platform-sync-prod",
+        "a platform engineer's argocd app sync of a prod Application",
+        &[name],
+    );
 }
 
 /// An Argo CD local account's sync names the account, `bob`, which is not bob@example.com: a
@@ -892,6 +913,11 @@ fn local_account_sync_names_the_bare_account() {
     assert_eq!(record["delegator"], ARGOCD_SERVER.user, "{record:#}");
     assert_eq!(record["teams"], json!([]), "{record:#}");
     assert_eq!(record["decision"], "deny", "{record:#}");
+    record::record(
+        "local-account-sync",
+        "a local account's argocd app sync",
+        &[name],
+    );
 }
 
 /// `argocd app set` names nobody: argocd-server edits the Application as itself. A dev
@@ -933,6 +959,11 @@ fn app_set_is_decided_as_argocd_server_itself() {
     });
     assert_eq!(record["principal"], ARGOCD_SERVER.user, "{record:#}");
     assert_eq!(record["decision"], "deny", "{record:#}");
+    record::record(
+        "app-set",
+        "argocd app set on a dev and a prod Application",
+        &[dev, prod],
+    );
 }
 
 /// `argocd app delete` names nobody either: refused, even for the platform engineer (who deletes
@@ -975,6 +1006,7 @@ fn app_delete_through_argocd_is_denied() {
         "--wait=false",
     ])
     .ok();
+    record::record("app-delete", "argocd app delete", &[name]);
 }
 
 /// `argocd app rollback` of a production Application to its first sync: denied for the payments
@@ -1025,6 +1057,11 @@ fn rollback_of_a_prod_app_through_argocd() {
         r["principal"] == ADMIN.email && has_action(r, "rollback")
     });
     assert_eq!(record["decision"], "allow", "{record:#}");
+    record::record(
+        "rollback-prod",
+        "argocd app rollback of a prod Application",
+        &[name, "web-rollback"],
+    );
 }
 
 /// An ApplicationSet written by the platform team: the ApplicationSet controller creates the
@@ -1074,4 +1111,9 @@ fn applicationset_generates_and_syncs_as_automation() {
         r["user"] == APP_CONTROLLER.user && has_action(r, "auto-sync")
     });
     assert_eq!(record["decision"], "allow", "{record:#}");
+    record::record(
+        "applicationset",
+        "an ApplicationSet generating and auto-syncing an Application",
+        &["e2e-argocd-appset", generated, "web-appset"],
+    );
 }
