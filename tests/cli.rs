@@ -741,3 +741,34 @@ fn test_reports_junit_json_filters_and_uncovered_policies() {
             "matched by no case (--fail-uncovered): freeze-rollouts",
         ));
 }
+
+#[test]
+fn init_writes_a_starter_folder_that_check_and_test_pass() {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("my-policies");
+    let dir_arg = dir.to_str().unwrap();
+    let stdout = String::from_utf8(guardrails().args(["init", dir_arg]).succeeds()).unwrap();
+    assert!(stdout.contains("next:"), "{stdout}");
+    let config = dir.join("config.yaml");
+    let config = config.to_str().unwrap();
+    let checked = String::from_utf8(
+        guardrails()
+            .args(["check", dir_arg, "--config", config, "--deny-warnings"])
+            .succeeds(),
+    )
+    .unwrap();
+    assert!(checked.contains("2 policies valid"), "{checked}");
+    let tested = String::from_utf8(
+        guardrails()
+            .args(["test", dir_arg, "--config", config, "--fail-uncovered"])
+            .succeeds(),
+    )
+    .unwrap();
+    assert!(tested.contains("2 passed, 0 failed"), "{tested}");
+    // Never over an existing folder's files.
+    guardrails()
+        .args(["init", dir_arg])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("exists and is not empty"));
+}

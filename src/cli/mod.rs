@@ -1,5 +1,5 @@
 //! Command line: one file per command (`serve`, `eval`, `check`, `fmt`, `test`, `replay`,
-//! `report`, `certs`, `argocd`), each with its arguments and its `run`; this one holds what they share (policy
+//! `report`, `certs`, `argocd`, `init`), each with its arguments and its `run`; this one holds what they share (policy
 //! flags, output and log formats, logging) and dispatches.
 
 /// Write to stdout, returning the error instead of panicking (a closed pipe ends the command).
@@ -20,6 +20,7 @@ mod certs;
 mod check;
 mod eval;
 mod fmt;
+mod init;
 mod replay;
 mod report;
 mod serve;
@@ -92,6 +93,7 @@ pub enum Command {
     Certs(certs::CertsArgs),
     Check(check::CheckArgs),
     Fmt(fmt::FmtArgs),
+    Init(init::InitArgs),
     /// Argo CD's own RBAC, offline (`argocd can`).
     Argocd(argocd::ArgocdArgs),
 }
@@ -148,6 +150,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Eval(args) => eval::run(args),
         Command::Check(args) => check::run(args),
         Command::Fmt(args) => fmt::run(args),
+        Command::Init(args) => init::run(args),
         Command::Certs(args) => certs::run(args),
         Command::Test(args) => test::run(args),
         Command::Replay(args) => replay::run(args),
