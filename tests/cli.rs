@@ -509,7 +509,10 @@ fn a_reader_that_stops_early_is_not_an_error() {
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut first)
         .unwrap();
-    assert!(first.starts_with("PASS"), "{first}");
+    assert!(
+        first.starts_with("policies "),
+        "the set used comes first: {first}"
+    );
     let output = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
@@ -771,4 +774,63 @@ fn init_writes_a_starter_folder_that_check_and_test_pass() {
         .assert()
         .failure()
         .stderr(predicates::str::contains("exists and is not empty"));
+}
+
+#[test]
+fn every_command_reads_policies_by_one_rule_and_names_the_set() {
+    // ./policies when it holds a schema; else the built-in set; --policies (or DIR) wins.
+    let work = tempfile::tempdir().unwrap();
+    let local = policies(&[(
+        "freeze.cedar",
+        "@id(\"freeze\")\n@reason(\"Frozen.\")\nforbid (principal, action == Action::\"promote\", resource);\n",
+    )]);
+    std::fs::rename(local.path(), work.path().join("policies")).unwrap();
+    let in_work = |args: &[&str]| {
+        let mut command = guardrails();
+        command.current_dir(work.path()).args(args);
+        String::from_utf8(command.succeeds()).unwrap()
+    };
+    assert!(in_work(&["check"]).contains("policies: 13 policies valid"));
+    let evaluated = in_work(&[
+        "eval",
+        "-f",
+        &repo("policies/tests/manifests/namespace-checkout-dev.yaml"),
+    ]);
+    assert!(
+        evaluated.contains("\npolicies policies sha256:"),
+        "{evaluated}"
+    );
+    assert!(in_work(&["test"]).starts_with("policies policies sha256:"));
+
+    let empty = tempfile::tempdir().unwrap();
+    let in_empty = |args: &[&str]| {
+        let mut command = guardrails();
+        command.current_dir(empty.path()).args(args);
+        command
+    };
+    let checked = String::from_utf8(in_empty(&["check"]).succeeds()).unwrap();
+    assert!(
+        checked.starts_with("(embedded policies/): 12 policies valid"),
+        "{checked}"
+    );
+    let checked = String::from_utf8(
+        in_empty(&[
+            "check",
+            "--policies",
+            work.path().join("policies").to_str().unwrap(),
+        ])
+        .succeeds(),
+    )
+    .unwrap();
+    assert!(checked.contains("13 policies valid"), "{checked}");
+    in_empty(&["fmt"])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains(
+            "fmt formats files: give a policy folder",
+        ));
+    in_empty(&["test"])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("carry no test files"));
 }

@@ -12,9 +12,13 @@ use crate::policy::PolicyStore;
 /// Parse and strictly validate the policies and config; non-zero exit on any error.
 #[derive(Debug, clap::Args)]
 pub struct CheckArgs {
-    /// Policy directory.
-    #[arg(default_value = "policies")]
-    dir: PathBuf,
+    /// Policy directory [default: ./policies when it holds a guardrails.cedarschema, else the
+    /// shipped policies built into the binary]; the same as --policies.
+    #[arg(value_name = "DIR", conflicts_with = "policies")]
+    dir: Option<PathBuf>,
+    /// Policy directory (as the positional DIR).
+    #[arg(long, value_name = "DIR", env = "GUARDRAILS_POLICIES")]
+    policies: Option<PathBuf>,
     /// Configuration file to validate too, and to check the teams and environments that
     /// policies name against [default: the embedded example].
     #[arg(long, value_name = "FILE")]
@@ -40,13 +44,17 @@ pub struct CheckArgs {
 pub fn run(args: CheckArgs) -> anyhow::Result<()> {
     let CheckArgs {
         dir,
+        policies,
         config,
         deny_warnings,
         allow_default_deny,
         namespaces,
         live_namespaces,
     } = args;
-    let store = PolicyStore::load_dir(&dir)?;
+    let store = match super::policy_dir(dir.or(policies).as_deref()) {
+        Some(dir) => PolicyStore::load_dir(&dir)?,
+        None => PolicyStore::embedded()?,
+    };
     let config = match config {
         Some(path) => Config::load(&path)?,
         None => Config::embedded()?,
@@ -71,7 +79,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<()> {
     }
     outln!(
         "{}: {} policies valid against {}, {} warning(s)",
-        dir.display(),
+        store.source,
         store.policy_count(),
         crate::policy::SCHEMA_FILE,
         warnings.len()

@@ -102,6 +102,15 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             }
         }
     }
+    if output == OutputFormat::Text {
+        outln!("---\n{}", super::policy_set_line(&engine.policies));
+    } else {
+        // stdout stays the AdmissionReview(s) machines read.
+        eprintln!(
+            "guardrails eval: {}",
+            super::policy_set_line(&engine.policies)
+        );
+    }
     if output == OutputFormat::Json {
         // One document, one object (as `serve` answers); several, an array in their order.
         let printed = match <[serde_json::Value; 1]>::try_from(answers) {

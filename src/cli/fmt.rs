@@ -9,16 +9,29 @@ use anyhow::{Context, bail};
 /// would change and exit non-zero.
 #[derive(Debug, clap::Args)]
 pub struct FmtArgs {
-    /// Policy directory.
-    #[arg(default_value = "policies")]
-    dir: PathBuf,
+    /// Policy directory [default: ./policies when it holds a guardrails.cedarschema]; the same
+    /// as --policies. The policies built into the binary cannot be formatted.
+    #[arg(value_name = "DIR", conflicts_with = "policies")]
+    dir: Option<PathBuf>,
+    /// Policy directory (as the positional DIR).
+    #[arg(long, value_name = "DIR", env = "GUARDRAILS_POLICIES")]
+    policies: Option<PathBuf>,
     /// Write nothing: list the files that would change, and exit non-zero if there are any.
     #[arg(long)]
     check: bool,
 }
 
 pub fn run(args: FmtArgs) -> anyhow::Result<()> {
-    let FmtArgs { dir, check } = args;
+    let FmtArgs {
+        dir,
+        policies,
+        check,
+    } = args;
+    let Some(dir) = super::policy_dir(dir.or(policies).as_deref()) else {
+        bail!(
+            "fmt formats files: give a policy folder (no ./policies here holds a guardrails.cedarschema)"
+        );
+    };
     let config = cedar_policy_formatter::Config::default();
     let mut entries: Vec<PathBuf> = std::fs::read_dir(&dir)
         .with_context(|| format!("cannot read {}", dir.display()))?

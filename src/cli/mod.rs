@@ -65,7 +65,8 @@ pub enum OutputFormat {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct PolicyArgs {
-    /// Policy directory (schema + *.cedar). Default: the shipped policies built into the binary.
+    /// Policy directory (schema + *.cedar) [default: ./policies when it holds a
+    /// guardrails.cedarschema, else the shipped policies built into the binary].
     #[arg(long, value_name = "DIR", env = "GUARDRAILS_POLICIES")]
     pub policies: Option<PathBuf>,
     /// Configuration file (YAML). Default: the example config built into the binary.
@@ -131,12 +132,30 @@ impl PolicyArgs {
     /// `serve` decides for itself.
     fn source(&self) -> EngineSource {
         EngineSource {
-            policies: self.policies.clone(),
+            policies: policy_dir(self.policies.as_deref()),
             config: self.config.clone(),
             mode: self.mode,
             allow_default_deny: true,
         }
     }
+}
+
+/// The one rule every command reads policies by: the folder given, else `./policies` when it
+/// holds a schema, else (`None`) the shipped policies built into the binary.
+pub fn policy_dir(given: Option<&std::path::Path>) -> Option<PathBuf> {
+    if let Some(dir) = given {
+        return Some(dir.to_path_buf());
+    }
+    let local = PathBuf::from("policies");
+    local
+        .join(crate::policy::SCHEMA_FILE)
+        .is_file()
+        .then_some(local)
+}
+
+/// `<source> <hash>`: the policy set a command used, for its output.
+pub fn policy_set_line(store: &crate::policy::PolicyStore) -> String {
+    format!("policies {} {}", store.source, store.hash)
 }
 
 /// Load policies and config as the flags say (embedded defaults otherwise).

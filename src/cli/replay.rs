@@ -67,10 +67,13 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
                 );
                 out!("{}", report::render_text(&groups, &args.by));
             }
+            outln!("{}", super::policy_set_line(&engine.policies));
         }
         OutputFormat::Json => {
             let mut value = serde_json::to_value(&report)?;
             value["newDenialGroups"] = serde_json::to_value(&groups)?;
+            value["policies"] = engine.policies.source.clone().into();
+            value["policyHash"] = engine.policies.hash.clone().into();
             outln!("{}", serde_json::to_string_pretty(&value)?);
         }
     }

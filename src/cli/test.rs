@@ -15,9 +15,14 @@ use crate::policy::PolicyStore;
 /// failure.
 #[derive(Debug, clap::Args)]
 pub struct TestArgs {
-    /// Policy directory (its `tests/` holds the test files).
-    #[arg(default_value = "policies")]
-    dir: PathBuf,
+    /// Policy directory, whose `tests/` holds the test files [default: ./policies when it holds a
+    /// guardrails.cedarschema, else the shipped policies built into the binary, with --tests];
+    /// the same as --policies.
+    #[arg(value_name = "DIR", conflicts_with = "policies")]
+    dir: Option<PathBuf>,
+    /// Policy directory (as the positional DIR).
+    #[arg(long, value_name = "DIR", env = "GUARDRAILS_POLICIES")]
+    policies: Option<PathBuf>,
     /// Configuration for cases whose file names none (default: the embedded example).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -46,6 +51,9 @@ pub enum TestOutput {
 /// Everything a run found, as `--output json` prints it.
 #[derive(Debug, serde::Serialize)]
 struct Report {
+    /// Where the policies came from and their hash.
+    policies: String,
+    policy_hash: String,
     passed: usize,
     failed: usize,
     cases: Vec<CaseResult>,
@@ -54,7 +62,13 @@ struct Report {
 }
 
 pub fn run(args: TestArgs) -> anyhow::Result<()> {
-    let policies = PolicyStore::load_dir(&args.dir)?;
+    let dir = super::policy_dir(args.dir.as_deref().or(args.policies.as_deref()));
+    let load = || match &dir {
+        Some(dir) => PolicyStore::load_dir(dir),
+        None => PolicyStore::embedded(),
+    };
+    let policies = load()?;
+    let (source, policy_hash) = (policies.source.clone(), policies.hash.clone());
     let forbids: Vec<String> = policies
         .policies_meta()
         .filter(|meta| meta.forbid)
@@ -67,7 +81,12 @@ pub fn run(args: TestArgs) -> anyhow::Result<()> {
     let files = match &args.tests {
         Some(file) if file.is_file() => vec![file.to_path_buf()],
         Some(tests_dir) => test_files::files_in(tests_dir)?,
-        None => test_files::files_in(&args.dir.join("tests"))?,
+        None => match &dir {
+            Some(dir) => test_files::files_in(&dir.join("tests"))?,
+            None => bail!(
+                "the policies built into the binary carry no test files: give a policy folder, or --tests"
+            ),
+        },
     };
     let default_engine = Engine::new(policies, default_config, None);
     let mut cases = Vec::new();
@@ -77,11 +96,7 @@ pub fn run(args: TestArgs) -> anyhow::Result<()> {
         cases.extend(match &file.config {
             Some(relative) => {
                 let config_path = path.parent().unwrap_or(Path::new(".")).join(relative);
-                let engine = Engine::new(
-                    PolicyStore::load_dir(&args.dir)?,
-                    Config::load(&config_path)?,
-                    None,
-                );
+                let engine = Engine::new(load()?, Config::load(&config_path)?, None);
                 test_files::run_file(&engine, &path, &file, filter)
             }
             None => test_files::run_file(&default_engine, &path, &file, filter),
@@ -101,6 +116,8 @@ pub fn run(args: TestArgs) -> anyhow::Result<()> {
     };
     uncovered.sort();
     let report = Report {
+        policies: source,
+        policy_hash,
         passed: cases.len() - failed,
         failed,
         cases,
@@ -125,6 +142,7 @@ pub fn run(args: TestArgs) -> anyhow::Result<()> {
 }
 
 fn print_text(report: &Report) -> anyhow::Result<()> {
+    outln!("policies {} {}", report.policies, report.policy_hash);
     for result in &report.cases {
         if result.passed() {
             outln!("PASS {}: {}", result.file, result.name);
