@@ -100,12 +100,32 @@ pub fn unknown_names(store: &PolicyStore, config: &crate::config::Config) -> Vec
             for (start, _) in text.match_indices(&marker) {
                 let rest = &text[start + marker.len()..];
                 let name = rest.split('"').next().unwrap_or("");
-                if !known.contains(&name) {
-                    found.push(format!(
-                        "{}:{}: policy {}: {entity_type}::\"{name}\" is not defined in the config, so this never matches it",
-                        meta.file, meta.line, meta.id
-                    ));
+                if known.contains(&name) {
+                    continue;
                 }
+                // In an `unless`, a name that never matches exempts nobody: the policy then
+                // applies to everyone else it matches, which is worse than never matching.
+                let clause = ["when", "unless"]
+                    .into_iter()
+                    .filter_map(|keyword| {
+                        text[..start]
+                            .rfind(&format!("{keyword} {{"))
+                            .map(|at| (at, keyword))
+                    })
+                    .max()
+                    .map(|(_, keyword)| keyword);
+                let effect = if clause == Some("unless") {
+                    "so this `unless` exempts no one by it: the policy applies to everyone it matches"
+                } else {
+                    "so this never matches it"
+                };
+                let hint = super::load::did_you_mean(name, &known)
+                    .map(|close| format!(" (did you mean {entity_type}::\"{close}\"?)"))
+                    .unwrap_or_default();
+                found.push(format!(
+                    "{}:{}: policy {}: {entity_type}::\"{name}\" is not defined in the config, {effect}{hint}",
+                    meta.file, meta.line, meta.id
+                ));
             }
         }
     }

@@ -83,7 +83,7 @@ const MODES: [&str; 3] = ["audit", "warn", "enforce"];
 
 /// The closest of `known` to `word` (case aside): up to two edits away, or one the start of
 /// the other (`warning` for `warn`).
-fn did_you_mean<'a>(word: &str, known: &[&'a str]) -> Option<&'a str> {
+pub(super) fn did_you_mean<'a>(word: &str, known: &[&'a str]) -> Option<&'a str> {
     let word = word.to_lowercase();
     known
         .iter()
