@@ -43,8 +43,14 @@ pub fn run(args: FmtArgs) -> anyhow::Result<()> {
     for path in entries {
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("cannot read {}", path.display()))?;
-        let pretty = cedar_policy_formatter::policies_str_to_pretty(&text, &config)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let pretty =
+            cedar_policy_formatter::policies_str_to_pretty(&text, &config).map_err(|e| {
+                // The formatter says only that it cannot parse: say where, as `check` does.
+                match crate::policy::parse_error(&path.display().to_string(), &text) {
+                    Some(diagnostic) => anyhow::anyhow!("{diagnostic}"),
+                    None => anyhow::anyhow!("{}: {e}", path.display()),
+                }
+            })?;
         if pretty != text {
             if check {
                 outln!("would reformat {}", path.display());

@@ -18,6 +18,7 @@ pub struct ReplayArgs {
     log: String,
     #[command(flatten)]
     policy: PolicyArgs,
+    /// `text` for a person, `json` for machines.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     output: OutputFormat,
     /// Count a request as denied, before and after, when any policy matches it, policies in

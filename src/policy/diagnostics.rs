@@ -138,10 +138,27 @@ pub(super) fn display_id(set: &PolicySet, id: &PolicyId, file: &str) -> String {
     set.policy(id)
         .and_then(|policy| policy.annotation("id"))
         .map(str::to_string)
-        .unwrap_or_else(|| format!("{file} {id}"))
+        // Cedar's per-parse id ("policy3") as the name the loader gives it (`file#3`).
+        .unwrap_or_else(|| {
+            let id = id.to_string();
+            match id.strip_prefix("policy") {
+                Some(index) if index.chars().all(|c| c.is_ascii_digit()) => {
+                    format!("{file}#{index}")
+                }
+                _ => format!("{file} {id}"),
+            }
+        })
 }
 
 /// Turn a Cedar diagnostic into file:line:column using its first labelled span.
+/// Where `text` (the file `file`) fails to parse as Cedar policies, if it does.
+pub fn parse_error(file: &str, text: &str) -> Option<PolicyDiagnostic> {
+    use std::str::FromStr;
+    PolicySet::from_str(text)
+        .err()
+        .map(|error| diagnostic_at(file, text, &error, None))
+}
+
 pub(super) fn diagnostic_at(
     file: &str,
     text: &str,
@@ -154,6 +171,13 @@ pub(super) fn diagnostic_at(
         .map(|label| label.offset());
     let (line, column) = offset.map_or((0, 0), |offset| line_column(text, offset));
     let mut message = error.to_string();
+    // Cedar names the policy by its per-parse id; the diagnostic names it already.
+    if policy_id.is_some()
+        && let Some(rest) = message.strip_prefix("for policy `")
+        && let Some((_, after)) = rest.split_once("`, ")
+    {
+        message = after.to_string();
+    }
     if let Some(help) = error.help() {
         message.push_str(&format!(" (hint: {help})"));
     }

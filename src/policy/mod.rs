@@ -7,7 +7,7 @@ mod slice;
 mod sources;
 
 pub use crate::fingerprint::{sources_hash, text_hash};
-pub use diagnostics::{PolicyDiagnostic, PolicyError, unknown_names};
+pub use diagnostics::{PolicyDiagnostic, PolicyError, parse_error, unknown_names};
 use slice::{Slice, referenced_groups, slice_by_action, uncovered_actions};
 pub use sources::read_sources;
 

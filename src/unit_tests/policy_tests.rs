@@ -376,3 +376,18 @@ fn shipped_directory_matches_embedded_copy() {
         assert_eq!(*text, file, "{name} differs from policies/{name}");
     }
 }
+
+#[test]
+fn cedar_per_parse_ids_never_reach_messages() {
+    let text = "@reason(\"r\")\nforbid (principal, action == Action::\"sync\", resource) when { resource.nope == 1 };\n";
+    let Err(PolicyError::Invalid(diagnostics)) = with_policy("anon.cedar", text) else {
+        panic!("an unknown attribute must stop the load");
+    };
+    let shown = diagnostics[0].to_string();
+    assert!(shown.starts_with("anon.cedar:2:"), "{shown}");
+    assert!(
+        shown.contains("policy anon.cedar#0: attribute `nope`"),
+        "{shown}"
+    );
+    assert!(!shown.contains("policy0"), "{shown}");
+}
