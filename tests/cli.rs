@@ -834,3 +834,92 @@ fn every_command_reads_policies_by_one_rule_and_names_the_set() {
         .failure()
         .stderr(predicates::str::contains("carry no test files"));
 }
+
+#[test]
+fn argocd_explain_puts_both_gates_side_by_side() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("policy.csv");
+    std::fs::write(
+        &csv,
+        "p, role:payments-dev, applications, *, payments/*, allow\ng, payments-devs, role:payments-dev\n",
+    )
+    .unwrap();
+    let explain = |action: &str, extra: &[&str]| {
+        let mut args = vec![
+            "argocd",
+            "explain",
+            action,
+            "-f",
+            "policies/tests/manifests/app-payments-prod.yaml",
+            "--as",
+            "bob@example.com",
+            "--as-group",
+            "payments-devs",
+            "--rbac",
+            csv.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        let mut command = guardrails();
+        command.current_dir(env!("CARGO_MANIFEST_DIR")).args(&args);
+        String::from_utf8(command.succeeds()).unwrap()
+    };
+    let sync = explain("sync", &[]);
+    assert!(
+        sync.contains(
+            "Argo CD RBAC: allowed (bob@example.com, applications, sync, payments/payments)"
+        ),
+        "{sync}"
+    );
+    assert!(
+        sync.contains("policy.csv line 1: p, role:payments-dev"),
+        "{sync}"
+    );
+    assert!(
+        sync.contains("Guardrails: deny (UPDATE payments as bob@example.com: sync)"),
+        "{sync}"
+    );
+    assert!(
+        sync.contains("the UI allows what Guardrails denies"),
+        "{sync}"
+    );
+
+    // A person-less edit: Guardrails sees argocd-server only.
+    let label = explain("update", &[]);
+    assert!(
+        label.contains("as system:serviceaccount:argocd:argocd-server: update"),
+        "{label}"
+    );
+    assert!(
+        label.contains("Argo CD's RBAC is the only gate on who"),
+        "{label}"
+    );
+    let retarget = explain(
+        "update",
+        &["--change", r#"{"spec":{"source":{"targetRevision":"v2"}}}"#],
+    );
+    assert!(
+        retarget.contains("[prod-app-changes-through-git]"),
+        "{retarget}"
+    );
+
+    // Another team: Argo CD stops it first.
+    let dana = {
+        let mut command = guardrails();
+        command.current_dir(env!("CARGO_MANIFEST_DIR")).args([
+            "argocd",
+            "explain",
+            "sync",
+            "-f",
+            "policies/tests/manifests/app-payments-prod.yaml",
+            "--as",
+            "dana@example.com",
+            "--as-group",
+            "storefront-devs",
+            "--rbac",
+            csv.to_str().unwrap(),
+        ]);
+        String::from_utf8(command.succeeds()).unwrap()
+    };
+    assert!(dana.contains("Argo CD RBAC: denied"), "{dana}");
+    assert!(dana.contains("both deny"), "{dana}");
+}

@@ -49,7 +49,10 @@ fn the_readme_walkthrough_runs_as_written() {
         &std::fs::read_to_string(dir.path().join("answer.json")).expect("the answer"),
     )
     .expect("JSON");
-    assert_eq!(answer["response"]["allowed"], true, "audit mode allows: {answer}");
+    assert_eq!(
+        answer["response"]["allowed"], true,
+        "audit mode allows: {answer}"
+    );
     for expected in [
         "2 passed, 0 failed",
         "1 of 1 request(s) would be denied",
@@ -57,6 +60,9 @@ fn the_readme_walkthrough_runs_as_written() {
         "replayed 1 requests: 1 newly denied",
         "CI stops here",
     ] {
-        assert!(stdout.contains(expected), "{expected:?} missing from:\n{stdout}\n{stderr}");
+        assert!(
+            stdout.contains(expected),
+            "{expected:?} missing from:\n{stdout}\n{stderr}"
+        );
     }
 }

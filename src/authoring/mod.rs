@@ -3,6 +3,7 @@
 //! `guardrails test`), re-deciding an audit log (`replay`) and a decision explained in text
 //! (`explain`, for `eval`).
 
+pub mod argocd_writes;
 pub mod explain;
 pub mod replay;
 pub mod report;

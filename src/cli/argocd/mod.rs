@@ -1,5 +1,7 @@
 //! `guardrails argocd`: Argo CD's own RBAC, offline. `can` answers one request the way
-//! argocd-server v3.6.2 would; later slices add their own subcommands here.
+//! argocd-server v3.6.2 would; `explain` (its own file) puts it beside Guardrails' decision.
+
+mod explain;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -19,6 +21,24 @@ pub struct ArgocdArgs {
 #[derive(Debug, clap::Subcommand)]
 enum ArgocdCommand {
     Can(CanArgs),
+    Explain(explain::ExplainArgs),
+}
+
+/// Where Argo CD's RBAC comes from.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RbacSource {
+    /// The argocd-rbac-cm ConfigMap (YAML) or a policy.csv.
+    #[arg(long, value_name = "FILE")]
+    rbac: PathBuf,
+    /// AppProject manifests (YAML or JSON): a file, or a directory of *.yaml, *.yml, *.json.
+    #[arg(long, value_name = "DIR|FILE")]
+    projects: Option<PathBuf>,
+    /// Use this default role instead of the ConfigMap's policy.default ("" for none).
+    #[arg(long, value_name = "ROLE")]
+    default_role: Option<String>,
+    /// Leave out Argo CD's built-in policy (role:readonly, role:admin).
+    #[arg(long)]
+    no_builtin_policy: bool,
 }
 
 /// Whether Argo CD's RBAC allows SUBJECT (with --groups) to ACTION the RESOURCE OBJECT, as
@@ -36,15 +56,8 @@ pub struct CanArgs {
     /// `<project>/<name>` (or `<project>/<namespace>/<name>`) for project-scoped resources,
     /// else the name [default for project-scoped resources: */*].
     object: Option<String>,
-    /// The argocd-rbac-cm ConfigMap (YAML) or a policy.csv.
-    #[arg(long, value_name = "FILE")]
-    rbac: PathBuf,
-    /// AppProject manifests (YAML or JSON): a file, or a directory of *.yaml, *.yml, *.json.
-    #[arg(long, value_name = "DIR|FILE")]
-    projects: Option<PathBuf>,
-    /// Use this default role instead of the ConfigMap's policy.default ("" for none).
-    #[arg(long, value_name = "ROLE")]
-    default_role: Option<String>,
+    #[command(flatten)]
+    rbac: RbacSource,
     /// A group of the user (a value of the token's `scopes` claims); repeat for more.
     #[arg(long = "groups", value_name = "GROUP")]
     groups: Vec<String>,
@@ -58,19 +71,17 @@ pub struct CanArgs {
     /// Accept resource and action names argocd does not know.
     #[arg(long)]
     no_strict: bool,
-    /// Leave out Argo CD's built-in policy (role:readonly, role:admin).
-    #[arg(long)]
-    no_builtin_policy: bool,
 }
 
 pub fn run(args: ArgocdArgs) -> anyhow::Result<()> {
     match args.command {
         ArgocdCommand::Can(args) => can(args),
+        ArgocdCommand::Explain(args) => explain::run(args),
     }
 }
 
 fn can(args: CanArgs) -> anyhow::Result<()> {
-    let rbac = load(&args)?;
+    let rbac = load_rbac(&args.rbac)?;
     let resource = resolve_resource(&args.resource);
     if !args.no_strict {
         validate_resource_action(resource, &args.action)
@@ -98,7 +109,7 @@ fn can(args: CanArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn load(args: &CanArgs) -> anyhow::Result<Rbac> {
+pub(super) fn load_rbac(args: &RbacSource) -> anyhow::Result<Rbac> {
     let origin = args.rbac.display().to_string();
     let text =
         std::fs::read_to_string(&args.rbac).with_context(|| format!("cannot read {origin}"))?;
