@@ -923,3 +923,59 @@ fn argocd_explain_puts_both_gates_side_by_side() {
     assert!(dana.contains("Argo CD RBAC: denied"), "{dana}");
     assert!(dana.contains("both deny"), "{dana}");
 }
+
+#[test]
+fn argocd_check_finds_confusing_buttons_and_unattributed_prod_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("policy.csv");
+    std::fs::write(
+        &csv,
+        "p, role:payments-dev, applications, *, payments/*, allow\ng, payments-devs, role:payments-dev\n",
+    )
+    .unwrap();
+    let run = |extra: &[&str]| {
+        let mut command = guardrails();
+        command.current_dir(env!("CARGO_MANIFEST_DIR")).args([
+            "argocd",
+            "check",
+            "--rbac",
+            csv.to_str().unwrap(),
+            "--applications",
+            "policies/tests/manifests/app-payments-prod.yaml",
+        ]);
+        command.args(extra);
+        command
+    };
+    let report: Value = serde_json::from_slice(&run(&["--output", "json"]).succeeds()).unwrap();
+    let findings = report["findings"].as_array().unwrap();
+    let has = |severity: &str, person: &str, action: &str| {
+        findings
+            .iter()
+            .any(|f| f["severity"] == severity && f["person"] == person && f["action"] == action)
+    };
+    assert!(has("confusing", "bob@example.com", "sync"), "{report:#}");
+    assert!(has("confusing", "bob@example.com", "delete"), "{report:#}");
+    assert!(has("hole", "bob@example.com", "update"), "{report:#}");
+    // argocd-server passes no groups on: a member known only by group is in no team.
+    assert!(
+        findings
+            .iter()
+            .any(|f| f["person"] == "member-of:payments-devs"
+                && f["policies"]
+                    .as_array()
+                    .unwrap()
+                    .contains(&json!("team-owns-namespace"))),
+        "{report:#}"
+    );
+    // Nobody else is granted anything: no finding for storefront or platform people.
+    assert!(
+        findings
+            .iter()
+            .all(|f| f["groups"] == json!(["payments-devs"])),
+        "{report:#}"
+    );
+    run(&["--fail-on", "hole"])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("finding(s) (--fail-on Hole)"));
+}

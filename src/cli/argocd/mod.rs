@@ -1,6 +1,7 @@
 //! `guardrails argocd`: Argo CD's own RBAC, offline. `can` answers one request the way
 //! argocd-server v3.6.2 would; `explain` (its own file) puts it beside Guardrails' decision.
 
+mod check;
 mod explain;
 
 use std::io::Write;
@@ -22,6 +23,7 @@ pub struct ArgocdArgs {
 enum ArgocdCommand {
     Can(CanArgs),
     Explain(explain::ExplainArgs),
+    Check(check::CheckArgs),
 }
 
 /// Where Argo CD's RBAC comes from.
@@ -77,6 +79,7 @@ pub fn run(args: ArgocdArgs) -> anyhow::Result<()> {
     match args.command {
         ArgocdCommand::Can(args) => can(args),
         ArgocdCommand::Explain(args) => explain::run(args),
+        ArgocdCommand::Check(args) => check::run(args),
     }
 }
 
