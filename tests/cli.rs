@@ -979,3 +979,67 @@ fn argocd_check_finds_confusing_buttons_and_unattributed_prod_changes() {
         .failure()
         .stderr(predicates::str::contains("finding(s) (--fail-on Hole)"));
 }
+
+#[test]
+fn argocd_generate_writes_rbac_that_check_finds_nothing_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("argocd");
+    guardrails()
+        .args(["argocd", "generate", "--out", out.to_str().unwrap()])
+        .succeeds();
+    let rbac = out.join("argocd-rbac-cm.yaml");
+    let text = std::fs::read_to_string(&rbac).unwrap();
+    assert!(
+        text.contains("p, role:team-payments, applications, sync, payments-dev/*, allow"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("p, role:team-payments, applications, sync, payments-prod/*"),
+        "{text}"
+    );
+    assert!(
+        text.contains("g, bob@example.com, role:team-payments"),
+        "{text}"
+    );
+    // An Application in every generated project, deploying into one of its namespaces.
+    let apps = dir.path().join("apps");
+    std::fs::create_dir(&apps).unwrap();
+    for entry in std::fs::read_dir(out.join("projects")).unwrap() {
+        let path = entry.unwrap().path();
+        let project: Value =
+            serde_yaml_ng::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let name = project["metadata"]["name"].as_str().unwrap();
+        let namespace = project["spec"]["destinations"][0]["namespace"]
+            .as_str()
+            .unwrap();
+        let app = json!({
+            "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+            "metadata": {"name": format!("app-{name}"), "namespace": "argocd"},
+            "spec": {
+                "project": name,
+                "source": {"repoURL": "https://git.example.com/apps.git", "path": name, "targetRevision": "main"},
+                "destination": {"server": "https://kubernetes.default.svc", "namespace": namespace},
+            },
+        });
+        std::fs::write(apps.join(format!("{name}.json")), app.to_string()).unwrap();
+    }
+    let report: Value = serde_json::from_slice(
+        &guardrails()
+            .args([
+                "argocd",
+                "check",
+                "--output",
+                "json",
+                "--rbac",
+                rbac.to_str().unwrap(),
+                "--projects",
+                out.join("projects").to_str().unwrap(),
+                "--applications",
+                apps.to_str().unwrap(),
+            ])
+            .succeeds(),
+    )
+    .unwrap();
+    assert!(report["checked"].as_u64().unwrap() >= 60, "{report:#}");
+    assert_eq!(report["findings"], json!([]), "{report:#}");
+}

@@ -3,6 +3,7 @@
 
 mod check;
 mod explain;
+mod generate;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -24,6 +25,7 @@ enum ArgocdCommand {
     Can(CanArgs),
     Explain(explain::ExplainArgs),
     Check(check::CheckArgs),
+    Generate(generate::GenerateArgs),
 }
 
 /// Where Argo CD's RBAC comes from.
@@ -80,6 +82,7 @@ pub fn run(args: ArgocdArgs) -> anyhow::Result<()> {
         ArgocdCommand::Can(args) => can(args),
         ArgocdCommand::Explain(args) => explain::run(args),
         ArgocdCommand::Check(args) => check::run(args),
+        ArgocdCommand::Generate(args) => generate::run(args),
     }
 }
 
