@@ -1043,3 +1043,44 @@ fn argocd_generate_writes_rbac_that_check_finds_nothing_on() {
     assert!(report["checked"].as_u64().unwrap() >= 60, "{report:#}");
     assert_eq!(report["findings"], json!([]), "{report:#}");
 }
+
+#[test]
+fn argocd_check_lints_rbac_that_does_not_do_what_it_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let config_map = dir.path().join("argocd-rbac-cm.yaml");
+    std::fs::write(
+        &config_map,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: argocd-rbac-cm}\ndata:\n  policy.default: role:admin\n  policy.csv: |\n    p, my-org:payments, applications, sync, payments/*, allow\n    p, role:nodelete, applications, delete, */*, deny\n    g, payments-devs, role:nodelete\n",
+    )
+    .unwrap();
+    let mut command = guardrails();
+    command.current_dir(env!("CARGO_MANIFEST_DIR")).args([
+        "argocd",
+        "check",
+        "--output",
+        "json",
+        "--rbac",
+        config_map.to_str().unwrap(),
+        "--applications",
+        "policies/tests/manifests/app-payments-prod.yaml",
+    ]);
+    let report: Value = serde_json::from_slice(&command.succeeds()).unwrap();
+    let lints: Vec<&str> = report["lints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let has = |needle: &str| lints.iter().any(|l| l.contains(needle));
+    assert!(has("no `g, my-org:payments, role:…` line"), "{lints:#?}");
+    assert!(has("argo-cd#17547"), "{lints:#?}");
+    assert!(
+        has("policy.default (role:admin) allows `delete`"),
+        "{lints:#?}"
+    );
+    // role:admin for everyone: every write the UI allows is a finding somewhere.
+    assert!(
+        !report["findings"].as_array().unwrap().is_empty(),
+        "{report:#}"
+    );
+}

@@ -23,7 +23,7 @@ pub mod request;
 pub use config_map::{MatchMode, RbacConfig, parse_rbac};
 pub use enforce::{Check, Decision, Principal, Rbac, RbacError, Request};
 pub use model::Outcome;
-pub use policy::{LineRef, Policy, PolicyError, Source};
+pub use policy::{Effect, LineRef, Policy, PolicyError, Source};
 pub use projects::{Project, parse_projects};
 
 /// Argo CD's built-in policy (roles `role:readonly` and `role:admin`, and `admin` in

@@ -94,6 +94,7 @@ fn people(engine: &Engine) -> Vec<Person> {
 pub fn run(args: CheckArgs) -> anyhow::Result<()> {
     let rbac = load_rbac(&args.rbac)?;
     let engine = crate::cli::load_engine(&args.policy)?;
+    let lints = lints(&args.rbac, &rbac, &engine)?;
     let apps = manifests(&args.applications)?;
     let mut findings = Vec::new();
     let mut checked = 0usize;
@@ -119,7 +120,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<()> {
             }
         }
     }
-    report(&findings, checked, args.output, &engine)?;
+    report(&findings, &lints, checked, args.output, &engine)?;
     if let Some(threshold) = args.fail_on
         && let Some(worst) = findings.iter().map(|f| f.severity).max()
         && worst >= threshold
@@ -222,6 +223,7 @@ fn compare(
 
 fn report(
     findings: &[Finding],
+    lints: &[String],
     checked: usize,
     output: crate::cli::OutputFormat,
     engine: &Engine,
@@ -230,6 +232,7 @@ fn report(
         let report = serde_json::json!({
             "checked": checked,
             "findings": findings,
+            "lints": lints,
             "policies": engine.policies.source,
             "policyHash": engine.policies.hash,
         });
@@ -275,6 +278,73 @@ fn report(
             outln!("  … and {} more", group.len() - 5);
         }
     }
+    for lint in lints {
+        outln!("LINT: {lint}");
+    }
     outln!("{}", crate::cli::policy_set_line(&engine.policies));
     Ok(())
+}
+
+/// What the RBAC files hold that is probably a mistake, whoever the people are.
+fn lints(
+    source: &RbacSource,
+    rbac: &crate::argocd::Rbac,
+    engine: &Engine,
+) -> anyhow::Result<Vec<String>> {
+    let origin = source.rbac.display().to_string();
+    let text =
+        std::fs::read_to_string(&source.rbac).with_context(|| format!("cannot read {origin}"))?;
+    let config = crate::argocd::parse_rbac(&text, &origin)?;
+    let policy = &config.policy;
+    let config_groups: Vec<&str> = engine
+        .config
+        .file
+        .teams
+        .values()
+        .flat_map(|team| team.groups.iter().map(String::as_str))
+        .collect();
+    let bound = |name: &str| policy.groupings.iter().any(|g| g.member == name);
+    let mut lints = Vec::new();
+    for permission in &policy.permissions {
+        let subject = permission.subject.as_str();
+        let special = subject.starts_with("role:") || subject.starts_with("proj:");
+        let group = config_groups.contains(&subject) || (subject.contains(':') && !special);
+        if group && !bound(subject) {
+            lints.push(format!(
+                "{}: a `p` line for the group {subject} with no `g, {subject}, role:…` line: \
+                 argocd-server never evaluates it for the group's members (argo-cd#7952)",
+                permission.at
+            ));
+        }
+        let held_by_groups = !special && group
+            || policy.groupings.iter().any(|g| {
+                g.role == subject
+                    && (config_groups.contains(&g.member.as_str()) || g.member.contains(':'))
+            });
+        if permission.effect == crate::argocd::Effect::Deny && held_by_groups {
+            lints.push(format!(
+                "{}: a deny held through a group does not stop an allow another of the person's \
+                 groups gives: argocd-server checks each group alone (argo-cd#17547)",
+                permission.at
+            ));
+        }
+    }
+    if !rbac.default_role().is_empty() {
+        for action in ["sync", "update", "delete"] {
+            let request = Request {
+                subject: "",
+                groups: &[],
+                resource: "applications",
+                action,
+                object: "*/*",
+            };
+            if rbac.enforce(&request).allowed {
+                lints.push(format!(
+                    "policy.default ({}) allows `{action}` on Applications to everyone who signs in",
+                    rbac.default_role()
+                ));
+            }
+        }
+    }
+    Ok(lints)
 }
