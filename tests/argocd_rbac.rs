@@ -3,9 +3,9 @@
 //! `util/rbac/rbac_test.go` or `server/rbacpolicy/rbacpolicy_test.go` (the same policy, query and
 //! expected answer), or an argo-cd issue whose behaviour it pins down.
 //!
-//! Every query's answer was also checked against Argo CD's own code: run
-//! `ARGOCD_RBAC_ORACLE=<oracle binary> cargo test --test argocd_rbac -- --ignored` (the oracle is
-//! `tests/fixtures/argocd-rbac/oracle/`, see SOURCES.md there).
+//! Every query's answer is also checked against Argo CD's own code, in every run: the oracle
+//! (`tests/fixtures/argocd-rbac/oracle/`, see SOURCES.md there) is built from argo-cd's Go module
+//! like the e2e components.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
@@ -1042,12 +1042,29 @@ mod golden {
         empty_subject,
     );
 
-    /// The same cases, answered by Argo CD's own code (set ARGOCD_RBAC_ORACLE).
+    /// The same cases, answered by Argo CD's own code: the oracle, built from argo-cd v3.6.2's Go
+    /// module by `tests/fixtures/argocd-rbac/oracle/build.sh` (cached beside the e2e components),
+    /// or the binary ARGOCD_RBAC_ORACLE names.
     #[test]
-    #[ignore = "needs the Go oracle: ARGOCD_RBAC_ORACLE=<binary>"]
     fn argo_cd_agrees() {
-        let Ok(oracle) = std::env::var("ARGOCD_RBAC_ORACLE") else {
-            panic!("set ARGOCD_RBAC_ORACLE to the oracle binary");
+        let oracle = match std::env::var("ARGOCD_RBAC_ORACLE") {
+            Ok(oracle) => oracle,
+            Err(_) => {
+                let script = concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/tests/fixtures/argocd-rbac/oracle/build.sh"
+                );
+                let built = Command::new("bash")
+                    .arg(script)
+                    .stderr(Stdio::inherit())
+                    .output()
+                    .expect("bash runs");
+                assert!(
+                    built.status.success(),
+                    "building the RBAC oracle failed: the test needs Go and its module proxy (README, End-to-end tests)"
+                );
+                String::from_utf8_lossy(&built.stdout).trim().to_string()
+            }
         };
         let mut child = Command::new(oracle)
             .stdin(Stdio::piped())
