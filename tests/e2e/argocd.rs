@@ -1117,3 +1117,164 @@ fn applicationset_generates_and_syncs_as_automation() {
         &["e2e-argocd-appset", generated, "web-appset"],
     );
 }
+
+/// A developer's `argocd app get --hard-refresh` of a production Application: argocd-server writes
+/// the refresh annotations as itself, Guardrails allows a refresh (it deploys nothing).
+#[test]
+fn hard_refresh_of_a_prod_app_is_a_refresh() {
+    let _shared = shared();
+    let c = cluster();
+    let argo = argocd();
+    let name = "e2e-argocd-refresh";
+    c.apply_json(&argo.repo.application(name, "prod", "payments-prod", false));
+    argo.wait_app(name, "the first reconcile", |app| {
+        !app["status"]["sync"]["status"].is_null()
+    });
+
+    argo.cli(BOB, &["app", "get", name, "--hard-refresh", "-o", "json"])
+        .ok();
+    let record = c.guardrails.wait_audit(NAMESPACE, name, |r| {
+        r["user"] == ARGOCD_SERVER.user && has_action(r, "refresh")
+    });
+    assert_eq!(record["decision"], "allow", "{record:#}");
+    assert_eq!(
+        record["principal"], ARGOCD_SERVER.user,
+        "argocd-server names no one: {record:#}"
+    );
+    record::record(
+        "hard-refresh-prod",
+        "argocd app get --hard-refresh of a prod Application",
+        &[name],
+    );
+}
+
+/// `argocd app sync --prune --force` of a production Application: the developer is denied (both
+/// prod policies name it), the platform engineer is not, and the options reach the operation.
+#[test]
+fn prune_and_force_sync_of_a_prod_app() {
+    let _shared = shared();
+    let c = cluster();
+    let argo = argocd();
+    let name = "e2e-argocd-prune";
+    c.apply_json(&argo.repo.application(name, "prod", "payments-prod", false));
+
+    let out = argo.cli(
+        BOB,
+        &[
+            "app",
+            "sync",
+            name,
+            "--prune",
+            "--force",
+            "--timeout",
+            "120",
+        ],
+    );
+    assert!(
+        !out.success,
+        "bob's prune-and-force sync went through: {out}"
+    );
+    let printed = format!("{}{}", out.stdout, out.stderr);
+    assert!(printed.contains("[prod-no-prune-or-force]"), "{out}");
+    assert!(printed.contains("[prod-sync-platform-only]"), "{out}");
+
+    argo.cli(
+        ADMIN,
+        &[
+            "app",
+            "sync",
+            name,
+            "--prune",
+            "--force",
+            "--timeout",
+            "120",
+        ],
+    )
+    .ok();
+    let app = argo.wait_app(name, "the platform engineer's sync", |app| {
+        synced(app, None)
+    });
+    let sync = &app["status"]["operationState"]["operation"]["sync"];
+    assert_eq!(sync["prune"], true, "{app:#}");
+    // What argo-cd 3.6 writes for --force (observed): the hook strategy, forced.
+    assert_eq!(sync["syncStrategy"]["hook"]["force"], true, "{app:#}");
+    let record = c.guardrails.wait_audit(NAMESPACE, name, |r| {
+        r["principal"] == ADMIN.email && has_action(r, "sync")
+    });
+    assert_eq!(record["decision"], "allow", "{record:#}");
+    record::record(
+        "prune-force-prod",
+        "argocd app sync --prune --force of a prod Application",
+        &[name],
+    );
+}
+
+/// A developer editing an ApplicationSet so that it generates a production Application: denied
+/// (`prod-appset-changes-through-git`), and nothing is generated.
+#[test]
+fn developer_edit_of_an_applicationset_into_prod_is_denied() {
+    let _shared = shared();
+    let c = cluster();
+    let argo = argocd();
+    let appset = "e2e-argocd-appset-edit";
+    c.apply_json(&json!({
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "ApplicationSet",
+        "metadata": {"name": appset, "namespace": NAMESPACE},
+        "spec": {
+            "generators": [{"list": {"elements": [{"env": "dev"}]}}],
+            "template": {
+                "metadata": {"name": "e2e-argocd-edit-{{env}}"},
+                "spec": {
+                    "project": PROJECT,
+                    "source": {"repoURL": argo.repo.url, "path": "appset", "targetRevision": "HEAD"},
+                    "destination": {
+                        "server": "https://kubernetes.default.svc",
+                        "namespace": "payments-{{env}}",
+                    },
+                },
+            },
+        },
+    }))
+    .ok();
+    argo.wait_app_created("e2e-argocd-edit-dev");
+
+    let patch = json!({"spec": {"generators": [{"list": {"elements": [{"env": "dev"}, {"env": "prod"}]}}]}})
+        .to_string();
+    let out = c.kubectl_as(
+        crate::cluster::BOB,
+        &[
+            "patch",
+            "applicationsets.argoproj.io",
+            appset,
+            "-n",
+            NAMESPACE,
+            "--type",
+            "merge",
+            "-p",
+            &patch,
+        ],
+    );
+    assert!(!out.success, "bob's edit into prod went through: {out}");
+    assert!(
+        out.stderr.contains("[prod-appset-changes-through-git]"),
+        "{out}"
+    );
+    let record = c.guardrails.wait_audit(NAMESPACE, appset, |r| {
+        r["user"] == crate::cluster::BOB.user && has_action(r, "change-generators")
+    });
+    assert_eq!(record["decision"], "deny", "{record:#}");
+    assert!(
+        get(
+            "applications.argoproj.io",
+            NAMESPACE,
+            "e2e-argocd-edit-prod"
+        )
+        .is_none()
+    );
+    record::record(
+        "applicationset-edit-into-prod",
+        "a developer's kubectl edit of an ApplicationSet's generators into prod",
+        &[appset, "e2e-argocd-edit-dev"],
+    );
+}
