@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod mutate;
 pub mod namespace_watch;
 pub mod policy;
+pub mod policy_reports;
 pub mod recognize;
 pub mod reload;
 pub mod respond;

@@ -68,6 +68,7 @@ pub struct Metrics {
     pub namespace_cache_synced: Gauge,
     namespace_cache_errors: Counter,
     pub limits: LimitMetrics,
+    pub policy_reports: PolicyReportMetrics,
 }
 
 /// Register `metric` under `name` and hand it back (a metric is a shared handle).
@@ -161,6 +162,7 @@ impl Metrics {
                 Counter::default(),
             ),
             limits: LimitMetrics::register(&mut registry),
+            policy_reports: PolicyReportMetrics::register(&mut registry),
             registry,
         }
     }
@@ -409,5 +411,78 @@ impl LimitMetrics {
         self.connections_closed
             .get_or_create(&ReasonLabels { reason })
             .inc();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// PolicyReports (`serve --policy-reports`): every label comes from a fixed set of `&'static str`.
+
+/// Why a result did not reach a report: the `reason` of
+/// `guardrails_policy_report_results_dropped_total`.
+pub mod policy_report_dropped {
+    /// The queue from the request path to the writer task was full.
+    pub const QUEUE_FULL: &str = "queue_full";
+    /// `policy_reports::MAX_PENDING_RESULTS` results were already waiting to be written.
+    pub const PENDING_FULL: &str = "pending_full";
+    /// Newer results of the same namespace pushed it out of the per-namespace bound before it was
+    /// written.
+    pub const EVICTED: &str = "evicted";
+    /// Their namespace was deleted (or is being deleted) before they were written.
+    pub const NAMESPACE_GONE: &str = "namespace_gone";
+    pub const ALL: [&str; 4] = [QUEUE_FULL, PENDING_FULL, EVICTED, NAMESPACE_GONE];
+}
+
+/// What `policy_reports` did: reports written, write failures, results that never made it.
+#[derive(Debug, Default)]
+pub struct PolicyReportMetrics {
+    /// One per report write: `written`, `conflict` (another writer changed it first; retried at
+    /// the next interval), `error` (any other API error, e.g. no RBAC or no CRD; retried too).
+    pub writes: Family<ResultLabels, Counter>,
+    /// Results that reached no report, by reason (see `policy_report_dropped`).
+    pub dropped: Family<ReasonLabels, Counter>,
+    /// Namespaces whose report waits to be written.
+    pub pending_namespaces: Gauge,
+}
+
+impl PolicyReportMetrics {
+    /// The write results, each series present from the start.
+    pub const WRITE_RESULTS: [&'static str; 3] = ["written", "conflict", "error"];
+
+    fn register(registry: &mut Registry) -> Self {
+        let metrics = Self::default();
+        for result in Self::WRITE_RESULTS {
+            drop(metrics.writes.get_or_create(&ResultLabels { result }));
+        }
+        for reason in policy_report_dropped::ALL {
+            drop(metrics.dropped.get_or_create(&ReasonLabels { reason }));
+        }
+        registry.register(
+            "policy_report_writes",
+            "PolicyReport writes by result: written, conflict (retried), error (retried)",
+            metrics.writes.clone(),
+        );
+        registry.register(
+            "policy_report_results_dropped",
+            "Policy report results that reached no report: queue_full, pending_full, evicted, namespace_gone",
+            metrics.dropped.clone(),
+        );
+        registry.register(
+            "policy_report_pending_namespaces",
+            "Namespaces whose PolicyReport waits to be written",
+            metrics.pending_namespaces.clone(),
+        );
+        metrics
+    }
+
+    pub fn record_write(&self, result: &'static str) {
+        self.writes.get_or_create(&ResultLabels { result }).inc();
+    }
+
+    pub fn record_dropped(&self, reason: &'static str, results: u64) {
+        if results > 0 {
+            self.dropped
+                .get_or_create(&ReasonLabels { reason })
+                .inc_by(results);
+        }
     }
 }

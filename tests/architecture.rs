@@ -24,7 +24,7 @@ const LAYERS: &[&[&str]] = &[
     &["respond", "mutate"],
     &["audit"],
     &["authoring", "metrics"],
-    &["reload", "namespace_watch"],
+    &["reload", "namespace_watch", "policy_reports"],
     &["server"],
     &["cli"],
 ];

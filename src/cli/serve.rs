@@ -93,6 +93,17 @@ pub struct ServeArgs {
     /// server's webhook client certificate (mutual TLS). Reloaded when it changes.
     #[arg(long, value_name = "FILE", env = "GUARDRAILS_CLIENT_CA")]
     pub client_ca: Option<PathBuf>,
+    /// Write the policy matches of decided requests as PolicyReports (wgpolicyk8s.io/v1alpha2),
+    /// one named `guardrails` per namespace (in-cluster config or KUBECONFIG; README: "Policy
+    /// reports"). Failed writes are counted and retried; they never hold up a decision.
+    #[arg(long, env = "GUARDRAILS_POLICY_REPORTS")]
+    pub policy_reports: bool,
+    /// How often the PolicyReports that changed are written (at most 50 per interval).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_interval, env = "GUARDRAILS_POLICY_REPORTS_INTERVAL")]
+    pub policy_reports_interval: Duration,
+    /// Results kept in one namespace's PolicyReport, the newest (1 to 500).
+    #[arg(long, value_name = "N", default_value_t = crate::policy_reports::DEFAULT_MAX_RESULTS, value_parser = parse_max_results, env = "GUARDRAILS_POLICY_REPORTS_MAX_RESULTS")]
+    pub policy_reports_max_results: usize,
     /// `serve`'s limits (README: "Limits and shedding").
     #[command(flatten)]
     pub limits: crate::server::limits::Limits,
@@ -140,6 +151,11 @@ pub fn serve(options: ServeArgs) -> anyhow::Result<()> {
         if options.watch_namespaces {
             start_namespace_watch(&state).await?;
         }
+        let state = if options.policy_reports {
+            start_policy_reports(&options, state).await?
+        } else {
+            state
+        };
         let handle = server::ServerHandle::new();
         if let Some(listener) = probe_listener {
             tracing::info!(address = ?listener.local_addr().ok(), "serving probes and metrics over plain HTTP");
@@ -368,4 +384,50 @@ async fn start_namespace_watch(state: &server::AppState) -> anyhow::Result<()> {
         state.metrics.clone(),
     ));
     Ok(())
+}
+
+/// `--policy-reports`: the writer task, and the request path's handle to it in the state.
+async fn start_policy_reports(
+    options: &ServeArgs,
+    state: server::AppState,
+) -> anyhow::Result<server::AppState> {
+    let client = kube::Client::try_default().await.context(
+        "cannot configure a Kubernetes client (in-cluster or KUBECONFIG) for --policy-reports",
+    )?;
+    let (reports, receiver) = crate::policy_reports::Reports::channel(state.metrics.clone());
+    let writer = crate::policy_reports::writer::WriterOptions::new(
+        options.policy_reports_interval,
+        options.policy_reports_max_results,
+    );
+    tracing::info!(
+        interval_ms = writer.interval.as_millis(),
+        max_results = writer.max_results,
+        max_writes = writer.max_writes,
+        "writing PolicyReports (wgpolicyk8s.io/v1alpha2)"
+    );
+    tokio::spawn(crate::policy_reports::writer::run(
+        client,
+        receiver,
+        writer,
+        state.metrics.clone(),
+    ));
+    Ok(state.with_policy_reports(reports))
+}
+
+/// `--policy-reports-interval`: a duration, not zero.
+fn parse_interval(value: &str) -> Result<Duration, String> {
+    let interval = parse_duration(value)?;
+    if interval.is_zero() {
+        return Err("must be more than 0".into());
+    }
+    Ok(interval)
+}
+
+/// `--policy-reports-max-results`: 1 to `policy_reports::MAX_RESULTS_LIMIT`.
+fn parse_max_results(value: &str) -> Result<usize, String> {
+    let limit = crate::policy_reports::MAX_RESULTS_LIMIT;
+    match value.trim().parse::<usize>() {
+        Ok(n) if (1..=limit).contains(&n) => Ok(n),
+        _ => Err(format!("expected a whole number from 1 to {limit}")),
+    }
 }

@@ -273,6 +273,9 @@ pub(super) fn answer_body(
                 state
                     .metrics
                     .record_review(&reviewed, elapsed.as_secs_f64());
+                if let Some(reports) = &state.policy_reports {
+                    reports.observe(&reviewed);
+                }
                 json_response(&reviewed.review)
             }
             Err(error) => bad_request(state, webhook, &error, body.len(), arrived),

@@ -22,6 +22,7 @@ use tower_http::timeout::TimeoutLayer;
 use crate::audit::AuditLog;
 use crate::decide::Engine;
 use crate::metrics::Metrics;
+use crate::policy_reports::Reports as PolicyReports;
 use crate::reload::ReloadStatus;
 use crate::server::limits::{Gate, Limits, Throttle};
 use crate::server::tls::CertificateStatus;
@@ -67,6 +68,8 @@ pub struct AppState {
     certificate: Option<Arc<Mutex<CertificateStatus>>>,
     unready_before_expiry: Duration,
     throttles: Arc<Throttles>,
+    /// With `--policy-reports`: where decided requests with policy matches are handed over.
+    policy_reports: Option<PolicyReports>,
 }
 
 /// One log throttle per kind of limit, so each still shows up when another floods.
@@ -91,7 +94,14 @@ impl AppState {
                 shed: Throttle::new(Duration::from_secs(5)),
                 refused: Throttle::new(Duration::from_secs(5)),
             }),
+            policy_reports: None,
         }
+    }
+
+    /// Hand each decided request with policy matches to the PolicyReport writer.
+    pub fn with_policy_reports(mut self, reports: PolicyReports) -> Self {
+        self.policy_reports = Some(reports);
+        self
     }
 
     /// Report the serving certificate on `/readyz`, and fail readiness from `margin` before it

@@ -329,6 +329,15 @@ fn every_documented_variant_is_accepted_by_the_api_server_and_starts() {
             ]),
         },
         Variant {
+            name: "policy reports without the namespace watch",
+            namespace: VARIANTS,
+            args: file(
+                "policy-reports",
+                json!({"watchNamespaces": false,
+                       "policyReports": {"enabled": true, "interval": "10s", "maxResults": 50}}),
+            ),
+        },
+        Variant {
             name: "audit log with requests up to 1 MiB",
             namespace: VARIANTS,
             args: file(
@@ -576,6 +585,8 @@ fn check_variant(variant: &str, docs: &[Value], args: &[String], ca_bundle: &str
             }
             assert!(!args.iter().any(|a| a.starts_with("--client-ca")));
             assert!(find(docs, "ConfigMap", "-client-ca").is_none());
+            assert!(!args.iter().any(|a| a.starts_with("--policy-reports")));
+            assert!(find(docs, "ClusterRole", "-policy-reports").is_none());
             assert_eq!(pod["containers"][0]["image"], format!("{TEST_IMAGE}:0.1.0"));
             let job = find(docs, "Job", "-check").expect("check job");
             assert_eq!(
@@ -716,6 +727,30 @@ fn check_variant(variant: &str, docs: &[Value], args: &[String], ca_bundle: &str
             assert_eq!(vwc["webhooks"][0]["failurePolicy"], "Ignore");
             assert_eq!(pod["automountServiceAccountToken"], false);
             assert!(!args.contains(&"--watch-namespaces".to_string()));
+        }
+        "policy reports without the namespace watch" => {
+            // The token is mounted for the reports alone; the only ClusterRole is theirs.
+            assert_eq!(pod["automountServiceAccountToken"], true);
+            assert!(!args.contains(&"--watch-namespaces".to_string()));
+            assert!(args.contains(&"--policy-reports".to_string()), "{args:?}");
+            assert_eq!(flag(args, "--policy-reports-interval"), Some("10s"));
+            assert_eq!(flag(args, "--policy-reports-max-results"), Some("50"));
+            let roles: Vec<&Value> = docs.iter().filter(|d| d["kind"] == "ClusterRole").collect();
+            assert_eq!(roles.len(), 1, "{roles:#?}");
+            assert_eq!(
+                roles[0]["metadata"]["name"],
+                "e2e-variants-guardrails-policy-reports"
+            );
+            assert_eq!(
+                roles[0]["rules"],
+                json!([{"apiGroups": ["wgpolicyk8s.io"], "resources": ["policyreports"],
+                        "verbs": ["get", "create", "update"]}])
+            );
+            let binding = find(docs, "ClusterRoleBinding", "-policy-reports").expect("binding");
+            assert_eq!(
+                binding["subjects"],
+                json!([{"kind": "ServiceAccount", "name": "guardrails", "namespace": "e2e-variants"}])
+            );
         }
         "audit log with requests up to 1 MiB" => {
             assert_eq!(
@@ -918,6 +953,23 @@ fn the_chart_refuses_values_that_would_break_the_cluster_with_a_message() {
             ],
             "monitoring.coreos.com/v1 is not served by this cluster",
         ),
+        (
+            "policy reports on a cluster without the PolicyReport CRD",
+            vec![
+                "--api-versions".into(),
+                "apiregistration.k8s.io/v1".into(),
+                "--api-versions".into(),
+                "cert-manager.io/v1".into(),
+                "--set".into(),
+                "policyReports.enabled=true".into(),
+            ],
+            "wgpolicyk8s.io/v1alpha2 is not served by this cluster: install the PolicyReport CRD",
+        ),
+        (
+            "a policy report interval of 0",
+            set(&["policyReports.interval=0s"]),
+            "at '/policyReports/interval': '0s' does not match pattern",
+        ),
     ];
     for (what, args, expected) in &cases {
         failures.extend(refused(c, what, args, expected));
@@ -935,7 +987,13 @@ fn the_chart_refuses_values_that_would_break_the_cluster_with_a_message() {
             "--set",
             "serviceMonitor.enabled=true",
         ],
-        vec!["--validate", "--set", "serviceMonitor.enabled=true"],
+        vec![
+            "--validate",
+            "--set",
+            "serviceMonitor.enabled=true",
+            "--set",
+            "policyReports.enabled=true",
+        ],
     ] {
         let args: Vec<String> = args.into_iter().map(String::from).collect();
         if let Err(e) = template(c, "guardrails", VARIANTS, &args) {

@@ -17,7 +17,8 @@
 //! - [`Guardrails::audit_for`] / [`Guardrails::wait_audit`] find audit lines,
 //!   [`Guardrails::metric`] reads `/metrics`, [`Guardrails::validate`] posts an AdmissionReview
 //!   straight to the server;
-//! - [`Cluster::start_guardrails`] starts another `guardrails serve` (killed when dropped);
+//! - [`Cluster::start_guardrails`] starts another `guardrails serve` (killed when dropped), as the
+//!   chart's service account or, [`Cluster::start_guardrails_with`], with another kubeconfig;
 //!   [`Cluster::stop_api_server`] / [`Cluster::start_api_server`] make an outage.
 //!
 //! Every process writes its log into the run directory `target/tmp/e2e-runs/<id>/`, named in every
@@ -977,6 +978,21 @@ impl Cluster {
         self.base().start_guardrails_sa(&tls, name, args)
     }
 
+    /// Start another `guardrails serve --watch-namespaces` reading the cluster with `kubeconfig`
+    /// (e.g. another service account's token) with `args` added. It is not registered as a webhook.
+    pub fn start_guardrails_with(
+        &self,
+        name: &str,
+        kubeconfig: &Path,
+        args: &[&str],
+    ) -> Result<Guardrails, String> {
+        let tls =
+            guardrails::server::tls::generate(&["127.0.0.1".into(), "localhost".into()], name)
+                .map_err(|e| e.to_string())?;
+        self.base()
+            .start_guardrails_kubeconfig(&tls, name, kubeconfig, args)
+    }
+
     /// Names of the processes of this cluster that have exited.
     pub fn dead_processes(&self) -> Vec<String> {
         let mut processes = self.processes.lock().expect("process list");
@@ -1168,6 +1184,17 @@ impl PartialCluster {
         extra: &[&str],
     ) -> Result<Guardrails, String> {
         let kubeconfig = self.service_account_kubeconfig()?;
+        self.start_guardrails_kubeconfig(tls, name, &kubeconfig, extra)
+    }
+
+    /// `guardrails serve --watch-namespaces` reading the cluster with `kubeconfig`.
+    fn start_guardrails_kubeconfig(
+        &self,
+        tls: &guardrails::server::tls::PemPair,
+        name: &str,
+        kubeconfig: &Path,
+        extra: &[&str],
+    ) -> Result<Guardrails, String> {
         let dir = self.run_dir.join(name);
         fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         write(&dir.join("tls.crt"), &tls.cert_pem)?;
@@ -1196,7 +1223,7 @@ impl PartialCluster {
                             .then_some("--audit-log-requests"),
                     )
                     .args(extra)
-                    .env("KUBECONFIG", &kubeconfig)
+                    .env("KUBECONFIG", kubeconfig)
                     .env("RUST_LOG", "info"),
                 ports,
                 Duration::from_secs(30),

@@ -7,6 +7,9 @@
 //!   API server outage survived on the last cache;
 //! - `namespace_trust`: the Namespace labels Guardrails trusts, guarded through the chart's
 //!   `namespaces.guardrails.io` webhook, and `guardrails check --live-namespaces`;
+//! - `policy_reports`: `serve --policy-reports` with the chart's RBAC (`policyReports.enabled`) and the
+//!   real PolicyReport CRD: developers' denied and audited writes become the namespace's report;
+//!   without the RBAC, decisions are unaffected and the failed writes counted;
 //! - `chart`: `helm lint`, `helm template` variants accepted by the API server, their container args
 //!   parsed by the real CLI and `guardrails serve` started with the rendered files, the values the
 //!   chart refuses;
@@ -38,6 +41,7 @@ mod fidelity;
 mod namespace_trust;
 mod namespace_watch;
 mod pod;
+mod policy_reports;
 mod readme;
 
 use serde_json::{Value, json};
