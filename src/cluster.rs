@@ -1,6 +1,6 @@
 //! Live cluster data, as plain values: the Namespace labels last seen in the cluster. Decisions
 //! read the labels through the config's `namespaceLabels` keys, so a config reload applies at once.
-//! The watcher that fills this (the only kube I/O) is `namespace_watch`, above the decision.
+//! The watcher that fills this (kube I/O) is `namespace_watch`, above the decision.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

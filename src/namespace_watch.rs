@@ -1,5 +1,6 @@
 //! The Namespace watcher: a kube reflector that publishes every Namespace's labels into
-//! `cluster::LiveNamespaces`. The only kube I/O in Guardrails; decisions read its snapshot.
+//! `cluster::LiveNamespaces`. Kube I/O (like `policy_reports`), above the decision: decisions read
+//! its snapshot, never the API server.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
