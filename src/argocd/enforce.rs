@@ -308,7 +308,7 @@ impl Rbac {
     fn enforce_claims(&self, request: &Request) -> Decision {
         let Request {
             subject,
-            groups,
+            groups: _,
             resource,
             action,
             object,
@@ -387,20 +387,9 @@ impl Rbac {
         ) {
             return decision;
         }
-        for group in groups {
-            if !enforcer.binds(group) {
-                decision.notes.push(format!(
-                    "group {group} is not evaluated: no g line names it as a member, and Argo CD \
-                     checks a group only then (argo-cd issue #7952)"
-                ));
-                continue;
-            }
-            let outcome = enforcer.enforce(group, resource, action, object);
-            if decision.push(Principal::Group(group.clone()), project_name, outcome) {
-                return decision;
-            }
+        if !enforce_groups(enforcer, request, project_name, &mut decision) {
+            decision.finish(false);
         }
-        decision.finish(false);
         decision
     }
 
@@ -458,3 +447,27 @@ pub fn project_subject(subject: &str) -> Option<(&str, &str)> {
 #[cfg(test)]
 #[path = "../unit_tests/argocd_enforce_tests.rs"]
 mod tests;
+
+/// Each of the request's groups that a `g` line binds, alone (`EnforceClaims`); true when one
+/// allowed. A group no `g` line names is never checked (argo-cd#7952).
+fn enforce_groups(
+    enforcer: &Enforcer,
+    request: &Request,
+    project: Option<&str>,
+    decision: &mut Decision,
+) -> bool {
+    for group in request.groups {
+        if !enforcer.binds(group) {
+            decision.notes.push(format!(
+                "group {group} is not evaluated: no g line names it as a member, and Argo CD \
+                 checks a group only then (argo-cd issue #7952)"
+            ));
+            continue;
+        }
+        let outcome = enforcer.enforce(group, request.resource, request.action, request.object);
+        if decision.push(Principal::Group(group.clone()), project, outcome) {
+            return true;
+        }
+    }
+    false
+}

@@ -59,25 +59,7 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
         format!("{project}/{namespace}/{name}")
     };
 
-    let rbac = load_rbac(&args.rbac)?;
-    let request = Request {
-        subject: &args.user,
-        groups: &args.groups,
-        resource: "applications",
-        action: &args.action,
-        object: &object,
-    };
-    let argo = rbac.enforce(&request);
-    outln!(
-        "Argo CD RBAC: {} ({}, applications, {}, {object})",
-        if argo.allowed { "allowed" } else { "denied" },
-        args.user,
-        args.action
-    );
-    match &argo.deciding_line {
-        Some(line) => outln!("  by {line}"),
-        None => outln!("  no policy line allows it"),
-    }
+    let argo_allows = argo_cd(&args, &object)?;
 
     let change = args
         .change
@@ -123,10 +105,34 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
     }
     outln!(
         "{}",
-        verdict(argo.allowed, guardrails_allows, reviewed.verdict, principal)
+        verdict(argo_allows, guardrails_allows, reviewed.verdict, principal)
     );
     outln!("{}", crate::cli::policy_set_line(&engine.policies));
     Ok(())
+}
+
+/// Argo CD's answer for the person, printed with the line that decided; whether it allows.
+fn argo_cd(args: &ExplainArgs, object: &str) -> anyhow::Result<bool> {
+    let rbac = load_rbac(&args.rbac)?;
+    let request = Request {
+        subject: &args.user,
+        groups: &args.groups,
+        resource: "applications",
+        action: &args.action,
+        object,
+    };
+    let argo = rbac.enforce(&request);
+    outln!(
+        "Argo CD RBAC: {} ({}, applications, {}, {object})",
+        if argo.allowed { "allowed" } else { "denied" },
+        args.user,
+        args.action
+    );
+    match &argo.deciding_line {
+        Some(line) => outln!("  by {line}"),
+        None => outln!("  no policy line allows it"),
+    }
+    Ok(argo.allowed)
 }
 
 /// What the two answers mean together.
