@@ -1278,3 +1278,94 @@ fn developer_edit_of_an_applicationset_into_prod_is_denied() {
         &[appset, "e2e-argocd-edit-dev"],
     );
 }
+
+/// A sync that cannot finish (its PreSync hook is a Job, and no kubelet runs Jobs here), then
+/// `argocd app terminate-op`: argocd-server turns the operation's phase to Terminating as itself,
+/// Guardrails recognises `terminate`, and the controller ends the operation.
+#[test]
+fn terminate_of_a_running_sync() {
+    let _shared = shared();
+    let c = cluster();
+    let argo = argocd();
+    let name = "e2e-argocd-terminate";
+    let repo = argo.repository(name);
+    let hook = "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: e2e-presync\n  annotations:\n    argocd.argoproj.io/hook: PreSync\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n        - name: wait\n          image: registry.example.com/wait:v1\n";
+    repo.commit(&[("hooked/hook.yaml", hook.to_string())], "a PreSync hook")
+        .unwrap_or_else(|e| panic!("{e}"));
+    repo.commit_deployment("hooked", "web-terminate", "registry.example.com/web:v1");
+    c.apply_json(&repo.application(name, "hooked", "payments-dev", false));
+
+    argo.cli(ADMIN, &["app", "sync", name, "--async"]).ok();
+    argo.wait_app(name, "the sync waiting on its hook", |app| {
+        app["status"]["operationState"]["phase"] == "Running"
+    });
+    argo.cli(BOB, &["app", "terminate-op", name]).ok();
+    let app = argo.wait_app(name, "the terminated operation", |app| {
+        matches!(
+            app["status"]["operationState"]["phase"].as_str(),
+            Some("Failed" | "Error")
+        )
+    });
+    assert!(
+        app["status"]["operationState"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("terminated")),
+        "{app:#}"
+    );
+    let record = c.guardrails.wait_audit(NAMESPACE, name, |r| {
+        r["user"] == ARGOCD_SERVER.user && has_action(r, "terminate")
+    });
+    assert_eq!(record["decision"], "allow", "{record:#}");
+    record::record(
+        "terminate",
+        "argocd app terminate-op of a sync waiting on its PreSync hook",
+        &[name],
+    );
+}
+
+/// A multi-source Application (two paths of the repository) synced by its team's developer: the
+/// operation carries `sources` and resolved `revisions`, and Guardrails decides a plain `sync`
+/// (not an override) in dev.
+#[test]
+fn multi_source_sync_by_a_developer_in_dev() {
+    let _shared = shared();
+    let c = cluster();
+    let argo = argocd();
+    let name = "e2e-argocd-multi";
+    let repo = argo.repository(name);
+    repo.commit_deployment("multi-a", "web-multi-a", "registry.example.com/web:v1");
+    repo.commit_deployment("multi-b", "web-multi-b", "registry.example.com/web:v1");
+    let mut app = repo.application(name, "multi-a", "payments-dev", false);
+    let source = app["spec"]["source"].take();
+    let mut second = source.clone();
+    second["path"] = json!("multi-b");
+    app["spec"]
+        .as_object_mut()
+        .map(|spec| spec.remove("source"));
+    app["spec"]["sources"] = json!([source, second]);
+    c.apply_json(&app).ok();
+
+    argo.cli(BOB, &["app", "sync", name, "--timeout", "120"])
+        .ok();
+    let app = argo.wait_app(name, "bob's multi-source sync", |app| synced(app, None));
+    let operation = &app["status"]["operationState"]["operation"]["sync"];
+    assert!(
+        operation["sources"].is_array() || operation["revisions"].is_array(),
+        "{app:#}"
+    );
+    assert!(get("deployments.apps", "payments-dev", "web-multi-b").is_some());
+    let record = c.guardrails.wait_audit(NAMESPACE, name, |r| {
+        r["user"] == ARGOCD_SERVER.user && r["principal"] == BOB.email && has_action(r, "sync")
+    });
+    assert_eq!(record["decision"], "allow", "{record:#}");
+    assert_eq!(
+        record["actions"],
+        json!(["sync"]),
+        "not an override: {record:#}"
+    );
+    record::record(
+        "multi-source-sync-dev",
+        "a developer's argocd app sync of a multi-source dev Application",
+        &[name],
+    );
+}
