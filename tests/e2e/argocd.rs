@@ -1369,3 +1369,54 @@ fn multi_source_sync_by_a_developer_in_dev() {
         &[name],
     );
 }
+
+/// Self-heal: a platform engineer changes a production Deployment Argo CD manages by hand (allowed,
+/// recorded by the audit-mode drift policy); the application controller, with `selfHeal`, starts an
+/// auto-sync and applies Git's state back — both allowed as automation.
+#[test]
+fn self_heal_puts_a_hand_edited_prod_deployment_back() {
+    let _shared = shared();
+    let c = cluster();
+    let argo = argocd();
+    let name = "e2e-argocd-heal";
+    let repo = argo.repository(name);
+    let first = repo.commit_deployment("prod", "web-heal", "registry.example.com/web:v1");
+    let mut app = repo.application(name, "prod", "payments-prod", true);
+    app["spec"]["syncPolicy"]["automated"]["selfHeal"] = json!(true);
+    c.apply_json(&app).ok();
+    argo.wait_app(name, "the first auto-sync", |app| synced(app, Some(&first)));
+
+    c.kubectl(&[
+        "set",
+        "image",
+        "deployment/web-heal",
+        "web=registry.example.com/web:hand-edited",
+        "-n",
+        "payments-prod",
+    ])
+    .ok();
+    let edit = c.guardrails.wait_audit("payments-prod", "web-heal", |r| {
+        r["user"] == "e2e-admin" && has_action(r, "change-image")
+    });
+    assert_eq!(edit["decision"], "allow-audit", "{edit:#}");
+    poll(
+        Duration::from_secs(120),
+        Duration::from_millis(500),
+        "self-heal to put Git's image back",
+        || {
+            Ok(get("deployments.apps", "payments-prod", "web-heal")
+                .filter(|d| image(d) == "registry.example.com/web:v1")
+                .map(|_| ()))
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", argo.logs()));
+    let heal = c.guardrails.wait_audit("payments-prod", "web-heal", |r| {
+        r["user"] == APP_CONTROLLER.user && has_action(r, "change-image")
+    });
+    assert_eq!(heal["decision"], "allow", "{heal:#}");
+    record::record(
+        "self-heal-prod",
+        "the application controller self-healing a hand-edited prod Deployment",
+        &[name, "web-heal"],
+    );
+}
