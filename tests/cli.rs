@@ -838,12 +838,7 @@ fn every_command_reads_policies_by_one_rule_and_names_the_set() {
 #[test]
 fn argocd_explain_puts_both_gates_side_by_side() {
     let dir = tempfile::tempdir().unwrap();
-    let csv = dir.path().join("policy.csv");
-    std::fs::write(
-        &csv,
-        "p, role:payments-dev, applications, *, payments/*, allow\ng, payments-devs, role:payments-dev\n",
-    )
-    .unwrap();
+    let csv = payments_dev_rbac(dir.path());
     let explain = |action: &str, extra: &[&str]| {
         let mut args = vec![
             "argocd",
@@ -927,12 +922,7 @@ fn argocd_explain_puts_both_gates_side_by_side() {
 #[test]
 fn argocd_check_finds_confusing_buttons_and_unattributed_prod_changes() {
     let dir = tempfile::tempdir().unwrap();
-    let csv = dir.path().join("policy.csv");
-    std::fs::write(
-        &csv,
-        "p, role:payments-dev, applications, *, payments/*, allow\ng, payments-devs, role:payments-dev\n",
-    )
-    .unwrap();
+    let csv = payments_dev_rbac(dir.path());
     let run = |extra: &[&str]| {
         let mut command = guardrails();
         command.current_dir(env!("CARGO_MANIFEST_DIR")).args([
@@ -1083,4 +1073,16 @@ fn argocd_check_lints_rbac_that_does_not_do_what_it_says() {
         !report["findings"].as_array().unwrap().is_empty(),
         "{report:#}"
     );
+}
+
+/// A `policy.csv` letting the payments developers do anything to the `payments` project's
+/// Applications in Argo CD: what `argocd explain` and `check` compare Guardrails with.
+fn payments_dev_rbac(dir: &std::path::Path) -> std::path::PathBuf {
+    let csv = dir.join("policy.csv");
+    std::fs::write(
+        &csv,
+        "p, role:payments-dev, applications, *, payments/*, allow\ng, payments-devs, role:payments-dev\n",
+    )
+    .unwrap();
+    csv
 }

@@ -42,7 +42,7 @@ use serde_json::{Value, json};
 
 use crate::cluster::{
     APP_CONTROLLER, APPSET_CONTROLLER, ARGOCD_SERVER, Cluster, Identity, Output, cluster, http_get,
-    kubeconfig, run, shared, start_listening, tail,
+    kubeconfig, run, shared, start_listening, tail, wait_every,
 };
 use crate::common::process::on_free_ports;
 use crate::components::{Components, argocd_components};
@@ -139,31 +139,6 @@ fn write(path: &Path, contents: &str) -> Result<(), String> {
         mkdir(parent)?;
     }
     fs::write(path, contents).map_err(|e| format!("{}: {e}", path.display()))
-}
-
-/// Poll `check` every `every` until it returns `Some`, or fail after `timeout` with its last
-/// complaint.
-fn poll<T>(
-    timeout: Duration,
-    every: Duration,
-    what: &str,
-    mut check: impl FnMut() -> Result<Option<T>, String>,
-) -> Result<T, String> {
-    let deadline = Instant::now() + timeout;
-    let mut last = String::new();
-    loop {
-        match check() {
-            Ok(Some(value)) => return Ok(value),
-            Ok(None) => {}
-            Err(error) => last = error,
-        }
-        if Instant::now() > deadline {
-            return Err(format!(
-                "timed out after {timeout:?} waiting for {what}: {last}"
-            ));
-        }
-        std::thread::sleep(every);
-    }
 }
 
 impl ArgoCd {
@@ -561,7 +536,7 @@ impl ArgoCd {
     #[track_caller]
     pub fn wait_app(&self, name: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
         let mut last = Value::Null;
-        poll(
+        wait_every(
             Duration::from_secs(120),
             Duration::from_millis(500),
             what,
@@ -581,7 +556,7 @@ impl ArgoCd {
     /// Wait (up to 2 minutes) until Application `name` exists; returns it.
     #[track_caller]
     pub fn wait_app_created(&self, name: &str) -> Value {
-        poll(
+        wait_every(
             Duration::from_secs(120),
             Duration::from_millis(500),
             &format!("Application {NAMESPACE}/{name}"),
@@ -1399,7 +1374,7 @@ fn self_heal_puts_a_hand_edited_prod_deployment_back() {
         r["user"] == "e2e-admin" && has_action(r, "change-image")
     });
     assert_eq!(edit["decision"], "allow-audit", "{edit:#}");
-    poll(
+    wait_every(
         Duration::from_secs(120),
         Duration::from_millis(500),
         "self-heal to put Git's image back",

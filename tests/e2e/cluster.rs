@@ -378,6 +378,17 @@ pub fn http_get(addr: &str, path: &str) -> Result<(u16, String), String> {
 pub fn wait_for<T>(
     timeout: Duration,
     what: &str,
+    check: impl FnMut() -> Result<Option<T>, String>,
+) -> Result<T, String> {
+    wait_every(timeout, Duration::from_millis(100), what, check)
+}
+
+/// Poll `check` every `every` until it returns `Some`, or fail after `timeout` with its last
+/// complaint (a slower `every` for checks that run a process each time).
+pub fn wait_every<T>(
+    timeout: Duration,
+    every: Duration,
+    what: &str,
     mut check: impl FnMut() -> Result<Option<T>, String>,
 ) -> Result<T, String> {
     let deadline = Instant::now() + timeout;
@@ -393,7 +404,7 @@ pub fn wait_for<T>(
                 "timed out after {timeout:?} waiting for {what}: {last}"
             ));
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(every);
     }
 }
 

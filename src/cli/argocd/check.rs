@@ -98,9 +98,10 @@ pub fn run(args: CheckArgs) -> anyhow::Result<()> {
     let apps = manifests(&args.applications)?;
     let mut findings = Vec::new();
     let mut checked = 0usize;
+    let people = people(&engine);
     for app in apps.iter().filter(|a| a["kind"] == "Application") {
-        let object = rbac_object(app, &args.argocd_namespace);
-        for person in people(&engine) {
+        let object = super::rbac_object(app, &args.argocd_namespace);
+        for person in &people {
             for action in ["sync", "update", "delete"] {
                 checked += 1;
                 let request = Request {
@@ -114,7 +115,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<()> {
                 if !argo.allowed {
                     continue;
                 }
-                if let Some(finding) = compare(&engine, app, &person, action, &argo)? {
+                if let Some(finding) = compare(&engine, app, person, action, &argo)? {
                     findings.push(finding);
                 }
             }
@@ -150,21 +151,6 @@ fn manifests(path: &std::path::Path) -> anyhow::Result<Vec<Value>> {
         all.extend(read_manifests(&file)?);
     }
     Ok(all)
-}
-
-/// `<project>/<name>`, or `<project>/<namespace>/<name>` outside Argo CD's namespace.
-fn rbac_object(app: &Value, argocd_namespace: &str) -> String {
-    let field = |pointer: &str| app.pointer(pointer).and_then(Value::as_str).unwrap_or("");
-    let project = match field("/spec/project") {
-        "" => "default",
-        project => project,
-    };
-    let (name, namespace) = (field("/metadata/name"), field("/metadata/namespace"));
-    if namespace.is_empty() || namespace == argocd_namespace {
-        format!("{project}/{name}")
-    } else {
-        format!("{project}/{namespace}/{name}")
-    }
 }
 
 /// Guardrails on what argocd-server writes for an action Argo CD allowed; a finding when they

@@ -47,17 +47,11 @@ pub struct ExplainArgs {
 
 pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
     let app = read_manifest(&args.application)?;
-    let field = |pointer: &str| app.pointer(pointer).and_then(Value::as_str).unwrap_or("");
-    let (name, namespace) = (field("/metadata/name"), field("/metadata/namespace"));
-    let project = match field("/spec/project") {
-        "" => "default",
-        project => project,
-    };
-    let object = if namespace.is_empty() || namespace == args.argocd_namespace {
-        format!("{project}/{name}")
-    } else {
-        format!("{project}/{namespace}/{name}")
-    };
+    let name = app
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let object = super::rbac_object(&app, &args.argocd_namespace);
 
     let argo_allows = argo_cd(&args, &object)?;
 

@@ -9,6 +9,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use serde_json::Value;
 
 use crate::argocd::request::{default_object, resolve_resource, validate_resource_action};
 use crate::argocd::{Decision, Policy, Rbac, Request, builtin_policy, parse_projects, parse_rbac};
@@ -223,4 +224,19 @@ fn explain(rbac: &Rbac, request: &Request, decision: &Decision) -> anyhow::Resul
         outln!("{line}");
     }
     Ok(())
+}
+
+/// `<project>/<name>`, or `<project>/<namespace>/<name>` outside Argo CD's namespace.
+pub(super) fn rbac_object(app: &Value, argocd_namespace: &str) -> String {
+    let field = |pointer: &str| app.pointer(pointer).and_then(Value::as_str).unwrap_or("");
+    let project = match field("/spec/project") {
+        "" => "default",
+        project => project,
+    };
+    let (name, namespace) = (field("/metadata/name"), field("/metadata/namespace"));
+    if namespace.is_empty() || namespace == argocd_namespace {
+        format!("{project}/{name}")
+    } else {
+        format!("{project}/{namespace}/{name}")
+    }
 }
