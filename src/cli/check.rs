@@ -12,13 +12,8 @@ use crate::policy::PolicyStore;
 /// Parse and strictly validate the policies and config; non-zero exit on any error.
 #[derive(Debug, clap::Args)]
 pub struct CheckArgs {
-    /// Policy directory [default: ./policies when it holds a guardrails.cedarschema, else the
-    /// shipped policies built into the binary]; the same as --policies.
-    #[arg(value_name = "DIR", conflicts_with = "policies")]
-    dir: Option<PathBuf>,
-    /// Policy directory (as the positional DIR).
-    #[arg(long, value_name = "DIR", env = "GUARDRAILS_POLICIES")]
-    policies: Option<PathBuf>,
+    #[command(flatten)]
+    policy_dir: super::PolicyDirArgs,
     /// Configuration file to validate too, and to check the teams and environments that
     /// policies name against [default: the embedded example].
     #[arg(long, value_name = "FILE")]
@@ -43,15 +38,14 @@ pub struct CheckArgs {
 
 pub fn run(args: CheckArgs) -> anyhow::Result<()> {
     let CheckArgs {
-        dir,
-        policies,
+        policy_dir,
         config,
         deny_warnings,
         allow_default_deny,
         namespaces,
         live_namespaces,
     } = args;
-    let store = match super::policy_dir(dir.or(policies).as_deref()) {
+    let store = match policy_dir.resolve() {
         Some(dir) => PolicyStore::load_dir(&dir)?,
         None => PolicyStore::embedded()?,
     };

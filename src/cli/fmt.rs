@@ -9,25 +9,16 @@ use anyhow::{Context, bail};
 /// would change and exit non-zero.
 #[derive(Debug, clap::Args)]
 pub struct FmtArgs {
-    /// Policy directory [default: ./policies when it holds a guardrails.cedarschema]; the same
-    /// as --policies. The policies built into the binary cannot be formatted.
-    #[arg(value_name = "DIR", conflicts_with = "policies")]
-    dir: Option<PathBuf>,
-    /// Policy directory (as the positional DIR).
-    #[arg(long, value_name = "DIR", env = "GUARDRAILS_POLICIES")]
-    policies: Option<PathBuf>,
+    #[command(flatten)]
+    policy_dir: super::PolicyDirArgs,
     /// Write nothing: list the files that would change, and exit non-zero if there are any.
     #[arg(long)]
     check: bool,
 }
 
 pub fn run(args: FmtArgs) -> anyhow::Result<()> {
-    let FmtArgs {
-        dir,
-        policies,
-        check,
-    } = args;
-    let Some(dir) = super::policy_dir(dir.or(policies).as_deref()) else {
+    let FmtArgs { policy_dir, check } = args;
+    let Some(dir) = policy_dir.resolve() else {
         bail!(
             "fmt formats files: give a policy folder (no ./policies here holds a guardrails.cedarschema)"
         );

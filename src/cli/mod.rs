@@ -140,6 +140,26 @@ impl PolicyArgs {
     }
 }
 
+/// The policy folder of `check`, `test` and `fmt`: positional, or `--policies` as elsewhere.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PolicyDirArgs {
+    /// Policy directory (its `tests/` holds `test`'s files) [default: ./policies when it holds a
+    /// guardrails.cedarschema, else the shipped policies built into the binary, which `fmt` cannot
+    /// format]; the same as --policies.
+    #[arg(value_name = "DIR", conflicts_with = "policies")]
+    dir: Option<PathBuf>,
+    /// Policy directory (as the positional DIR).
+    #[arg(long, value_name = "DIR", env = "GUARDRAILS_POLICIES")]
+    policies: Option<PathBuf>,
+}
+
+impl PolicyDirArgs {
+    /// The folder by the one rule (`policy_dir`); `None`: the built-in set.
+    pub fn resolve(&self) -> Option<PathBuf> {
+        policy_dir(self.dir.as_deref().or(self.policies.as_deref()))
+    }
+}
+
 /// The one rule every command reads policies by: the folder given, else `./policies` when it
 /// holds a schema, else (`None`) the shipped policies built into the binary.
 pub fn policy_dir(given: Option<&std::path::Path>) -> Option<PathBuf> {

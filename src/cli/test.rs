@@ -15,14 +15,8 @@ use crate::policy::PolicyStore;
 /// failure.
 #[derive(Debug, clap::Args)]
 pub struct TestArgs {
-    /// Policy directory, whose `tests/` holds the test files [default: ./policies when it holds a
-    /// guardrails.cedarschema, else the shipped policies built into the binary, with --tests];
-    /// the same as --policies.
-    #[arg(value_name = "DIR", conflicts_with = "policies")]
-    dir: Option<PathBuf>,
-    /// Policy directory (as the positional DIR).
-    #[arg(long, value_name = "DIR", env = "GUARDRAILS_POLICIES")]
-    policies: Option<PathBuf>,
+    #[command(flatten)]
+    policy_dir: super::PolicyDirArgs,
     /// Configuration for cases whose file names none (default: the embedded example).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -62,7 +56,7 @@ struct Report {
 }
 
 pub fn run(args: TestArgs) -> anyhow::Result<()> {
-    let dir = super::policy_dir(args.dir.as_deref().or(args.policies.as_deref()));
+    let dir = args.policy_dir.resolve();
     let load = || match &dir {
         Some(dir) => PolicyStore::load_dir(dir),
         None => PolicyStore::embedded(),
