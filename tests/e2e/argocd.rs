@@ -1395,3 +1395,44 @@ fn self_heal_puts_a_hand_edited_prod_deployment_back() {
         &[name, "web-heal"],
     );
 }
+
+/// Argo CD creating the destination namespace itself (`CreateNamespace=true` with
+/// `managedNamespaceMetadata` carrying the trust labels): the application controller's Namespace
+/// CREATE sets them, Guardrails decides a `relabel` by automation and allows it.
+#[test]
+fn controller_created_namespace_with_trust_labels_is_allowed() {
+    let _shared = shared();
+    let c = cluster();
+    let argo = argocd();
+    let name = "e2e-argocd-ns";
+    let namespace = "e2e-argocd-created";
+    let mut app = argo.repo.application(name, "dev", namespace, false);
+    app["spec"]["syncPolicy"] = json!({
+        "syncOptions": ["CreateNamespace=true"],
+        "managedNamespaceMetadata": {"labels": {
+            "guardrails.io/team": "payments",
+            "guardrails.io/environment": "dev",
+        }},
+    });
+    c.apply_json(&app).ok();
+    argo.cli(ADMIN, &["app", "sync", name, "--timeout", "120"])
+        .ok();
+    argo.wait_app(name, "the sync that creates the namespace", |app| {
+        synced(app, None)
+    });
+    let created = get("namespace", "", namespace).expect("Argo CD created the namespace");
+    assert_eq!(
+        created["metadata"]["labels"]["guardrails.io/team"], "payments",
+        "{created:#}"
+    );
+    let record = c.guardrails.wait_audit(namespace, namespace, |r| {
+        r["kind"] == "Namespace" && r["user"] == APP_CONTROLLER.user
+    });
+    assert_eq!(record["actions"], json!(["relabel"]), "{record:#}");
+    assert_eq!(record["decision"], "allow", "{record:#}");
+    record::record(
+        "controller-creates-namespace",
+        "the application controller creating a destination namespace with managedNamespaceMetadata labels",
+        &[name, namespace],
+    );
+}
