@@ -115,17 +115,27 @@ pub struct JsonCounter {
 
 impl JsonCounter {
     pub fn feed(&mut self, bytes: &[u8]) {
-        for &byte in bytes {
-            if self.in_string {
-                if self.escaped {
-                    self.escaped = false;
-                } else if byte == b'\\' {
-                    self.escaped = true;
-                } else if byte == b'"' {
-                    self.in_string = false;
+        let mut at = 0;
+        while at < bytes.len() {
+            if self.escaped {
+                self.escaped = false;
+                at += 1;
+            } else if self.in_string {
+                // Most of a body is inside strings: jump to where one can end or escape.
+                match memchr::memchr2(b'"', b'\\', &bytes[at..]) {
+                    None => return,
+                    Some(offset) => {
+                        at += offset;
+                        if bytes[at] == b'\\' {
+                            self.escaped = true;
+                        } else {
+                            self.in_string = false;
+                        }
+                        at += 1;
+                    }
                 }
             } else {
-                match byte {
+                match bytes[at] {
                     b'"' => self.in_string = true,
                     b',' | b'[' => self.counts.values += 1,
                     b'{' => {
@@ -135,6 +145,7 @@ impl JsonCounter {
                     b':' => self.counts.members += 1,
                     _ => {}
                 }
+                at += 1;
             }
         }
     }

@@ -2,7 +2,7 @@
 //! options, replicas. One shape for every action (the schema's `Context`).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use cedar_policy::Context;
 use cedar_policy_core::ast::{Context as CoreContext, Value as CedarValue};
@@ -19,38 +19,36 @@ pub fn build_context(
     recognition: &Recognition,
     request: &Request,
 ) -> Result<Context, EntityError> {
+    // In key order: the map is built from a sorted run without reordering it.
     let pairs: BTreeMap<SmolStr, CedarValue> = [
-        ("operation", string(operation_name(&request.operation))),
-        ("dryRun", CedarValue::from(request.dry_run)),
-        (
-            "subResource",
-            string(request.sub_resource.as_deref().unwrap_or("")),
-        ),
+        ("autoSync", auto_sync_record(recognition.auto_sync)),
+        ("automated", CedarValue::from(identity.automation)),
+        ("cascade", CedarValue::from(recognition.cascade)),
         ("delegated", CedarValue::from(identity.delegator.is_some())),
         (
             "delegator",
             string(identity.delegator.as_deref().unwrap_or("")),
         ),
+        ("dryRun", CedarValue::from(request.dry_run)),
         (
             "forgedInitiator",
             CedarValue::from(identity.forged_initiator.is_some() || recognition.forged_automation),
-        ),
-        ("automated", CedarValue::from(identity.automation)),
-        ("sync", sync_record(&recognition.sync)),
-        (
-            "relabel",
-            relabel_record(recognition.relabel.as_deref().unwrap_or(&Relabel::EMPTY)),
-        ),
-        ("autoSync", auto_sync_record(recognition.auto_sync)),
-        ("cascade", CedarValue::from(recognition.cascade)),
-        (
-            "oldReplicas",
-            CedarValue::from(recognition.old_replicas.unwrap_or(-1)),
         ),
         (
             "newReplicas",
             CedarValue::from(recognition.new_replicas.unwrap_or(-1)),
         ),
+        (
+            "oldReplicas",
+            CedarValue::from(recognition.old_replicas.unwrap_or(-1)),
+        ),
+        ("operation", string(operation_name(&request.operation))),
+        ("relabel", relabel_record(recognition.relabel.as_deref())),
+        (
+            "subResource",
+            string(request.sub_resource.as_deref().unwrap_or("")),
+        ),
+        ("sync", sync_record(&recognition.sync)),
     ]
     .into_iter()
     .map(|(key, value)| (SmolStr::new_static(key), value))
@@ -60,15 +58,25 @@ pub fn build_context(
 
 /// `context.sync`: the options of the sync operation this request starts.
 fn sync_record(sync: &SyncOptions) -> CedarValue {
+    // Most requests start no sync: their record is the same every time (a clone is a count).
+    static NO_SYNC: LazyLock<CedarValue> =
+        LazyLock::new(|| build_sync_record(&SyncOptions::default()));
+    if *sync == SyncOptions::default() {
+        return NO_SYNC.clone();
+    }
+    build_sync_record(sync)
+}
+
+fn build_sync_record(sync: &SyncOptions) -> CedarValue {
     CedarValue::record(
         [
-            ("prune", CedarValue::from(sync.prune)),
-            ("force", CedarValue::from(sync.force)),
             ("dryRun", CedarValue::from(sync.dry_run)),
-            ("selective", CedarValue::from(sync.selective)),
-            ("override", CedarValue::from(sync.is_override())),
+            ("force", CedarValue::from(sync.force)),
             ("localManifests", CedarValue::from(sync.local_manifests)),
+            ("override", CedarValue::from(sync.is_override())),
+            ("prune", CedarValue::from(sync.prune)),
             ("revision", string(&sync.revision)),
+            ("selective", CedarValue::from(sync.selective)),
             (
                 "syncOptions",
                 CedarValue::set(sync.sync_options.iter().map(|o| string(o)), None),
@@ -78,21 +86,48 @@ fn sync_record(sync: &SyncOptions) -> CedarValue {
     )
 }
 
-/// `context.relabel`: a Namespace's trust labels before and after.
-fn relabel_record(relabel: &Relabel) -> CedarValue {
+/// `context.relabel`: a Namespace's trust labels before and after ("" for every other kind).
+fn relabel_record(relabel: Option<&Relabel>) -> CedarValue {
+    static EMPTY: LazyLock<CedarValue> = LazyLock::new(|| build_relabel_record(&Relabel::EMPTY));
+    match relabel {
+        Some(relabel) if *relabel != Relabel::EMPTY => build_relabel_record(relabel),
+        _ => EMPTY.clone(),
+    }
+}
+
+fn build_relabel_record(relabel: &Relabel) -> CedarValue {
     CedarValue::record(
         [
-            ("oldTeam", string(&relabel.old_team)),
+            ("newEnvironment", string(&relabel.new_environment)),
             ("newTeam", string(&relabel.new_team)),
             ("oldEnvironment", string(&relabel.old_environment)),
-            ("newEnvironment", string(&relabel.new_environment)),
+            ("oldTeam", string(&relabel.old_team)),
         ],
         None,
     )
 }
 
-/// `context.autoSync`: the auto-sync policy after the change.
+/// `context.autoSync`: the auto-sync policy after the change; one of eight records, built once.
 fn auto_sync_record(auto: AutoSync) -> CedarValue {
+    static ALL: LazyLock<Vec<CedarValue>> = LazyLock::new(|| {
+        (0..8)
+            .map(|bits| {
+                build_auto_sync_record(AutoSync {
+                    enabled: bits & 1 != 0,
+                    prune: bits & 2 != 0,
+                    self_heal: bits & 4 != 0,
+                })
+            })
+            .collect()
+    });
+    let bits =
+        usize::from(auto.enabled) | usize::from(auto.prune) << 1 | usize::from(auto.self_heal) << 2;
+    ALL.get(bits)
+        .cloned()
+        .unwrap_or_else(|| build_auto_sync_record(auto))
+}
+
+fn build_auto_sync_record(auto: AutoSync) -> CedarValue {
     CedarValue::record(
         [
             ("enabled", auto.enabled),
