@@ -25,7 +25,7 @@ fn recorded_argo_cd_traffic_is_decided_as_recorded() {
         .filter(|path| path.join("cases.yaml").is_file())
         .collect();
     flows.sort();
-    assert!(flows.len() >= 9, "every Argo CD flow recorded: {flows:?}");
+    assert!(flows.len() >= 20, "every Argo CD flow recorded: {flows:?}");
     let (mut decided, mut failures) = (0, Vec::new());
     for flow in flows {
         let path = flow.join("cases.yaml");
@@ -42,6 +42,6 @@ fn recorded_argo_cd_traffic_is_decided_as_recorded() {
             }
         }
     }
-    assert!(decided >= 20, "only {decided} recorded requests");
+    assert!(decided >= 130, "only {decided} recorded requests");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -4,12 +4,14 @@
 //!
 //! Started once per test binary on first use ([`argocd()`]), as Argo CD's own Procfile runs it:
 //! redis-server, argocd-repo-server, argocd-application-controller, argocd-server (plaintext on
-//! loopback) and argocd-applicationset-controller, each a child process of the multi-call `argocd`
-//! binary chosen by `ARGOCD_BINARY_NAME`, with `ARGOCD_FAKE_IN_CLUSTER=true` and a kubeconfig
-//! holding a token of its own service account in `argocd` (the identities the shipped
-//! config names: argocd-server as delegator, the controllers as automation). Logs are in the
-//! run directory (`argocd-*.log`, repositories and homes under `argocd/`); the cluster's watchdog
-//! kills the processes when the test binary exits.
+//! loopback), argocd-applicationset-controller and argocd-notifications (the notifications
+//! controller), each a child process of the multi-call `argocd` binary chosen by
+//! `ARGOCD_BINARY_NAME`, with `ARGOCD_FAKE_IN_CLUSTER=true` and a kubeconfig holding a token of its
+//! own service account in `argocd` (the identities the shipped config names: argocd-server as
+//! delegator, the controllers as automation). The repo server renders Helm sources with the e2e
+//! components' pinned `helm`, linked alone into a directory on its PATH. Logs are in the run
+//! directory (`argocd-*.log`, repositories and homes under `argocd/`); the cluster's watchdog kills
+//! the processes when the test binary exits.
 //!
 //! Argo CD's own objects (argocd-cm, argocd-rbac-cm, argocd-secret, its AppProject and the
 //! Applications of these tests) live in the namespace [`NAMESPACE`], not in `argocd`, where the
@@ -23,11 +25,19 @@
 //! what argocd-server names for those: the bare account name.
 //!
 //! Flows (each asserts what Argo CD did, from the Application's operation state and the deployed
-//! objects, and what Guardrails decided, from its audit log): auto-sync of a new commit into prod;
-//! `argocd app sync` of prod by a developer (denied, with Guardrails' message in the CLI's output)
-//! and a platform engineer, of dev by the developer; `argocd app rollback`; `argocd app set` and
-//! `argocd app delete`, which argocd-server does as itself; an ApplicationSet's generated
-//! Application; a local account's sync.
+//! objects, and what Guardrails decided, from its audit log; each is recorded, see [`record`]):
+//! auto-sync of a new commit into prod; `argocd app sync` of prod by a developer (denied, with
+//! Guardrails' message in the CLI's output) and a platform engineer, of dev by the developer;
+//! `argocd app rollback`; `argocd app set` and `argocd app delete`, which argocd-server does as
+//! itself; an ApplicationSet's generated Application and a developer's edit of one into prod; hard
+//! refresh; `--prune --force`; terminate; a multi-source sync; self-heal; a namespace Argo CD creates
+//! with trust labels; a local account's sync; `argocd app actions run … restart` on a Deployment
+//! (argocd-server's patch names nobody: allowed in dev, allowed and audited by `prod-gitops-drift`
+//! in prod for the developer and the platform engineer alike); a Helm chart in Git (auto-synced into
+//! dev with its rendered values, a developer's prod sync denied); syncs with `--server-side`,
+//! `--apply-out-of-sync-only` and `--replace` (sync options, not a force); and the notifications
+//! controller's `notified.notifications.argoproj.io` annotation after a webhook notification
+//! (bookkeeping by automation).
 
 mod oidc;
 mod record;
@@ -56,6 +66,22 @@ const REPO_SERVER: Identity = Identity {
     user: "system:serviceaccount:argocd:argocd-repo-server",
     groups: &[],
 };
+
+/// The notifications controller's service account: automation in the shipped config (it records
+/// what it sent in the `notified.notifications.argoproj.io` annotation).
+pub const NOTIFICATIONS_CONTROLLER: Identity = Identity {
+    user: "system:serviceaccount:argocd:argocd-notifications-controller",
+    groups: &[],
+};
+
+/// The service accounts of Argo CD's processes, each with a kubeconfig of its own.
+const IDENTITIES: [Identity; 5] = [
+    APP_CONTROLLER,
+    ARGOCD_SERVER,
+    APPSET_CONTROLLER,
+    REPO_SERVER,
+    NOTIFICATIONS_CONTROLLER,
+];
 
 /// A person reaching argocd-server, by the claims of their ID token.
 #[derive(Clone, Copy, Debug)]
@@ -153,9 +179,16 @@ impl ArgoCd {
             );
         }
         let dir = c.run_dir.join("argocd");
-        for sub in ["home", "tmp", "tls", "ssh", "gpg", "static", "redis", "cli"] {
+        for sub in [
+            "home", "tmp", "tls", "ssh", "gpg", "static", "redis", "cli", "bin",
+        ] {
             mkdir(&dir.join(sub))?;
         }
+        // The repo server renders Helm sources with `helm` from PATH (Argo CD's image ships one):
+        // the e2e components' pinned Helm, linked alone into `bin/` (not kube-apiserver and kubectl).
+        let helm = c.components.path("helm");
+        std::os::unix::fs::symlink(&helm, dir.join("bin/helm"))
+            .map_err(|e| format!("{}: {e}", helm.display()))?;
         let issuer = oidc::Issuer::start()?;
 
         let repo = Repo::create(&dir.join("repos/main"), &dir.join("home"))?;
@@ -206,16 +239,16 @@ impl ArgoCd {
         )
         .into_result()?;
         let mut kubeconfigs = Vec::new();
-        for identity in [
-            APP_CONTROLLER,
-            ARGOCD_SERVER,
-            APPSET_CONTROLLER,
-            REPO_SERVER,
-        ] {
+        for identity in IDENTITIES {
             kubeconfigs.push(argocd.kubeconfig(c, identity)?);
         }
-        let [controller_kc, server_kc, appset_kc, repo_kc] =
-            <[PathBuf; 4]>::try_from(kubeconfigs).expect("four kubeconfigs");
+        let [
+            controller_kc,
+            server_kc,
+            appset_kc,
+            repo_kc,
+            notifications_kc,
+        ] = <[PathBuf; 5]>::try_from(kubeconfigs).expect("five kubeconfigs");
 
         let mut processes = Vec::new();
         let redis = on_free_ports(1, |ports| {
@@ -327,6 +360,26 @@ impl ArgoCd {
         })?;
         processes.push(("argocd-applicationset-controller".to_string(), appset));
 
+        // Its metrics listener is on every address (`0.0.0.0:<port>`); ready once they answer. Its
+        // services and triggers are argocd-notifications-cm's, which the tests that use it write.
+        let notifications = on_free_ports(1, |ports| {
+            let metrics = format!("127.0.0.1:{}", ports[0]);
+            let (child, _) = start_listening(
+                &c.run_dir,
+                "argocd-notifications",
+                argocd
+                    .command("argocd-notifications", &notifications_kc)
+                    .args(["--metrics-port", &ports[0].to_string()])
+                    .args(["--argocd-repo-server", &repo_server])
+                    .args(["--argocd-repo-server-plaintext"]),
+                &[],
+                Duration::from_secs(60),
+                || Ok(http_get(&metrics, "/metrics").is_ok_and(|(status, _)| status == 200)),
+            )?;
+            Ok(child)
+        })?;
+        processes.push(("argocd-notifications".to_string(), notifications));
+
         eprintln!(
             "e2e: Argo CD ready after {:?} (logs: {}/argocd-*.log)",
             started.elapsed(),
@@ -372,6 +425,16 @@ impl ArgoCd {
                     ),
                 },
             }),
+            // The notifications controller's settings: no services or triggers until a test
+            // writes them (`notifications_of_a_sync_are_bookkeeping`).
+            json!({
+                "apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "argocd-notifications-cm", "namespace": NAMESPACE, "labels": part_of},
+            }),
+            json!({
+                "apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "argocd-notifications-secret", "namespace": NAMESPACE, "labels": part_of},
+            }),
             json!({
                 "apiVersion": "v1", "kind": "Secret",
                 "metadata": {"name": "argocd-secret", "namespace": NAMESPACE, "labels": part_of},
@@ -395,12 +458,7 @@ impl ArgoCd {
             }),
         ];
         let mut subjects = Vec::new();
-        for identity in [
-            APP_CONTROLLER,
-            ARGOCD_SERVER,
-            APPSET_CONTROLLER,
-            REPO_SERVER,
-        ] {
+        for identity in IDENTITIES {
             let name = identity
                 .user
                 .strip_prefix("system:serviceaccount:argocd:")
@@ -444,7 +502,8 @@ impl ArgoCd {
     fn command(&self, binary_name: &str, kubeconfig: &Path) -> Command {
         let mut command = Command::new(self.components.path("argocd"));
         let path = std::env::var_os("PATH").unwrap_or_default();
-        let mut paths = vec![self.components.dir.clone()];
+        // `helm` for the repo server's Helm sources: the pinned one, alone in `bin/`.
+        let mut paths = vec![self.components.dir.clone(), self.dir.join("bin")];
         paths.extend(std::env::split_paths(&path));
         command
             .env("ARGOCD_BINARY_NAME", binary_name)
@@ -589,6 +648,7 @@ impl ArgoCd {
             "argocd-server",
             "argocd-repo-server",
             "argocd-applicationset-controller",
+            "argocd-notifications",
         ] {
             let log = run_dir.join(format!("{name}.log"));
             text.push_str(&format!(
@@ -1434,5 +1494,432 @@ fn controller_created_namespace_with_trust_labels_is_allowed() {
         "controller-creates-namespace",
         "the application controller creating a destination namespace with managedNamespaceMetadata labels",
         &[name, namespace],
+    );
+}
+
+/// The policies that matched a request, by `@id`, sorted.
+fn matched(record: &Value) -> Vec<String> {
+    let mut policies: Vec<String> = record["matches"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["policy"].as_str().map(str::to_string))
+        .collect();
+    policies.sort();
+    policies.dedup();
+    policies
+}
+
+fn restarted_at(deployment: &Value) -> Option<&str> {
+    deployment["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"]
+        .as_str()
+}
+
+/// `argocd app actions run <app> restart --kind Deployment --resource-name <name>`: argocd-server
+/// runs the Deployment's built-in Lua action (`resource_customizations/apps/Deployment/actions/
+/// restart/action.lua`: `kubectl.kubernetes.io/restartedAt` in the pod template) and merge-patches
+/// the difference as itself (`server/application/application.go`, `RunResourceActionV2` then
+/// `patchResource`). The chart routes the Deployment write to Guardrails, which decides a `restart`
+/// by argocd-server naming nobody: allowed in dev; in prod allowed and recorded by the audit-mode
+/// `prod-gitops-drift`, for the developer and the platform engineer alike (the write cannot say who
+/// asked, and no enforced shipped policy covers resource actions).
+#[test]
+fn resource_action_restart_is_decided_as_argocd_server() {
+    let _shared = shared();
+    let c = cluster();
+    let argo = argocd();
+    let (prod, dev, deployment) = (
+        "e2e-argocd-action-prod",
+        "e2e-argocd-action-dev",
+        "web-action",
+    );
+    let repo = argo.repository("e2e-argocd-action");
+    repo.commit_deployment("prod", deployment, "registry.example.com/web:v1");
+    repo.commit_deployment("dev", deployment, "registry.example.com/web:v1");
+    c.apply_json(&repo.application(prod, "prod", "payments-prod", false));
+    c.apply_json(&repo.application(dev, "dev", "payments-dev", false));
+    for name in [prod, dev] {
+        argo.cli(ADMIN, &["app", "sync", name, "--timeout", "120"])
+            .ok();
+        argo.wait_app(name, "the platform engineer's sync", |app| {
+            synced(app, None)
+        });
+    }
+    let restart = |person: Person, app: &str| {
+        argo.cli(
+            person,
+            &[
+                "app",
+                "actions",
+                "run",
+                app,
+                "restart",
+                "--kind",
+                "Deployment",
+                "--resource-name",
+                deployment,
+            ],
+        )
+    };
+    let restarts = |namespace: &str| -> Vec<Value> {
+        c.guardrails
+            .audit_for(namespace, deployment)
+            .into_iter()
+            .filter(|r| r["user"] == ARGOCD_SERVER.user && has_action(r, "restart"))
+            .collect()
+    };
+
+    // The developer, on prod: argocd-server's write names nobody; the drift policy records it.
+    restart(BOB, prod).ok();
+    let live = get("deployments.apps", "payments-prod", deployment).expect("deployed");
+    let first = restarted_at(&live)
+        .unwrap_or_else(|| panic!("no restartedAt: {live:#}"))
+        .to_string();
+    let record = c.guardrails.wait_audit("payments-prod", deployment, |r| {
+        r["user"] == ARGOCD_SERVER.user && has_action(r, "restart")
+    });
+    assert_eq!(record["actions"], json!(["restart"]), "{record:#}");
+    assert_eq!(record["principal"], ARGOCD_SERVER.user, "{record:#}");
+    assert!(record["delegator"].is_null(), "no person named: {record:#}");
+    assert_eq!(record["decision"], "allow-audit", "{record:#}");
+    assert_eq!(matched(&record), ["prod-gitops-drift"], "{record:#}");
+
+    // The developer, on dev: allowed, nothing matches.
+    restart(BOB, dev).ok();
+    let live = get("deployments.apps", "payments-dev", deployment).expect("deployed");
+    assert!(restarted_at(&live).is_some(), "{live:#}");
+    let record = c.guardrails.wait_audit("payments-dev", deployment, |r| {
+        r["user"] == ARGOCD_SERVER.user && has_action(r, "restart")
+    });
+    assert_eq!(record["decision"], "allow", "{record:#}");
+    assert_eq!(matched(&record), Vec::<String>::new(), "{record:#}");
+
+    // The platform engineer, on prod: the same write, the same decision. The action stamps the
+    // time to the second: a restart within the same second would patch nothing.
+    std::thread::sleep(Duration::from_millis(1100));
+    restart(ADMIN, prod).ok();
+    let live = get("deployments.apps", "payments-prod", deployment).expect("deployed");
+    assert_ne!(restarted_at(&live), Some(first.as_str()), "{live:#}");
+    let records = wait_every(
+        Duration::from_secs(10),
+        Duration::from_millis(200),
+        "the second restart's audit line",
+        || Ok(Some(restarts("payments-prod")).filter(|r| r.len() >= 2)),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    for record in &records {
+        assert_eq!(record["principal"], ARGOCD_SERVER.user, "{record:#}");
+        assert_eq!(record["decision"], "allow-audit", "{record:#}");
+    }
+    record::record(
+        "resource-action-restart",
+        "argocd app actions run restart on a Deployment of a prod and a dev Application",
+        &[prod, dev, deployment],
+    );
+}
+
+/// A Helm chart in Git: the repo server renders it with `helm template` (the e2e components'
+/// Helm on its PATH) with the Application's parameters. Auto-sync of a dev Application deploys the
+/// rendered Deployment (allowed, automation); a developer's sync of a prod one is denied.
+#[test]
+fn helm_source_renders_and_syncs() {
+    let _shared = shared();
+    let c = cluster();
+    let argo = argocd();
+    let (dev, prod) = ("e2e-argocd-helm-dev", "e2e-argocd-helm-prod");
+    let repo = argo.repository("e2e-argocd-helm");
+    let template = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ .Values.name }}
+  labels:
+    app: {{ .Values.name }}
+    app.kubernetes.io/instance: {{ .Release.Name }}
+spec:
+  replicas: {{ .Values.replicas }}
+  selector:
+    matchLabels:
+      app: {{ .Values.name }}
+  template:
+    metadata:
+      labels:
+        app: {{ .Values.name }}
+    spec:
+      containers:
+        - name: web
+          image: {{ .Values.image }}
+";
+    let commit = repo
+        .commit(
+            &[
+                (
+                    "chart/Chart.yaml",
+                    "apiVersion: v2\nname: web-helm\nversion: 0.1.0\n".to_string(),
+                ),
+                (
+                    "chart/values.yaml",
+                    "name: web-helm\nimage: registry.example.com/web:helm-v1\nreplicas: 1\n"
+                        .to_string(),
+                ),
+                ("chart/templates/deployment.yaml", template.to_string()),
+            ],
+            "a Helm chart",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let helm_app = |name: &str, destination: &str, auto: bool| {
+        let mut app = repo.application(name, "chart", destination, auto);
+        app["spec"]["source"]["helm"] = json!({
+            "parameters": [{"name": "replicas", "value": "2"}],
+            "valuesObject": {"name": format!("web-{name}")},
+        });
+        app
+    };
+
+    c.apply_json(&helm_app(dev, "payments-dev", true));
+    let app = argo.wait_app(dev, "the Helm app's auto-sync", |app| {
+        synced(app, Some(&commit))
+    });
+    assert_eq!(app["status"]["sourceType"], "Helm", "{app:#}");
+    let deployment = get("deployments.apps", "payments-dev", &format!("web-{dev}"))
+        .unwrap_or_else(|| panic!("not deployed: {app:#}\n{}", argo.logs()));
+    assert_eq!(deployment["spec"]["replicas"], 2, "{deployment:#}");
+    assert_eq!(image(&deployment), "registry.example.com/web:helm-v1");
+    assert_eq!(
+        deployment["metadata"]["labels"]["app.kubernetes.io/instance"], dev,
+        "Helm's release is the Application: {deployment:#}"
+    );
+    let record = c.guardrails.wait_audit(NAMESPACE, dev, |r| {
+        r["user"] == APP_CONTROLLER.user && has_action(r, "auto-sync")
+    });
+    assert_eq!(record["decision"], "allow", "{record:#}");
+    let record = c
+        .guardrails
+        .wait_audit("payments-dev", &format!("web-{dev}"), |r| {
+            r["user"] == APP_CONTROLLER.user && r["operation"] == "CREATE"
+        });
+    assert_eq!(record["decision"], "allow", "{record:#}");
+
+    c.apply_json(&helm_app(prod, "payments-prod", false));
+    argo.wait_app(prod, "the first reconcile", |app| {
+        app["status"]["sourceType"] == "Helm"
+    });
+    let out = argo.cli(BOB, &["app", "sync", prod, "--timeout", "120"]);
+    assert!(
+        !out.success,
+        "bob's sync of a prod Helm app went through: {out}"
+    );
+    assert!(out.stderr.contains("[prod-sync-platform-only]"), "{out}");
+    let record = c.guardrails.wait_audit(NAMESPACE, prod, |r| {
+        r["principal"] == BOB.email && has_action(r, "sync")
+    });
+    assert_eq!(
+        record["actions"],
+        json!(["sync"]),
+        "not an override: {record:#}"
+    );
+    assert_eq!(record["decision"], "deny", "{record:#}");
+    assert!(get("deployments.apps", "payments-prod", &format!("web-{prod}")).is_none());
+    record::record(
+        "helm-source",
+        "a Helm chart in Git: auto-sync of a dev Application, a developer's sync of a prod one",
+        &[dev, prod, &format!("web-{dev}"), &format!("web-{prod}")],
+    );
+}
+
+/// `argocd app sync` with options (`--server-side`, `--apply-out-of-sync-only`, `--replace`): the
+/// CLI sends them as `syncOptions` and argocd-server writes them into the operation
+/// (`server/application/application.go`, `Sync`). Guardrails carries them in
+/// `context.sync.syncOptions`; none is a force (`Replace=true` is not `syncStrategy.*.force`), so a
+/// developer's dev sync with them is allowed, their prod sync is denied by
+/// `prod-sync-platform-only` alone, and the platform engineer's goes through.
+#[test]
+fn sync_with_options() {
+    let _shared = shared();
+    let c = cluster();
+    let argo = argocd();
+    let (dev, prod) = ("e2e-argocd-options-dev", "e2e-argocd-options-prod");
+    let repo = argo.repository("e2e-argocd-options");
+    repo.commit_deployment("dev", "web-options", "registry.example.com/web:v1");
+    repo.commit_deployment("prod", "web-options", "registry.example.com/web:v1");
+    c.apply_json(&repo.application(dev, "dev", "payments-dev", false));
+    c.apply_json(&repo.application(prod, "prod", "payments-prod", false));
+
+    argo.cli(
+        BOB,
+        &[
+            "app",
+            "sync",
+            dev,
+            "--server-side",
+            "--apply-out-of-sync-only",
+            "--timeout",
+            "120",
+        ],
+    )
+    .ok();
+    let app = argo.wait_app(dev, "bob's sync with options", |app| synced(app, None));
+    let sync = &app["status"]["operationState"]["operation"]["sync"];
+    assert_eq!(
+        sync["syncOptions"],
+        json!(["ServerSideApply=true", "ApplyOutOfSyncOnly=true"]),
+        "{app:#}"
+    );
+    let deployment = c
+        .kubectl(&[
+            "get",
+            "deployments.apps",
+            "web-options",
+            "-n",
+            "payments-dev",
+            "--show-managed-fields",
+            "-o",
+            "json",
+        ])
+        .ok()
+        .json();
+    assert!(
+        deployment["metadata"]["managedFields"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|m| m["operation"] == "Apply"),
+        "applied server-side: {deployment:#}"
+    );
+    let record = c.guardrails.wait_audit(NAMESPACE, dev, |r| {
+        r["principal"] == BOB.email && has_action(r, "sync")
+    });
+    assert_eq!(record["decision"], "allow", "{record:#}");
+
+    let out = argo.cli(BOB, &["app", "sync", prod, "--replace", "--timeout", "120"]);
+    assert!(
+        !out.success,
+        "bob's replace sync of prod went through: {out}"
+    );
+    assert!(out.stderr.contains("[prod-sync-platform-only]"), "{out}");
+    let record = c.guardrails.wait_audit(NAMESPACE, prod, |r| {
+        r["principal"] == BOB.email && has_action(r, "sync")
+    });
+    assert_eq!(record["decision"], "deny", "{record:#}");
+    assert_eq!(
+        matched(&record),
+        ["prod-sync-platform-only"],
+        "Replace=true is not a force: {record:#}"
+    );
+
+    argo.cli(
+        ADMIN,
+        &["app", "sync", prod, "--replace", "--timeout", "120"],
+    )
+    .ok();
+    let app = argo.wait_app(prod, "the platform engineer's replace sync", |app| {
+        synced(app, None)
+    });
+    assert_eq!(
+        app["status"]["operationState"]["operation"]["sync"]["syncOptions"],
+        json!(["Replace=true"]),
+        "{app:#}"
+    );
+    assert!(get("deployments.apps", "payments-prod", "web-options").is_some());
+    let record = c.guardrails.wait_audit(NAMESPACE, prod, |r| {
+        r["principal"] == ADMIN.email && has_action(r, "sync")
+    });
+    assert_eq!(record["decision"], "allow", "{record:#}");
+    record::record(
+        "sync-options",
+        "argocd app sync --server-side --apply-out-of-sync-only of dev, --replace of prod",
+        &[dev, prod, "web-options"],
+    );
+}
+
+/// A loopback HTTP listener standing in for a webhook receiver: answers every request 200 and
+/// hands over each request's body.
+fn webhook_receiver() -> (String, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+    let address = listener.local_addr().expect("its address").to_string();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(&stream);
+            let mut length = 0;
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                if let Some((name, value)) = line.split_once(':')
+                    && name.eq_ignore_ascii_case("content-length")
+                {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+                line.clear();
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let _ = (&stream)
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            if sender
+                .send(String::from_utf8_lossy(&body).into_owned())
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    (address, receiver)
+}
+
+/// The notifications controller (the same multi-call binary, as its own service account): a
+/// trigger on a succeeded sync, a webhook service on a loopback listener, an Application subscribed
+/// by annotation. After the auto-sync it calls the webhook and records what it sent in the
+/// `notified.notifications.argoproj.io` annotation (notifications-engine's
+/// `pkg/controller/controller.go`, `processResource`: a merge patch of the annotations), which
+/// Guardrails decides as `bookkeeping` by automation: allowed.
+#[test]
+fn notifications_of_a_sync_are_bookkeeping() {
+    let _shared = shared();
+    let c = cluster();
+    let argo = argocd();
+    let name = "e2e-argocd-notify";
+    let (address, received) = webhook_receiver();
+    c.apply_json(&json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "argocd-notifications-cm", "namespace": NAMESPACE},
+        "data": {
+            "service.webhook.e2e": format!("url: http://{address}\nheaders:\n- name: Content-Type\n  value: application/json\n"),
+            "template.e2e-sync-succeeded": "webhook:\n  e2e:\n    method: POST\n    body: |\n      {\"app\": \"{{.app.metadata.name}}\", \"phase\": \"{{.app.status.operationState.phase}}\"}\n",
+            "trigger.on-sync-succeeded": "- when: app.status.operationState != nil and app.status.operationState.phase in ['Succeeded']\n  send: [e2e-sync-succeeded]\n",
+        },
+    }))
+    .ok();
+    let repo = argo.repository(name);
+    repo.commit_deployment("dev", "web-notify", "registry.example.com/web:v1");
+    let mut app = repo.application(name, "dev", "payments-dev", true);
+    app["metadata"]["annotations"] =
+        json!({"notifications.argoproj.io/subscribe.on-sync-succeeded.e2e": ""});
+    c.apply_json(&app).ok();
+    argo.wait_app(name, "the auto-sync", |app| synced(app, None));
+
+    let body = received
+        .recv_timeout(Duration::from_secs(120))
+        .unwrap_or_else(|e| panic!("no notification ({e})\n{}", argo.logs()));
+    let body: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    assert_eq!(body, json!({"app": name, "phase": "Succeeded"}));
+    let app = argo.wait_app(name, "the notified annotation", |app| {
+        app["metadata"]["annotations"]["notified.notifications.argoproj.io"].is_string()
+    });
+    let notified = &app["metadata"]["annotations"]["notified.notifications.argoproj.io"];
+    assert!(
+        notified
+            .as_str()
+            .is_some_and(|n| n.contains("on-sync-succeeded")),
+        "{app:#}"
+    );
+    let record = c.guardrails.wait_audit(NAMESPACE, name, |r| {
+        r["user"] == NOTIFICATIONS_CONTROLLER.user
+    });
+    assert_eq!(record["actions"], json!(["bookkeeping"]), "{record:#}");
+    assert_eq!(record["decision"], "allow", "{record:#}");
+    record::record(
+        "notifications",
+        "the notifications controller recording a sent notification on an auto-synced Application",
+        &[name],
     );
 }
