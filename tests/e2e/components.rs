@@ -1,7 +1,8 @@
 //! The pinned Kubernetes components (kube-apiserver, kubectl, etcd, helm), built from their Go
 //! modules by `components/build.sh` into `~/.cache/guardrails-e2e/bin/<pin-hash>/`, and the pinned
-//! Argo CD, built by `components/build-argocd.sh` into `…/bin/argocd-<pin-hash>/`; each reused until
-//! its pins change. Without Go the build scripts explain what to install and every e2e test that
+//! Argo CD, built by `components/build-argocd.sh` into `…/bin/argocd-<pin-hash>/`, and the pinned Argo
+//! Rollouts, built by `components/build-rollouts.sh` into `…/bin/rollouts-<pin-hash>/`; each reused
+//! until its pins change. Without Go the build scripts explain what to install and every e2e test that
 //! needs them fails with it.
 
 use std::path::{Path, PathBuf};
@@ -52,6 +53,28 @@ pub fn argocd_components() -> Result<&'static Components, String> {
                 "build-argocd.sh",
                 "Argo CD",
                 &["argocd", "git-verify-wrapper.sh"],
+            )
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+/// The pinned Argo Rollouts (`rollouts-controller`, the `kubectl-argo-rollouts` plugin, and from
+/// the same module its CRDs under `crds/` and the controller's ClusterRole), built or found once
+/// per test binary, like [`components`].
+pub fn rollouts_components() -> Result<&'static Components, String> {
+    static BUILT: OnceLock<Result<Components, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            build(
+                "build-rollouts.sh",
+                "Argo Rollouts",
+                &[
+                    "rollouts-controller",
+                    "kubectl-argo-rollouts",
+                    "argo-rollouts-clusterrole.yaml",
+                    "crds/rollout-crd.yaml",
+                ],
             )
         })
         .as_ref()

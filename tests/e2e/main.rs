@@ -16,6 +16,10 @@
 //! - `argocd`: a real Argo CD (built from its Go module by `components/build-argocd.sh`) syncing
 //!   from a local Git repository, its writes decided by the same Guardrails: auto-sync, and
 //!   `argocd app sync` by a developer and a platform engineer;
+//! - `rollouts`: a real Argo Rollouts controller (built from its Go module by
+//!   `components/build-rollouts.sh`) stepping canary Rollouts, and people promoting, aborting,
+//!   retrying and undoing them with the real `kubectl argo rollouts` plugin, decided by the same
+//!   Guardrails;
 //! - `readme`: README's and certs/README's install, upgrade, certificate, break-glass and uninstall
 //!   commands run as written (`pod::JobRunner` runs the chart's check Job, there being no kubelet).
 //!
@@ -43,6 +47,7 @@ mod namespace_watch;
 mod pod;
 mod policy_reports;
 mod readme;
+mod rollouts;
 
 use serde_json::{Value, json};
 
