@@ -1,7 +1,11 @@
 //! Decision: one Cedar request per recognised action against the current snapshot, combined with
 //! each policy's enforcement and the global mode.
 
-use cedar_policy::{Authorizer, Decision, EntityUid, Request as CedarRequest};
+use cedar_policy::{EntityUid, Request as CedarRequest};
+use cedar_policy_core::ast::{self, Effect, EntityUIDEntry};
+use cedar_policy_core::authorizer::AuthorizationError;
+use cedar_policy_core::evaluator::Evaluator;
+use cedar_policy_core::extensions::Extensions;
 use serde::{Deserialize, Serialize};
 
 use crate::admission::Request;
@@ -25,7 +29,6 @@ pub struct Engine {
     pub live_namespaces: LiveNamespaces,
     /// When this engine was built: the time of the last successful load, for `/readyz`.
     pub loaded_at: jiff::Timestamp,
-    authorizer: Authorizer,
 }
 
 impl Engine {
@@ -36,7 +39,6 @@ impl Engine {
             config,
             live_namespaces: crate::cluster::empty(),
             loaded_at: jiff::Timestamp::now(),
-            authorizer: Authorizer::new(),
         }
     }
 }
@@ -182,24 +184,26 @@ pub fn decide(engine: &Engine, request: &Request) -> Result<Outcome, DecideError
 
     let mut found = Found::default();
     let mut sets = Vec::new();
+    let principal = EntityUIDEntry::known(built.principal.as_ref().clone(), None);
+    let resource = EntityUIDEntry::known(built.resource.as_ref().clone(), None);
     for &action in &recognition.actions {
-        let cedar_request = CedarRequest::new(
-            built.principal.clone(),
-            entities::action_uid(action.as_str())?,
-            built.resource.clone(),
-            context.clone(),
-            // The context shape is fixed by `entities::build_context` and checked against the
-            // schema for every action in tests; validating it per request would cost ~15%.
-            None,
-        )
-        .map_err(|e| EntityError::Context(e.to_string()))?;
+        let action_uid = entities::action_uid(action.as_str())?;
+        // The context shape is fixed by `entities::build_context` and checked against the schema
+        // for every action in tests (`check_conformance`); validating it per request would cost
+        // ~15%.
+        let cedar_request = ast::Request::new_unchecked(
+            principal.clone(),
+            EntityUIDEntry::known(action_uid.as_ref().clone(), None),
+            resource.clone(),
+            Some(context.clone()),
+        );
         // Only the policies whose scope can match (see `PolicyStore::applicable`), possibly in
         // several sets.
         sets.clear();
         engine
             .policies
             .applicable(action.as_str(), &principal_in, &resource_in, &mut sets);
-        found.authorize(engine, action, &cedar_request, &sets, &built.entities);
+        found.authorize(engine, action, cedar_request, &sets, &built.entities);
     }
     let Found {
         mut matches,
@@ -233,48 +237,66 @@ struct Found {
 impl Found {
     /// Cedar over the union of `sets` for one action: a deny if any set has a satisfied forbid
     /// (its reasons) or no set has a satisfied permit (Cedar's default deny, `NO_PERMIT`).
+    ///
+    /// Each policy is evaluated by Cedar's own evaluator, and combined as Cedar's authorizer
+    /// does (a satisfied forbid denies; else a satisfied permit allows; a policy that fails to
+    /// evaluate is skipped): the authorizer itself would also build a partial response with
+    /// every policy's id and annotations, a fifth of a small decision.
     fn authorize(
         &mut self,
         engine: &Engine,
         action: Action,
-        cedar_request: &CedarRequest,
+        cedar_request: ast::Request,
         sets: &[&cedar_policy::PolicySet],
         entities: &cedar_policy::Entities,
     ) {
+        let evaluator = Evaluator::new(
+            cedar_request,
+            entities.as_ref(),
+            Extensions::all_available(),
+        );
         let mut permitted = false;
         let mut forbidden = Vec::new();
-        for policies in sets {
-            let response = engine
-                .authorizer
-                .is_authorized(cedar_request, policies, entities);
-            let diagnostics = response.diagnostics();
-            // A forbid that fails to evaluate must not fail open: it counts as matching.
-            for error in diagnostics.errors() {
-                let cedar_policy::AuthorizationError::PolicyEvaluationError(evaluation) = error;
-                self.errors.push(format!("{action:?}: {error}"));
-                if let Some(meta) = engine
-                    .policies
-                    .meta(evaluation.policy_id())
-                    .filter(|m| m.forbid)
-                {
-                    let reason = format!(
-                        "{} (the policy failed to evaluate: {error})",
-                        meta.reason.as_deref().unwrap_or("")
+        for policy in sets.iter().flat_map(|set| set.as_ref().policies()) {
+            match evaluator.evaluate(policy) {
+                Ok(true) => match policy.effect() {
+                    Effect::Permit => permitted = true,
+                    Effect::Forbid => forbidden.push(policy.id()),
+                },
+                Ok(false) => {}
+                Err(error) => {
+                    let error = cedar_policy::AuthorizationError::from(
+                        AuthorizationError::PolicyEvaluationError {
+                            id: policy.id().clone(),
+                            error,
+                        },
                     );
-                    self.matched(meta, action, reason, engine.mode);
+                    self.errors.push(format!("{action:?}: {error}"));
+                    // A forbid that fails to evaluate must not fail open: it counts as matching.
+                    let cedar_policy::AuthorizationError::PolicyEvaluationError(evaluation) =
+                        &error;
+                    if let Some(meta) = engine
+                        .policies
+                        .meta(evaluation.policy_id())
+                        .filter(|m| m.forbid)
+                    {
+                        let reason = format!(
+                            "{} (the policy failed to evaluate: {error})",
+                            meta.reason.as_deref().unwrap_or("")
+                        );
+                        self.matched(meta, action, reason, engine.mode);
+                    }
                 }
-            }
-            match response.decision() {
-                Decision::Allow => permitted = true,
-                // A deny's reasons are its satisfied forbids (none when nothing permitted).
-                Decision::Deny => forbidden.extend(diagnostics.reason().cloned()),
             }
         }
         if forbidden.is_empty() && permitted {
             return;
         }
         let mut any = false;
-        for meta in forbidden.iter().filter_map(|id| engine.policies.meta(id)) {
+        for meta in forbidden
+            .into_iter()
+            .filter_map(|id| engine.policies.meta(&cedar_policy::PolicyId::new(id.as_ref())))
+        {
             any = true;
             let reason = meta.reason.clone().unwrap_or_default();
             self.matched(meta, action, reason, engine.mode);
@@ -321,7 +343,9 @@ pub fn check_conformance(engine: &Engine, request: &Request) -> Result<(), Strin
     cedar_policy::Entities::from_entities(subjects.entities, Some(&engine.policies.schema))
         .map_err(|e| format!("entities: {e}"))?;
     let context =
-        entities::build_context(&identity, &recognition, request).map_err(|e| e.to_string())?;
+        cedar_policy::Context::from(
+            entities::build_context(&identity, &recognition, request).map_err(|e| e.to_string())?,
+        );
     for action in &recognition.actions {
         let action_uid = entities::action_uid(action.as_str()).map_err(|e| e.to_string())?;
         CedarRequest::new(

@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
 
-use cedar_policy::Context;
 use cedar_policy_core::ast::{Context as CoreContext, Value as CedarValue};
 use kube::core::admission::Operation;
 use smol_str::SmolStr;
@@ -18,7 +17,7 @@ pub fn build_context(
     identity: &Identity,
     recognition: &Recognition,
     request: &Request,
-) -> Result<Context, EntityError> {
+) -> Result<CoreContext, EntityError> {
     // In key order: the map is built from a sorted run without reordering it.
     let pairs: BTreeMap<SmolStr, CedarValue> = [
         ("autoSync", auto_sync_record(recognition.auto_sync)),
@@ -53,7 +52,7 @@ pub fn build_context(
     .into_iter()
     .map(|(key, value)| (SmolStr::new_static(key), value))
     .collect();
-    Ok(CoreContext::Value(Arc::new(pairs)).into())
+    Ok(CoreContext::Value(Arc::new(pairs)))
 }
 
 /// `context.sync`: the options of the sync operation this request starts.
