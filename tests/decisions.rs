@@ -1017,3 +1017,72 @@ fn enforcement_and_global_mode_combinations() {
         assert_eq!(matched.declared.as_str(), enforcement, "{case}");
     }
 }
+
+/// A policy that fails to evaluate (here an integer overflow the validator cannot see) is
+/// skipped by Cedar's rules; Guardrails then fails closed for a forbid: it counts as matching,
+/// with the error in its reason. A failing permit allows nothing.
+#[test]
+fn a_policy_that_fails_to_evaluate_fails_closed() {
+    use guardrails::config::Config;
+    use guardrails::decide::Engine;
+    use guardrails::policy::{EMBEDDED_POLICIES, PolicyStore};
+
+    let base = fixture("deployments/argocd-action-testdata-deployment.yaml");
+    let review = Review::update(
+        &base,
+        &fixture("deployments/argocd-action-testdata-deployment-scaled.yaml"),
+    )
+    .by(PaymentsDev);
+    // `oldReplicas` is a small count for a scale: subtracting the largest integer twice overflows.
+    let overflow = "context.oldReplicas - 9223372036854775807 - 9223372036854775807 < 0";
+    let decide = |extra: &str| {
+        let mut sources = EMBEDDED_POLICIES.to_vec();
+        sources.push(("extra.cedar", extra));
+        let engine = Engine::new(
+            PolicyStore::from_sources(sources, "t").unwrap(),
+            Config::embedded().unwrap(),
+            None,
+        );
+        respond::validate_review(&engine, &review.body())
+            .unwrap()
+            .outcome
+            .unwrap()
+    };
+
+    let forbid = format!(
+        "@id(\"overflowing\")\n@reason(\"Never.\")\nforbid (principal, action == Action::\"scale\", resource) when {{ {overflow} }};\n"
+    );
+    let outcome = decide(&forbid);
+    assert!(!outcome.allowed, "{outcome:?}");
+    let matched = outcome
+        .matches
+        .iter()
+        .find(|m| m.policy == "overflowing")
+        .expect("the failing forbid counts as matching");
+    assert!(
+        matched
+            .reason
+            .starts_with("Never. (the policy failed to evaluate: ")
+            && matched.reason.contains("overflow"),
+        "{}",
+        matched.reason
+    );
+    assert_eq!(outcome.errors.len(), 1, "{:?}", outcome.errors);
+    assert!(
+        outcome.errors[0].starts_with("Scale: error while evaluating policy `overflowing`"),
+        "{:?}",
+        outcome.errors
+    );
+
+    // Without it the same request is allowed: the shipped permit holds.
+    assert!(decide("// nothing added\n").allowed);
+    // A permit that fails adds no permission: still allowed by the shipped permit, and the
+    // error is reported without a match.
+    let permit = format!(
+        "@id(\"overflowing\")\npermit (principal, action == Action::\"scale\", resource) when {{ {overflow} }};\n"
+    );
+    let outcome = decide(&permit);
+    assert!(outcome.allowed, "{outcome:?}");
+    assert!(outcome.matches.iter().all(|m| m.policy != "overflowing"));
+    assert_eq!(outcome.errors.len(), 1, "{:?}", outcome.errors);
+}
