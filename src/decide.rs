@@ -293,10 +293,11 @@ impl Found {
             return;
         }
         let mut any = false;
-        for meta in forbidden
-            .into_iter()
-            .filter_map(|id| engine.policies.meta(&cedar_policy::PolicyId::new(id.as_ref())))
-        {
+        for meta in forbidden.into_iter().filter_map(|id| {
+            engine
+                .policies
+                .meta(&cedar_policy::PolicyId::new(id.as_ref()))
+        }) {
             any = true;
             let reason = meta.reason.clone().unwrap_or_default();
             self.matched(meta, action, reason, engine.mode);
@@ -342,10 +343,9 @@ pub fn check_conformance(engine: &Engine, request: &Request) -> Result<(), Strin
     .map_err(|e| e.to_string())?;
     cedar_policy::Entities::from_entities(subjects.entities, Some(&engine.policies.schema))
         .map_err(|e| format!("entities: {e}"))?;
-    let context =
-        cedar_policy::Context::from(
-            entities::build_context(&identity, &recognition, request).map_err(|e| e.to_string())?,
-        );
+    let context = cedar_policy::Context::from(
+        entities::build_context(&identity, &recognition, request).map_err(|e| e.to_string())?,
+    );
     for action in &recognition.actions {
         let action_uid = entities::action_uid(action.as_str()).map_err(|e| e.to_string())?;
         CedarRequest::new(
