@@ -34,9 +34,10 @@
 //! with trust labels; a local account's sync; `argocd app actions run … restart` on a Deployment
 //! (argocd-server's patch names nobody: allowed in dev, denied by `prod-gitops-drift` in prod for
 //! the developer and the platform engineer alike, whose own `kubectl rollout restart` is allowed);
-//! a Helm chart in Git (auto-synced into
-//! dev with its rendered values, a developer's prod sync denied); syncs with `--server-side`,
-//! `--apply-out-of-sync-only` and `--replace` (sync options, not a force); and the notifications
+//! a Helm chart in Git (auto-synced into dev with its rendered values, a developer's prod sync
+//! denied); syncs with `--server-side`, `--apply-out-of-sync-only` and `--replace`, and with
+//! `Force=true` in the Application's sync options (sync options, not a force: the Deployment is
+//! replaced in place), then `--replace --force` (deleted and re-created); and the notifications
 //! controller's `notified.notifications.argoproj.io` annotation after a webhook notification
 //! (bookkeeping by automation).
 
@@ -1779,10 +1780,13 @@ spec:
 
 /// `argocd app sync` with options (`--server-side`, `--apply-out-of-sync-only`, `--replace`): the
 /// CLI sends them as `syncOptions` and argocd-server writes them into the operation
-/// (`server/application/application.go`, `Sync`). Guardrails carries them in
-/// `context.sync.syncOptions`; none is a force (`Replace=true` is not `syncStrategy.*.force`), so a
-/// developer's dev sync with them is allowed, their prod sync is denied by
-/// `prod-sync-platform-only` alone, and the platform engineer's goes through.
+/// (`server/application/application.go`, `Sync`; without any, it copies the Application's
+/// `spec.syncPolicy.syncOptions`). Guardrails carries them in `context.sync.syncOptions`; none is a
+/// force (`Replace=true` is not `syncStrategy.*.force`), so a developer's dev sync with them is
+/// allowed, their prod sync is denied by `prod-sync-platform-only` alone, and the platform
+/// engineer's goes through. `Force=true` among them is not a force either: Argo CD replaces the
+/// Deployment in place; only `--force` (`syncStrategy.hook.force`) with `--replace` deletes and
+/// re-creates it.
 #[test]
 fn sync_with_options() {
     let _shared = shared();
@@ -1875,6 +1879,104 @@ fn sync_with_options() {
         r["principal"] == ADMIN.email && has_action(r, "sync")
     });
     assert_eq!(record["decision"], "allow", "{record:#}");
+
+    // `Force=true` as a sync option forces nothing: Argo CD reads it only from a resource's own
+    // `argocd.argoproj.io/sync-options` annotation. In the Application's sync options (argocd-server
+    // copies them into an operation that names none), with `Replace=true`, the sync replaces the
+    // Deployment in place (the same uid); the developer's sync is a plain prod sync to Guardrails.
+    let uid = || {
+        get("deployments.apps", "payments-prod", "web-options").expect("deployed")["metadata"]
+            ["uid"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let before = uid();
+    c.kubectl_as(
+        PLATFORM,
+        &[
+            "patch",
+            "applications.argoproj.io",
+            prod,
+            "-n",
+            NAMESPACE,
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"syncPolicy":{"syncOptions":["Replace=true","Force=true"]}}}"#,
+        ],
+    )
+    .ok();
+    let bob_syncs = || -> Vec<Value> {
+        c.guardrails
+            .audit_for(NAMESPACE, prod)
+            .into_iter()
+            .filter(|r| r["principal"] == BOB.email && has_action(r, "sync"))
+            .collect()
+    };
+    let earlier = bob_syncs().len();
+    let out = argo.cli(BOB, &["app", "sync", prod, "--timeout", "120"]);
+    assert!(!out.success, "bob's sync of prod went through: {out}");
+    assert!(out.stderr.contains("[prod-sync-platform-only]"), "{out}");
+    let record = wait_every(
+        Duration::from_secs(10),
+        Duration::from_millis(200),
+        "bob's second prod sync's audit line",
+        || Ok(bob_syncs().into_iter().nth(earlier)),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(record["decision"], "deny", "{record:#}");
+    assert_eq!(
+        matched(&record),
+        ["prod-sync-platform-only"],
+        "Force=true among the sync options is not a force: {record:#}"
+    );
+    argo.cli(ADMIN, &["app", "sync", prod, "--timeout", "120"])
+        .ok();
+    let app = argo.wait_app(prod, "the sync with Force=true among its options", |app| {
+        synced(app, None)
+            && app["status"]["operationState"]["operation"]["sync"]["syncOptions"]
+                == json!(["Replace=true", "Force=true"])
+    });
+    assert_eq!(
+        app["status"]["operationState"]["operation"]["sync"]["syncStrategy"]["hook"]["force"],
+        Value::Null,
+        "{app:#}"
+    );
+    assert_eq!(
+        uid(),
+        before,
+        "replaced in place, not deleted and re-created"
+    );
+
+    // `--force` (syncStrategy.hook.force) with `--replace`: `kubectl replace --force` deletes and
+    // re-creates the Deployment (a new uid), as automation.
+    argo.cli(
+        ADMIN,
+        &[
+            "app",
+            "sync",
+            prod,
+            "--replace",
+            "--force",
+            "--timeout",
+            "120",
+        ],
+    )
+    .ok();
+    argo.wait_app(prod, "the forced replace sync", |app| {
+        synced(app, None)
+            && app["status"]["operationState"]["operation"]["sync"]["syncStrategy"]["hook"]["force"]
+                == true
+    });
+    assert_ne!(uid(), before, "deleted and re-created");
+    let deleted = c
+        .guardrails
+        .wait_audit("payments-prod", "web-options", |r| {
+            r["operation"] == "DELETE"
+        });
+    assert_eq!(deleted["user"], APP_CONTROLLER.user, "{deleted:#}");
+    assert_eq!(deleted["decision"], "allow", "{deleted:#}");
     record::record(
         "sync-options",
         "argocd app sync --server-side --apply-out-of-sync-only of dev, --replace of prod",
