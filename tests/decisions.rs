@@ -517,15 +517,37 @@ fn deployment_actions() {
             policies: &["team-owns-namespace=enforce"],
         },
         Case {
-            name: "a person restarting an Argo CD-managed prod Deployment is audited, not denied",
+            name: "a developer restarting an Argo CD-managed prod Deployment is denied (change it in Git)",
             review: Review::update(
                 &in_prod_managed(base.clone()),
                 &in_prod_managed(deployment("deployment-restarted")),
             )
             .by(PaymentsDev),
             actions: &["restart"],
+            allowed: false,
+            policies: &["prod-gitops-drift=enforce"],
+        },
+        Case {
+            name: "a platform engineer restarting an Argo CD-managed prod Deployment is allowed (an incident)",
+            review: Review::update(
+                &in_prod_managed(base.clone()),
+                &in_prod_managed(deployment("deployment-restarted")),
+            )
+            .by(Platform),
+            actions: &["restart"],
             allowed: true,
-            policies: &["prod-gitops-drift=audit"],
+            policies: &[],
+        },
+        Case {
+            name: "argocd-server's person-less restart (a resource action) of a managed prod Deployment is denied",
+            review: Review::update(
+                &in_prod_managed(base.clone()),
+                &in_prod_managed(deployment("deployment-restarted")),
+            )
+            .by(ArgocdServer),
+            actions: &["restart"],
+            allowed: false,
+            policies: &["prod-gitops-drift=enforce"],
         },
         Case {
             name: "the application controller applying Git's state to prod is not drift",
@@ -547,7 +569,7 @@ fn deployment_actions() {
             .by(StorefrontDev),
             actions: &["change-image"],
             allowed: false,
-            policies: &["prod-gitops-drift=audit", "team-owns-namespace=enforce"],
+            policies: &["prod-gitops-drift=enforce", "team-owns-namespace=enforce"],
         },
         Case {
             name: "create in an unowned namespace",
@@ -564,12 +586,12 @@ fn deployment_actions() {
             policies: &[],
         },
         Case {
-            name: "delete in prod by its team (object is null)",
+            name: "delete of a managed prod Deployment by its team (object is null): denied, Argo CD prunes it",
             review: Review::new("DELETE", None, Some(&in_prod_managed(base.clone())))
                 .by(PaymentsDev),
             actions: &["delete"],
-            allowed: true,
-            policies: &["prod-gitops-drift=audit"],
+            allowed: false,
+            policies: &["prod-gitops-drift=enforce"],
         },
         Case {
             name: "label-only edit is an update",

@@ -7,9 +7,22 @@ use crate::decide::Engine;
 use crate::policy::PolicyStore;
 use crate::vocabulary::Action;
 
+/// The shipped policies, with `prod-gitops-drift` rolled out in audit mode (as a new policy would
+/// be): another team's image change in prod then has an enforced match and an audited one.
 fn engine() -> Engine {
+    let sources: Vec<(&str, String)> = crate::policy::EMBEDDED_POLICIES
+        .iter()
+        .map(|&(name, text)| match name {
+            "drift.cedar" => (name, format!("@enforcement(\"audit\")\n{text}")),
+            _ => (name, text.to_string()),
+        })
+        .collect();
     Engine::new(
-        PolicyStore::embedded().expect("embedded policies"),
+        PolicyStore::from_sources(
+            sources.iter().map(|(name, text)| (*name, text.as_str())),
+            "test",
+        )
+        .expect("the shipped policies, drift in audit mode"),
         Config::embedded().expect("embedded config"),
         None,
     )

@@ -30,7 +30,7 @@ fn shipped_policies_load_with_ids_and_reasons() {
         assert!(meta.line > 0, "{} has no line", meta.id);
     }
     let drift = store.meta(&PolicyId::new("prod-gitops-drift")).unwrap();
-    assert_eq!(drift.enforcement, Mode::Audit);
+    assert_eq!(drift.enforcement, Mode::Enforce);
 }
 
 #[test]

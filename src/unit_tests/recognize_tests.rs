@@ -216,3 +216,84 @@ proptest::proptest! {
         }
     }
 }
+
+/// `argocd-server` syncing an Application in `argocd` with `sync` as its operation, the Application
+/// carrying `sync_policy` as its `spec.syncPolicy`.
+fn sync_review(sync: serde_json::Value, sync_policy: serde_json::Value) -> serde_json::Value {
+    let app = json!({
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+        "metadata": {"name": "payments", "namespace": "argocd"},
+        "spec": {
+            "project": "payments",
+            "source": {"repoURL": "https://git.example.com/payments/deploy", "path": "prod", "targetRevision": "main"},
+            "destination": {"server": "https://kubernetes.default.svc", "namespace": "payments-prod"},
+            "syncPolicy": sync_policy,
+        },
+    });
+    let mut syncing = app.clone();
+    syncing["operation"] = json!({"sync": sync, "initiatedBy": {"username": "admin@example.com"}});
+    json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": "force-1",
+            "kind": {"group": "argoproj.io", "version": "v1alpha1", "kind": "Application"},
+            "resource": {"group": "argoproj.io", "version": "v1alpha1", "resource": "applications"},
+            "name": "payments", "namespace": "argocd", "operation": "UPDATE",
+            "userInfo": {"username": "system:serviceaccount:argocd:argocd-server"},
+            "object": syncing, "oldObject": app,
+        },
+    })
+}
+
+/// Argo CD v3.6.2 deletes and re-creates (`kubectl apply --force`, `kubectl replace --force`) on
+/// the operation's `syncStrategy.{apply,hook}.force` alone: the controller passes
+/// `syncOp.SyncStrategy.Force()` to gitops-engine (`controller/sync.go`, `SyncAppState`:
+/// `sync.WithOperationSettings`), and reads `Replace=true`, never `Force=true`, from
+/// `syncOp.SyncOptions`. `Force=true` forces only as a resource's own
+/// `argocd.argoproj.io/sync-options` annotation (gitops-engine `pkg/sync/sync_context.go`,
+/// `applyObject`). So `Force=true` among the operation's (or the spec's) sync options is not
+/// `sync.force`; it stays visible, as written, in `sync.syncOptions`.
+#[test]
+fn only_the_sync_strategy_forces_a_sync() {
+    let cases = [
+        (
+            json!({"syncStrategy": {"hook": {"force": true}}}),
+            json!(null),
+            true,
+        ),
+        (
+            json!({"syncStrategy": {"apply": {"force": true}}}),
+            json!(null),
+            true,
+        ),
+        (
+            json!({"syncStrategy": {"apply": {"force": true}}, "syncOptions": ["Replace=true"]}),
+            json!(null),
+            true,
+        ),
+        (json!({"syncStrategy": {"hook": {}}}), json!(null), false),
+        (json!({"syncOptions": ["Force=true"]}), json!(null), false),
+        (
+            json!({"syncOptions": ["Force=true", "Replace=true"]}),
+            json!(null),
+            false,
+        ),
+        (
+            json!({"syncStrategy": {"hook": {}}}),
+            json!({"syncOptions": ["Force=true", "Replace=true"]}),
+            false,
+        ),
+    ];
+    for (sync, sync_policy, force) in cases {
+        let recognition = recognise(&sync_review(sync.clone(), sync_policy.clone()));
+        assert_eq!(recognition.actions, [Action::Sync], "{sync} {sync_policy}");
+        assert_eq!(recognition.sync.force, force, "{sync} {sync_policy}");
+        let written: Vec<String> = sync["syncOptions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|o| o.as_str().map(str::to_string))
+            .collect();
+        assert_eq!(recognition.sync.sync_options, written, "{sync}");
+    }
+}

@@ -32,10 +32,12 @@
 //! itself; an ApplicationSet's generated Application and a developer's edit of one into prod; hard
 //! refresh; `--prune --force`; terminate; a multi-source sync; self-heal; a namespace Argo CD creates
 //! with trust labels; a local account's sync; `argocd app actions run … restart` on a Deployment
-//! (argocd-server's patch names nobody: allowed in dev, allowed and audited by `prod-gitops-drift`
-//! in prod for the developer and the platform engineer alike); a Helm chart in Git (auto-synced into
-//! dev with its rendered values, a developer's prod sync denied); syncs with `--server-side`,
-//! `--apply-out-of-sync-only` and `--replace` (sync options, not a force); and the notifications
+//! (argocd-server's patch names nobody: allowed in dev, denied by `prod-gitops-drift` in prod for
+//! the developer and the platform engineer alike, whose own `kubectl rollout restart` is allowed);
+//! a Helm chart in Git (auto-synced into dev with its rendered values, a developer's prod sync
+//! denied); syncs with `--server-side`, `--apply-out-of-sync-only` and `--replace`, and with
+//! `Force=true` in the Application's sync options (sync options, not a force: the Deployment is
+//! replaced in place), then `--replace --force` (deleted and re-created); and the notifications
 //! controller's `notified.notifications.argoproj.io` annotation after a webhook notification
 //! (bookkeeping by automation).
 
@@ -51,8 +53,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::cluster::{
-    APP_CONTROLLER, APPSET_CONTROLLER, ARGOCD_SERVER, Cluster, Identity, Output, cluster, http_get,
-    kubeconfig, run, shared, start_listening, tail, wait_every,
+    APP_CONTROLLER, APPSET_CONTROLLER, ARGOCD_SERVER, Cluster, Identity, Output, PLATFORM, cluster,
+    http_get, kubeconfig, run, shared, start_listening, tail, wait_every,
 };
 use crate::common::process::on_free_ports;
 use crate::components::{Components, argocd_components};
@@ -1405,9 +1407,10 @@ fn multi_source_sync_by_a_developer_in_dev() {
     );
 }
 
-/// Self-heal: a platform engineer changes a production Deployment Argo CD manages by hand (allowed,
-/// recorded by the audit-mode drift policy); the application controller, with `selfHeal`, starts an
-/// auto-sync and applies Git's state back — both allowed as automation.
+/// Self-heal: a payments developer's `kubectl set image` of a production Deployment Argo CD manages
+/// is denied by `prod-gitops-drift` (kubectl prints Guardrails' message); a platform engineer's is
+/// allowed (an incident fix); the application controller, with `selfHeal`, starts an auto-sync and
+/// applies Git's state back, allowed as automation.
 #[test]
 fn self_heal_puts_a_hand_edited_prod_deployment_back() {
     let _shared = shared();
@@ -1420,20 +1423,39 @@ fn self_heal_puts_a_hand_edited_prod_deployment_back() {
     app["spec"]["syncPolicy"]["automated"]["selfHeal"] = json!(true);
     c.apply_json(&app).ok();
     argo.wait_app(name, "the first auto-sync", |app| synced(app, Some(&first)));
+    let set_image = |identity: Identity, image: &str| {
+        c.kubectl_as(
+            identity,
+            &[
+                "set",
+                "image",
+                "deployment/web-heal",
+                &format!("web={image}"),
+                "-n",
+                "payments-prod",
+            ],
+        )
+    };
 
-    c.kubectl(&[
-        "set",
-        "image",
-        "deployment/web-heal",
-        "web=registry.example.com/web:hand-edited",
-        "-n",
-        "payments-prod",
-    ])
-    .ok();
-    let edit = c.guardrails.wait_audit("payments-prod", "web-heal", |r| {
-        r["user"] == "e2e-admin" && has_action(r, "change-image")
+    // The developer: denied, with the policy and what to do instead.
+    let message = set_image(crate::cluster::BOB, "registry.example.com/web:by-hand").denied();
+    assert!(message.contains("[prod-gitops-drift]"), "{message}");
+    assert!(message.contains("change it in Git"), "{message}");
+    let denied = c.guardrails.wait_audit("payments-prod", "web-heal", |r| {
+        r["user"] == crate::cluster::BOB.user && has_action(r, "change-image")
     });
-    assert_eq!(edit["decision"], "allow-audit", "{edit:#}");
+    assert_eq!(denied["decision"], "deny", "{denied:#}");
+    assert_eq!(matched(&denied), ["prod-gitops-drift"], "{denied:#}");
+    let live = get("deployments.apps", "payments-prod", "web-heal").expect("deployed");
+    assert_eq!(image(&live), "registry.example.com/web:v1", "{live:#}");
+
+    // The platform engineer: allowed, nothing matches; self-heal then puts Git's image back.
+    set_image(PLATFORM, "registry.example.com/web:hand-edited").ok();
+    let edit = c.guardrails.wait_audit("payments-prod", "web-heal", |r| {
+        r["user"] == PLATFORM.user && has_action(r, "change-image")
+    });
+    assert_eq!(edit["decision"], "allow", "{edit:#}");
+    assert_eq!(matched(&edit), Vec::<String>::new(), "{edit:#}");
     wait_every(
         Duration::from_secs(120),
         Duration::from_millis(500),
@@ -1520,9 +1542,10 @@ fn restarted_at(deployment: &Value) -> Option<&str> {
 /// restart/action.lua`: `kubectl.kubernetes.io/restartedAt` in the pod template) and merge-patches
 /// the difference as itself (`server/application/application.go`, `RunResourceActionV2` then
 /// `patchResource`). The chart routes the Deployment write to Guardrails, which decides a `restart`
-/// by argocd-server naming nobody: allowed in dev; in prod allowed and recorded by the audit-mode
-/// `prod-gitops-drift`, for the developer and the platform engineer alike (the write cannot say who
-/// asked, and no enforced shipped policy covers resource actions).
+/// by argocd-server naming nobody: allowed in dev; in prod denied by `prod-gitops-drift` for the
+/// developer and the platform engineer alike (the write cannot say who asked), with Guardrails'
+/// message in the CLI's output. The platform engineer's own `kubectl rollout restart` of the same
+/// Deployment is allowed; the developer's is denied.
 #[test]
 fn resource_action_restart_is_decided_as_argocd_server() {
     let _shared = shared();
@@ -1568,20 +1591,26 @@ fn resource_action_restart_is_decided_as_argocd_server() {
             .filter(|r| r["user"] == ARGOCD_SERVER.user && has_action(r, "restart"))
             .collect()
     };
+    let refused = |out: &Output| {
+        assert!(!out.success, "the resource action went through: {out}");
+        let printed = format!("{}{}", out.stdout, out.stderr);
+        assert!(printed.contains("Guardrails denied"), "{out}");
+        assert!(printed.contains("[prod-gitops-drift]"), "{out}");
+        assert!(printed.contains("change it in Git"), "{out}");
+    };
 
-    // The developer, on prod: argocd-server's write names nobody; the drift policy records it.
-    restart(BOB, prod).ok();
+    // The developer, on prod: argocd-server's write names nobody; the drift policy refuses it and
+    // the CLI prints why.
+    refused(&restart(BOB, prod));
     let live = get("deployments.apps", "payments-prod", deployment).expect("deployed");
-    let first = restarted_at(&live)
-        .unwrap_or_else(|| panic!("no restartedAt: {live:#}"))
-        .to_string();
+    assert_eq!(restarted_at(&live), None, "{live:#}");
     let record = c.guardrails.wait_audit("payments-prod", deployment, |r| {
         r["user"] == ARGOCD_SERVER.user && has_action(r, "restart")
     });
     assert_eq!(record["actions"], json!(["restart"]), "{record:#}");
     assert_eq!(record["principal"], ARGOCD_SERVER.user, "{record:#}");
     assert!(record["delegator"].is_null(), "no person named: {record:#}");
-    assert_eq!(record["decision"], "allow-audit", "{record:#}");
+    assert_eq!(record["decision"], "deny", "{record:#}");
     assert_eq!(matched(&record), ["prod-gitops-drift"], "{record:#}");
 
     // The developer, on dev: allowed, nothing matches.
@@ -1594,12 +1623,8 @@ fn resource_action_restart_is_decided_as_argocd_server() {
     assert_eq!(record["decision"], "allow", "{record:#}");
     assert_eq!(matched(&record), Vec::<String>::new(), "{record:#}");
 
-    // The platform engineer, on prod: the same write, the same decision. The action stamps the
-    // time to the second: a restart within the same second would patch nothing.
-    std::thread::sleep(Duration::from_millis(1100));
-    restart(ADMIN, prod).ok();
-    let live = get("deployments.apps", "payments-prod", deployment).expect("deployed");
-    assert_ne!(restarted_at(&live), Some(first.as_str()), "{live:#}");
+    // The platform engineer, on prod through argocd-server: the same write, the same denial.
+    refused(&restart(ADMIN, prod));
     let records = wait_every(
         Duration::from_secs(10),
         Duration::from_millis(200),
@@ -1609,11 +1634,38 @@ fn resource_action_restart_is_decided_as_argocd_server() {
     .unwrap_or_else(|e| panic!("{e}"));
     for record in &records {
         assert_eq!(record["principal"], ARGOCD_SERVER.user, "{record:#}");
-        assert_eq!(record["decision"], "allow-audit", "{record:#}");
+        assert_eq!(record["decision"], "deny", "{record:#}");
     }
+    let live = get("deployments.apps", "payments-prod", deployment).expect("deployed");
+    assert_eq!(restarted_at(&live), None, "{live:#}");
+
+    // With kubectl, as themselves: the developer's restart is denied, the platform engineer's
+    // (an incident) goes through.
+    let kubectl_restart = |identity: Identity| {
+        c.kubectl_as(
+            identity,
+            &[
+                "rollout",
+                "restart",
+                &format!("deployment/{deployment}"),
+                "-n",
+                "payments-prod",
+            ],
+        )
+    };
+    let message = kubectl_restart(crate::cluster::BOB).denied();
+    assert!(message.contains("[prod-gitops-drift]"), "{message}");
+    kubectl_restart(PLATFORM).ok();
+    let live = get("deployments.apps", "payments-prod", deployment).expect("deployed");
+    assert!(restarted_at(&live).is_some(), "{live:#}");
+    let record = c.guardrails.wait_audit("payments-prod", deployment, |r| {
+        r["user"] == PLATFORM.user && has_action(r, "restart")
+    });
+    assert_eq!(record["decision"], "allow", "{record:#}");
+    assert_eq!(matched(&record), Vec::<String>::new(), "{record:#}");
     record::record(
         "resource-action-restart",
-        "argocd app actions run restart on a Deployment of a prod and a dev Application",
+        "argocd app actions run restart on a Deployment of a prod and a dev Application, and kubectl rollout restart of the prod one",
         &[prod, dev, deployment],
     );
 }
@@ -1728,10 +1780,13 @@ spec:
 
 /// `argocd app sync` with options (`--server-side`, `--apply-out-of-sync-only`, `--replace`): the
 /// CLI sends them as `syncOptions` and argocd-server writes them into the operation
-/// (`server/application/application.go`, `Sync`). Guardrails carries them in
-/// `context.sync.syncOptions`; none is a force (`Replace=true` is not `syncStrategy.*.force`), so a
-/// developer's dev sync with them is allowed, their prod sync is denied by
-/// `prod-sync-platform-only` alone, and the platform engineer's goes through.
+/// (`server/application/application.go`, `Sync`; without any, it copies the Application's
+/// `spec.syncPolicy.syncOptions`). Guardrails carries them in `context.sync.syncOptions`; none is a
+/// force (`Replace=true` is not `syncStrategy.*.force`), so a developer's dev sync with them is
+/// allowed, their prod sync is denied by `prod-sync-platform-only` alone, and the platform
+/// engineer's goes through. `Force=true` among them is not a force either: Argo CD replaces the
+/// Deployment in place; only `--force` (`syncStrategy.hook.force`) with `--replace` deletes and
+/// re-creates it.
 #[test]
 fn sync_with_options() {
     let _shared = shared();
@@ -1824,6 +1879,104 @@ fn sync_with_options() {
         r["principal"] == ADMIN.email && has_action(r, "sync")
     });
     assert_eq!(record["decision"], "allow", "{record:#}");
+
+    // `Force=true` as a sync option forces nothing: Argo CD reads it only from a resource's own
+    // `argocd.argoproj.io/sync-options` annotation. In the Application's sync options (argocd-server
+    // copies them into an operation that names none), with `Replace=true`, the sync replaces the
+    // Deployment in place (the same uid); the developer's sync is a plain prod sync to Guardrails.
+    let uid = || {
+        get("deployments.apps", "payments-prod", "web-options").expect("deployed")["metadata"]
+            ["uid"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let before = uid();
+    c.kubectl_as(
+        PLATFORM,
+        &[
+            "patch",
+            "applications.argoproj.io",
+            prod,
+            "-n",
+            NAMESPACE,
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"syncPolicy":{"syncOptions":["Replace=true","Force=true"]}}}"#,
+        ],
+    )
+    .ok();
+    let bob_syncs = || -> Vec<Value> {
+        c.guardrails
+            .audit_for(NAMESPACE, prod)
+            .into_iter()
+            .filter(|r| r["principal"] == BOB.email && has_action(r, "sync"))
+            .collect()
+    };
+    let earlier = bob_syncs().len();
+    let out = argo.cli(BOB, &["app", "sync", prod, "--timeout", "120"]);
+    assert!(!out.success, "bob's sync of prod went through: {out}");
+    assert!(out.stderr.contains("[prod-sync-platform-only]"), "{out}");
+    let record = wait_every(
+        Duration::from_secs(10),
+        Duration::from_millis(200),
+        "bob's second prod sync's audit line",
+        || Ok(bob_syncs().into_iter().nth(earlier)),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(record["decision"], "deny", "{record:#}");
+    assert_eq!(
+        matched(&record),
+        ["prod-sync-platform-only"],
+        "Force=true among the sync options is not a force: {record:#}"
+    );
+    argo.cli(ADMIN, &["app", "sync", prod, "--timeout", "120"])
+        .ok();
+    let app = argo.wait_app(prod, "the sync with Force=true among its options", |app| {
+        synced(app, None)
+            && app["status"]["operationState"]["operation"]["sync"]["syncOptions"]
+                == json!(["Replace=true", "Force=true"])
+    });
+    assert_eq!(
+        app["status"]["operationState"]["operation"]["sync"]["syncStrategy"]["hook"]["force"],
+        Value::Null,
+        "{app:#}"
+    );
+    assert_eq!(
+        uid(),
+        before,
+        "replaced in place, not deleted and re-created"
+    );
+
+    // `--force` (syncStrategy.hook.force) with `--replace`: `kubectl replace --force` deletes and
+    // re-creates the Deployment (a new uid), as automation.
+    argo.cli(
+        ADMIN,
+        &[
+            "app",
+            "sync",
+            prod,
+            "--replace",
+            "--force",
+            "--timeout",
+            "120",
+        ],
+    )
+    .ok();
+    argo.wait_app(prod, "the forced replace sync", |app| {
+        synced(app, None)
+            && app["status"]["operationState"]["operation"]["sync"]["syncStrategy"]["hook"]["force"]
+                == true
+    });
+    assert_ne!(uid(), before, "deleted and re-created");
+    let deleted = c
+        .guardrails
+        .wait_audit("payments-prod", "web-options", |r| {
+            r["operation"] == "DELETE"
+        });
+    assert_eq!(deleted["user"], APP_CONTROLLER.user, "{deleted:#}");
+    assert_eq!(deleted["decision"], "allow", "{deleted:#}");
     record::record(
         "sync-options",
         "argocd app sync --server-side --apply-out-of-sync-only of dev, --replace of prod",

@@ -35,6 +35,31 @@ fn tracked_deployment(name: &str, namespace: &str) -> Value {
     object
 }
 
+/// The shipped policies with `prod-gitops-drift` rolled out in audit mode (as a new policy would
+/// be, `@enforcement("audit")`): its matches become `warn` results next to the enforced `fail`s.
+fn policies_with_drift_in_audit_mode(c: &Cluster) -> PathBuf {
+    let shipped = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("policies");
+    let dir = c.run_dir.join("policies-drift-audit");
+    std::fs::create_dir_all(&dir).expect("a policy folder");
+    for entry in std::fs::read_dir(&shipped).expect("policies/") {
+        let path = entry.expect("an entry").path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if !(name.ends_with(".cedar") || name.ends_with(".cedarschema")) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("a policy file");
+        let text = match name {
+            "drift.cedar" => format!("@enforcement(\"audit\")\n{text}"),
+            _ => text,
+        };
+        std::fs::write(dir.join(name), text).expect("a policy file written");
+    }
+    dir
+}
+
 /// The chart's ServiceAccount, ClusterRoles and ClusterRoleBindings rendered with
 /// `policyReports.enabled=true` under [`REPORTS_FULLNAME`], applied; a kubeconfig with a token of
 /// that service account.
@@ -222,11 +247,14 @@ fn developers_denied_and_audited_writes_become_the_namespace_policy_report() {
         c.apply_json(&tracked_deployment(name, NAMESPACE));
     }
 
+    let policies = policies_with_drift_in_audit_mode(c);
     let guardrails = c
         .start_guardrails_with(
             "guardrails-reports",
             &kubeconfig,
             &[
+                "--policies",
+                policies.to_str().expect("a UTF-8 path"),
                 "--no-reload",
                 "--policy-reports",
                 "--policy-reports-interval",
@@ -260,7 +288,9 @@ fn developers_denied_and_audited_writes_become_the_namespace_policy_report() {
     )
     .unwrap_or_else(|e| panic!("{e}\n--- guardrails log\n{}", guardrails.log_text()));
 
-    // Bob changes his own prod Deployment by hand: allowed, audited as drift from Git.
+    // Bob changes his own prod Deployment by hand: drift from Git. This instance, with the drift
+    // policy rolled out in audit mode, allows and reports it; the cluster's own Guardrails (the
+    // shipped policies, called in parallel for every namespace) denies it.
     let set_image = |name: &str| {
         vec![
             "set".to_string(),
@@ -272,8 +302,10 @@ fn developers_denied_and_audited_writes_become_the_namespace_policy_report() {
         ]
     };
     let args = set_image("e2e-reports-bob");
-    c.kubectl_as(BOB, &args.iter().map(String::as_str).collect::<Vec<_>>())
-        .ok();
+    let message = c
+        .kubectl_as(BOB, &args.iter().map(String::as_str).collect::<Vec<_>>())
+        .denied();
+    assert!(message.contains("[prod-gitops-drift]"), "{message}");
     // Dana, of another team, may neither change the image nor scale.
     let args = set_image("e2e-reports-dana");
     let message = c
