@@ -247,7 +247,7 @@ impl Found {
         engine: &Engine,
         action: Action,
         cedar_request: ast::Request,
-        sets: &[&cedar_policy::PolicySet],
+        sets: &[&[ast::Policy]],
         entities: &cedar_policy::Entities,
     ) {
         let evaluator = Evaluator::new(
@@ -257,7 +257,7 @@ impl Found {
         );
         let mut permitted = false;
         let mut forbidden = Vec::new();
-        for policy in sets.iter().flat_map(|set| set.as_ref().policies()) {
+        for policy in sets.iter().copied().flatten() {
             match evaluator.evaluate(policy) {
                 Ok(true) => match policy.effect() {
                     Effect::Permit => permitted = true,

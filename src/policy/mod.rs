@@ -16,6 +16,7 @@ use std::fmt;
 use std::path::Path;
 
 use cedar_policy::{Effect, Entity, EntityUid, Policy, PolicyId, PolicySet, Schema};
+use cedar_policy_core::ast;
 
 use crate::vocabulary::Mode;
 
@@ -83,6 +84,8 @@ pub struct PolicyStore {
     /// For each action id, the policies whose scope can match it, per principal and resource
     /// type the schema allows (see `slice`): what a request for that action is decided on.
     slices: HashMap<String, Vec<Slice>>,
+    /// Every policy in Cedar's own form: what a request kind without a slice is decided on.
+    whole: Vec<ast::Policy>,
     /// Some slice is indexed by entity.
     indexed: bool,
     /// The ids of every `Group` a policy names, or `None` when they could not all be read. A
@@ -125,10 +128,10 @@ impl PolicyStore {
         action: &str,
         principal_in: &[&EntityUid],
         resource_in: &[&EntityUid],
-        out: &mut Vec<&'a PolicySet>,
+        out: &mut Vec<&'a [ast::Policy]>,
     ) {
         let (Some(principal), Some(resource)) = (principal_in.first(), resource_in.first()) else {
-            out.push(&self.policies);
+            out.push(&self.whole);
             return;
         };
         let slice = self.slices.get(action).and_then(|slices| {
@@ -138,7 +141,7 @@ impl PolicyStore {
         });
         match slice {
             Some(slice) => slice.sets(principal_in, resource_in, out),
-            None => out.push(&self.policies),
+            None => out.push(&self.whole),
         }
     }
 
@@ -230,6 +233,10 @@ impl PolicyStore {
             .flatten()
             .any(|s| !s.by_resource.is_empty() || !s.by_principal.is_empty());
         let referenced_groups = referenced_groups(&policies);
+        let whole = AsRef::<ast::PolicySet>::as_ref(&policies)
+            .policies()
+            .cloned()
+            .collect();
         Ok(Self {
             schema,
             policies,
@@ -240,6 +247,7 @@ impl PolicyStore {
             hash,
             default_denied,
             slices,
+            whole,
             indexed,
             referenced_groups,
         })

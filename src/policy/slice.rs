@@ -7,6 +7,7 @@ use cedar_policy::{
     ActionConstraint, EntityTypeName, EntityUid, Policy, PolicyId, PolicySet, PrincipalConstraint,
     ResourceConstraint, Schema,
 };
+use cedar_policy_core::ast;
 
 /// Slices with more policies than this are indexed by the entity their scope names.
 pub(super) const INDEX_ABOVE: usize = 16;
@@ -20,9 +21,9 @@ pub(super) struct Slice {
     pub(super) principal: EntityTypeName,
     pub(super) resource: EntityTypeName,
     /// Policies filed under no entity.
-    pub(super) general: PolicySet,
-    pub(super) by_resource: HashMap<EntityUid, PolicySet>,
-    pub(super) by_principal: HashMap<EntityUid, PolicySet>,
+    pub(super) general: Vec<ast::Policy>,
+    pub(super) by_resource: HashMap<EntityUid, Vec<ast::Policy>>,
+    pub(super) by_principal: HashMap<EntityUid, Vec<ast::Policy>>,
 }
 
 impl Slice {
@@ -30,14 +31,18 @@ impl Slice {
         &'a self,
         principal_in: &[&EntityUid],
         resource_in: &[&EntityUid],
-        out: &mut Vec<&'a PolicySet>,
+        out: &mut Vec<&'a [ast::Policy]>,
     ) {
         out.push(&self.general);
-        out.extend(resource_in.iter().filter_map(|e| self.by_resource.get(*e)));
+        out.extend(
+            resource_in
+                .iter()
+                .filter_map(|e| self.by_resource.get(*e).map(Vec::as_slice)),
+        );
         out.extend(
             principal_in
                 .iter()
-                .filter_map(|e| self.by_principal.get(*e)),
+                .filter_map(|e| self.by_principal.get(*e).map(Vec::as_slice)),
         );
     }
 }
@@ -262,9 +267,9 @@ pub(super) fn slice_by_action(
         .policies()
         .map(|policy| (policy.id(), anchor(policy)))
         .collect();
-    let unscoped: HashMap<&PolicyId, Policy> = policies
+    let unscoped: HashMap<&PolicyId, ast::Policy> = policies
         .policies()
-        .filter_map(|policy| Some((policy.id(), without_action_scope(policy)?)))
+        .map(|policy| (policy.id(), without_action_scope(policy.as_ref())))
         .collect();
     for env in schema.request_envs() {
         let chain = scopes.groups_of(env.action());
@@ -275,7 +280,7 @@ pub(super) fn slice_by_action(
         let mut slice = Slice {
             principal: env.principal().clone(),
             resource: env.resource().clone(),
-            general: PolicySet::new(),
+            general: Vec::new(),
             by_resource: HashMap::new(),
             by_principal: HashMap::new(),
         };
@@ -286,14 +291,8 @@ pub(super) fn slice_by_action(
                 Anchor::Principal(e) if index => slice.by_principal.entry(e).or_default(),
                 _ => &mut slice.general,
             };
-            // Adding a policy of `policies` under its own id cannot fail; if it did, the slice
-            // would miss a policy, so this kind gets the whole set instead.
-            let policy = unscoped.get(policy.id()).unwrap_or(policy);
-            if set.add(policy.clone()).is_err() {
-                slice.general = policies.clone();
-                slice.by_resource.clear();
-                slice.by_principal.clear();
-                break;
+            if let Some(policy) = unscoped.get(policy.id()) {
+                set.push(policy.clone());
             }
         }
         slices
@@ -307,16 +306,26 @@ pub(super) fn slice_by_action(
 /// `policy` with `action` for its action scope. A slice holds only policies whose action scope
 /// matches its action (`Scopes::can_match` is exact there), so Cedar need not test it again: a
 /// scope `action in [a, b, c]` builds that set and looks each member up on every evaluation,
-/// a fifth of a small policy's cost. `None` (keep the policy as it is) for a template link or a
-/// policy already without an action scope.
-fn without_action_scope(policy: &Policy) -> Option<Policy> {
-    if matches!(policy.action_constraint(), ActionConstraint::Any) || policy.template_id().is_some()
-    {
-        return None;
+/// a fifth of a small policy's cost. The condition and annotations are shared with the policy,
+/// not copied. A template link is kept as it is.
+fn without_action_scope(policy: &ast::Policy) -> ast::Policy {
+    if !policy.is_static() || policy.action_constraint() == &ast::ActionConstraint::any() {
+        return policy.clone();
     }
-    let mut json = policy.to_json().ok()?;
-    *json.get_mut("action")? = serde_json::json!({"op": "All"});
-    Policy::from_json(Some(policy.id().clone()), json).ok()
+    let template = ast::Template::new_shared(
+        policy.id().clone(),
+        policy.loc().cloned(),
+        policy.annotations_arc().clone(),
+        policy.effect(),
+        policy.principal_constraint(),
+        ast::ActionConstraint::any(),
+        policy.resource_constraint(),
+        policy.non_scope_constraints_arc().cloned(),
+    );
+    match ast::StaticPolicy::try_from(template) {
+        Ok(unscoped) => unscoped.into(),
+        Err(_) => policy.clone(),
+    }
 }
 
 /// Every `Group::"…"` id the policies name, read from their JSON form; `None` if a policy has
