@@ -134,6 +134,12 @@ impl EngineSource {
     }
 
     fn build(&self, snapshot: Snapshot) -> Result<Engine, LoadError> {
+        let built = self.build_engine(snapshot);
+        release_freed_memory();
+        built
+    }
+
+    fn build_engine(&self, snapshot: Snapshot) -> Result<Engine, LoadError> {
         let files = snapshot.policies?;
         let policies = PolicyStore::from_sources(
             files.iter().map(|(n, t)| (n.as_str(), t.as_str())),
@@ -152,6 +158,15 @@ impl EngineSource {
         }
         Ok(Engine::new(policies, config, self.mode))
     }
+}
+
+/// Hand the memory a load freed back to the system. Parsing and validating policies allocates
+/// several times what the store keeps (1,000 policies: ~25 MiB), and mimalloc, the server's
+/// allocator, would otherwise keep those pages: idle RSS 56 MiB instead of 30. A no-op for
+/// memory another allocator manages.
+fn release_freed_memory() {
+    // SAFETY: `mi_collect` takes no pointers and may be called at any time from any thread.
+    unsafe { libmimalloc_sys::mi_collect(true) };
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
