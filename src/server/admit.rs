@@ -266,7 +266,8 @@ pub(super) fn answer_body(
     let started = Instant::now();
     let engine = state.engine.load();
     match webhook {
-        Webhook::Validate => match respond::validate_review(&engine, body) {
+        // `admit` checked the body's JSON counts as it arrived.
+        Webhook::Validate => match respond::validate_counted(&engine, body) {
             Ok(mut reviewed) => {
                 let elapsed = started.elapsed();
                 record_or_refuse(state, &mut reviewed, body, elapsed);
