@@ -13,7 +13,7 @@ use crate::cluster::LiveNamespaces;
 use crate::config::Config;
 use crate::entities::{self, EntityError, Placement};
 use crate::identity::{self, Identity};
-use crate::policy::{PolicyMeta, PolicyStore};
+use crate::policy::{Evaluable, PolicyMeta, PolicyStore};
 use crate::recognize::{self, Recognition, Recognized};
 use crate::vocabulary::{Action, Mode, Verdict};
 
@@ -247,7 +247,7 @@ impl Found {
         engine: &Engine,
         action: Action,
         cedar_request: ast::Request,
-        sets: &[&[ast::Policy]],
+        sets: &[&[Evaluable]],
         entities: &cedar_policy::Entities,
     ) {
         let evaluator = Evaluator::new(
@@ -257,8 +257,8 @@ impl Found {
         );
         let mut permitted = false;
         let mut forbidden = Vec::new();
-        for policy in sets.iter().copied().flatten() {
-            match evaluator.evaluate(policy) {
+        for Evaluable { policy, condition } in sets.iter().copied().flatten() {
+            match evaluate(&evaluator, policy, condition) {
                 Ok(true) => match policy.effect() {
                     Effect::Permit => permitted = true,
                     Effect::Forbid => forbidden.push(policy.id()),
@@ -322,6 +322,25 @@ impl Found {
             declared: meta.enforcement,
             effective: meta.enforcement.effective(global),
         });
+    }
+}
+
+/// `evaluator.evaluate(policy)` with the policy's condition built once (`condition` is
+/// `policy.condition()`). A condition that is not a boolean (which validation rules out) is left
+/// to `evaluate`, for Cedar's own error.
+#[expect(
+    clippy::result_large_err,
+    reason = "Cedar's own error type, as its `Evaluator::evaluate` returns it; errors are rare"
+)]
+fn evaluate(
+    evaluator: &Evaluator<'_>,
+    policy: &ast::Policy,
+    condition: &ast::Expr,
+) -> Result<bool, cedar_policy_core::evaluator::EvaluationError> {
+    let value = evaluator.interpret(condition, policy.env())?;
+    match value.value_kind() {
+        ast::ValueKind::Lit(ast::Literal::Bool(satisfied)) => Ok(*satisfied),
+        _ => evaluator.evaluate(policy),
     }
 }
 

@@ -9,6 +9,8 @@ use cedar_policy::{
 };
 use cedar_policy_core::ast;
 
+use super::Evaluable;
+
 /// Slices with more policies than this are indexed by the entity their scope names.
 pub(super) const INDEX_ABOVE: usize = 16;
 
@@ -21,9 +23,9 @@ pub(super) struct Slice {
     pub(super) principal: EntityTypeName,
     pub(super) resource: EntityTypeName,
     /// Policies filed under no entity.
-    pub(super) general: Vec<ast::Policy>,
-    pub(super) by_resource: HashMap<EntityUid, Vec<ast::Policy>>,
-    pub(super) by_principal: HashMap<EntityUid, Vec<ast::Policy>>,
+    pub(super) general: Vec<Evaluable>,
+    pub(super) by_resource: HashMap<EntityUid, Vec<Evaluable>>,
+    pub(super) by_principal: HashMap<EntityUid, Vec<Evaluable>>,
 }
 
 impl Slice {
@@ -31,7 +33,7 @@ impl Slice {
         &'a self,
         principal_in: &[&EntityUid],
         resource_in: &[&EntityUid],
-        out: &mut Vec<&'a [ast::Policy]>,
+        out: &mut Vec<&'a [Evaluable]>,
     ) {
         out.push(&self.general);
         out.extend(
@@ -267,9 +269,12 @@ pub(super) fn slice_by_action(
         .policies()
         .map(|policy| (policy.id(), anchor(policy)))
         .collect();
-    let unscoped: HashMap<&PolicyId, ast::Policy> = policies
+    let unscoped: HashMap<&PolicyId, Evaluable> = policies
         .policies()
-        .map(|policy| (policy.id(), without_action_scope(policy.as_ref())))
+        .map(|policy| {
+            let unscoped = without_action_scope(policy.as_ref());
+            (policy.id(), Evaluable::new(unscoped))
+        })
         .collect();
     for env in schema.request_envs() {
         let chain = scopes.groups_of(env.action());
