@@ -28,10 +28,12 @@ import time
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 FLOOR_SRC = os.path.join(ROOT, "..", "shared", "bench", "floor-webhook")
 # Bodies from benches/support/bodies.rs (SERVED), with what each should be answered.
+# The last flag: Guardrails serves the shipped policies plus 1,000 generated ones.
 BODIES = [
-    ("app_sync_prod_denied", "developer's sync of a prod Application (denied)", '"allowed":false'),
-    ("app_status_bookkeeping_large", "controller status write, large Application", '"allowed":true'),
-    ("kubewarden_deployment_update", "Deployment UPDATE", '"allowed":true'),
+    ("app_sync_prod_denied", "developer's sync of a prod Application (denied)", '"allowed":false', False),
+    ("app_status_bookkeeping_large", "controller status write, large Application", '"allowed":true', False),
+    ("kubewarden_deployment_update", "Deployment UPDATE", '"allowed":true', False),
+    ("app_sync_prod_denied", "the same sync, 1,000 extra policies", '"allowed":false', True),
 ]
 WRK_SCRIPT = """
 local f = assert(io.open(os.getenv("BODY"), "rb"))
@@ -166,13 +168,14 @@ def main():
     print()
     print("| body | bytes | floor req/s | Guardrails req/s | ratio | floor p50/p99 ms | Guardrails p50/p99 ms |")
     print("|---|---|---|---|---|---|---|")
-    for name, description, expected in BODIES:
+    many = ["--policies", os.path.join(inputs, "policies"), "--config", os.path.join(inputs, "config.yaml")]
+    for name, description, expected, many_policies in BODIES:
         body = os.path.join(inputs, "bodies", f"{name}.json")
         results = {"floor": [], "guardrails": []}
         for round_index in range(args.rounds):
             order = ["floor", "guardrails"] if round_index % 2 == 0 else ["guardrails", "floor"]
             for kind in order:
-                server = start(kind)
+                server = start(kind, many if many_policies and kind == "guardrails" else ())
                 try:
                     server.check(body, '"allowed":true' if kind == "floor" else expected)
                     results[kind].append(wrk(server.port, body, args, args.connections))
