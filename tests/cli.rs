@@ -676,7 +676,7 @@ fn test_reports_junit_json_filters_and_uncovered_policies() {
     let dir = policies(&[
         (
             "freeze.cedar",
-            "@id(\"freeze-rollouts\")\n@reason(\"Frozen.\")\nforbid (principal, action == Action::\"promote\", resource);\n",
+            "@id(\"freeze-rollouts\")\n@reason(\"Frozen.\")\nforbid (principal, action == Action::\"retry\", resource);\n",
         ),
         (
             "tests/broken.yaml",
@@ -782,7 +782,7 @@ fn every_command_reads_policies_by_one_rule_and_names_the_set() {
     let work = tempfile::tempdir().unwrap();
     let local = policies(&[(
         "freeze.cedar",
-        "@id(\"freeze\")\n@reason(\"Frozen.\")\nforbid (principal, action == Action::\"promote\", resource);\n",
+        "@id(\"freeze\")\n@reason(\"Frozen.\")\nforbid (principal, action == Action::\"retry\", resource);\n",
     )]);
     std::fs::rename(local.path(), work.path().join("policies")).unwrap();
     let in_work = |args: &[&str]| {

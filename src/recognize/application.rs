@@ -457,6 +457,7 @@ pub fn recognize_update(
     old: Option<&DynamicObject>,
     new: Option<&DynamicObject>,
     caller_is_automation: bool,
+    caller_is_delegator: bool,
 ) {
     let started = started_operation(old, new, caller_is_automation);
     if let Some(operation) = started {
@@ -468,6 +469,15 @@ pub fn recognize_update(
             caller_is_automation,
         );
     }
+    // argocd-server's Delete (server/application/application.go, `Server.Delete`) adds the
+    // resources finalizer by a merge patch before it deletes. Allowed alone, a denied delete would
+    // leave it behind and the next delete, meant or not, would cascade: it is the delete it
+    // prepares, decided as one.
+    let arms_cascade = caller_is_delegator
+        && !is_deleting(new)
+        && !has_resources_finalizer(old)
+        && has_resources_finalizer(new);
+    recognition.cascade |= arms_cascade;
     let actions = &mut recognition.actions;
     let terminate = terminating(old, new);
     if terminate {
@@ -487,6 +497,9 @@ pub fn recognize_update(
     {
         actions.push(Action::RemoveFinalizer);
     }
+    if arms_cascade {
+        actions.push(Action::Delete);
+    }
     spec_change_actions(old, new, recognition.auto_sync, actions);
     let writer = Writer {
         automation: caller_is_automation,
@@ -494,6 +507,7 @@ pub fn recognize_update(
         refresh_annotations: &REFRESH_ANNOTATIONS,
         refreshed,
         finalizer_action: true,
+        cascade_armed: arms_cascade,
     };
     if changed_beyond_actions(old, new, writer, started.is_some() || terminate) {
         actions.push(Action::Update);

@@ -90,6 +90,7 @@ pub fn recognize_update(
         refresh_annotations: &[APPLICATIONSET_REFRESH_ANNOTATION],
         refreshed,
         finalizer_action: false,
+        cascade_armed: false,
     };
     if data_differs(old, new, &explained) || metadata_differs(old, new, writer) {
         actions.push(Action::Update);

@@ -178,6 +178,9 @@ pub struct Writer<'a> {
     /// The kind has `remove-finalizer` for the resources finalizer (Applications): its removal is
     /// never a plain update. Elsewhere only automation removes it unnamed.
     pub finalizer_action: bool,
+    /// A recognised `delete` explains the resources finalizer added ahead of it (argocd-server's
+    /// cascading delete).
+    pub cascade_armed: bool,
 }
 
 /// `update` when the data beyond `explained`, or metadata beyond what the writer explains,
@@ -195,6 +198,7 @@ pub fn update_unless_explained(
         refresh_annotations: &[],
         refreshed: false,
         finalizer_action: false,
+        cascade_armed: false,
     };
     if data_differs(old, new, explained) || metadata_differs(old, new, writer) {
         actions.push(Action::Update);
@@ -260,6 +264,6 @@ fn finalizers_differ(a: &ObjectMeta, b: &ObjectMeta, writer: Writer) -> bool {
     });
     let added = after
         .difference(&before)
-        .any(|f| !(writer.automation && is_resources_finalizer(f)));
+        .any(|f| !((writer.automation || writer.cascade_armed) && is_resources_finalizer(f)));
     removed || added
 }

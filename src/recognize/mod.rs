@@ -104,8 +104,9 @@ pub fn recognize(request: &Request, config: &Config) -> Recognized {
             resource: resource_name(request),
         };
     };
-    let caller_is_automation =
-        config.is_automation(request.user_info.username.as_deref().unwrap_or(""));
+    let caller = request.user_info.username.as_deref().unwrap_or("");
+    let caller_is_automation = config.is_automation(caller);
+    let caller_is_delegator = config.is_delegator(caller) && !caller_is_automation;
     let mut recognition = without_actions(kind, request);
     if kind == Kind::Namespace {
         // Nothing else about a Namespace is Guardrails' to decide: no `update` fallback.
@@ -118,7 +119,12 @@ pub fn recognize(request: &Request, config: &Config) -> Recognized {
             recognition.actions.push(Action::Delete);
             recognition.cascade = delete_cascades(kind, request);
         }
-        Operation::Update => recognize_update(&mut recognition, request, caller_is_automation),
+        Operation::Update => recognize_update(
+            &mut recognition,
+            request,
+            caller_is_automation,
+            caller_is_delegator,
+        ),
         // CONNECT is never routed to Guardrails.
         Operation::Connect => {}
     }
@@ -219,13 +225,22 @@ fn delete_cascades(kind: Kind, request: &Request) -> bool {
 }
 
 /// An update, by the kind's own rules.
-fn recognize_update(recognition: &mut Recognition, request: &Request, caller_is_automation: bool) {
+fn recognize_update(
+    recognition: &mut Recognition,
+    request: &Request,
+    caller_is_automation: bool,
+    caller_is_delegator: bool,
+) {
     let new = request.object.as_ref();
     let old = request.old_object.as_ref();
     match recognition.kind {
-        Kind::Application => {
-            application::recognize_update(recognition, old, new, caller_is_automation)
-        }
+        Kind::Application => application::recognize_update(
+            recognition,
+            old,
+            new,
+            caller_is_automation,
+            caller_is_delegator,
+        ),
         Kind::ApplicationSet => {
             applicationset::recognize_update(recognition, old, new, caller_is_automation)
         }

@@ -1019,19 +1019,17 @@ fn app_delete_through_argocd_is_denied() {
     assert!(out.stderr.contains("[app-delete-platform-only]"), "{out}");
     let app = argo.app(name);
     assert!(app["metadata"]["deletionTimestamp"].is_null(), "{app:#}");
-    // For a cascading delete argocd-server first adds the resources finalizer (an `update` of its
-    // own, allowed), then deletes: the finalizer stays, so a later delete cascades.
-    assert_eq!(
-        app["metadata"]["finalizers"],
-        json!(["resources-finalizer.argocd.argoproj.io"]),
-        "{app:#}"
-    );
+    // For a cascading delete argocd-server first adds the resources finalizer, then deletes. The
+    // patch is decided as the delete it prepares: denied, so no finalizer stays behind to make a
+    // later delete cascade, and argocd-server never sends the DELETE.
+    assert!(app["metadata"]["finalizers"].is_null(), "{app:#}");
     let record = c
         .guardrails
-        .wait_audit(NAMESPACE, name, |r| r["operation"] == "DELETE");
+        .wait_audit(NAMESPACE, name, |r| r["operation"] == "UPDATE");
     assert_eq!(record["user"], ARGOCD_SERVER.user, "{record:#}");
     assert_eq!(record["principal"], ARGOCD_SERVER.user, "{record:#}");
     assert_eq!(record["decision"], "deny", "{record:#}");
+    assert!(has_action(&record, "delete"), "{record:#}");
 
     // The platform engineer's own delete goes through.
     c.kubectl(&[
