@@ -166,6 +166,42 @@ fn automation_writing_nothing_new_is_bookkeeping_and_anyone_else_an_update() {
     assert_eq!(recognise(&unchanged).actions, [Action::Update]);
 }
 
+/// argocd-server's cascading delete adds the resources finalizer before it deletes (argo-cd
+/// v3.6.2, server/application/application.go, `Server.Delete`): from it, that patch is the delete.
+#[test]
+fn the_resources_finalizer_added_by_argocd_server_arms_a_cascading_delete() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(
+        "tests/fixtures/argo-writes/server/argocd-server-delete-foreground-1-patch-finalizer.json",
+    );
+    let mut review: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(path).expect("fixture")).expect("json");
+    // That fixture's Application already carries the finalizer: switching its form arms nothing.
+    let switched = recognise(&review);
+    assert_eq!(switched.actions, [Action::Update]);
+    assert!(!switched.cascade);
+
+    let request = &mut review["request"];
+    request["oldObject"]["metadata"]
+        .as_object_mut()
+        .expect("metadata")
+        .remove("finalizers");
+    request["object"]["metadata"]["finalizers"] =
+        json!(["resources-finalizer.argocd.argoproj.io/foreground"]);
+    let added = recognise(&review);
+    assert_eq!(added.actions, [Action::Delete]);
+    assert!(added.cascade);
+
+    // A person adding it says so in their own change: an update, not a delete.
+    review["request"]["userInfo"] = json!({"username": "admin@example.com"});
+    let by_person = recognise(&review);
+    assert_eq!(by_person.actions, [Action::Update]);
+    assert!(!by_person.cascade);
+    // The controller adding it is its own bookkeeping.
+    review["request"]["userInfo"] =
+        json!({"username": "system:serviceaccount:argocd:argocd-application-controller"});
+    assert_eq!(recognise(&review).actions, [Action::Bookkeeping]);
+}
+
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(400))]
 

@@ -103,8 +103,8 @@ touch "$out.partial/.complete"
 rm -rf "$out"
 mv "$out.partial" "$out"
 # Builds of earlier pins are not needed any more (the Go build cache keeps what they share);
-# Argo CD's builds are build-argocd.sh's.
+# Argo CD's and Argo Rollouts' builds are build-argocd.sh's and build-rollouts.sh's.
 for old in "$cache"/bin/*/; do
-    case "${old%/}" in "$out" | "$cache"/bin/argocd-*) ;; *) rm -rf "${old%/}" ;; esac
+    case "${old%/}" in "$out" | "$cache"/bin/argocd-* | "$cache"/bin/rollouts-*) ;; *) rm -rf "${old%/}" ;; esac
 done
 echo "$out"
