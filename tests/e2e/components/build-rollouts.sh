@@ -75,7 +75,18 @@ build_log="$cache/bin/build-rollouts.log"
 log() { echo "e2e components: $*" >&2; }
 
 module=github.com/argoproj/argo-rollouts
-module_dir=$(cd "$here/rollouts" && go list -m -f '{{.Dir}}' $module)
+# `go list -m` names the module's directory only once it is in the module cache: download it
+# first (a fresh machine has nothing there).
+if ! (cd "$here/rollouts" && go mod download "$module") >>"$build_log" 2>&1; then
+    tail -n 40 "$build_log" >&2
+    log "downloading $module failed; the whole log is $build_log"
+    exit 1
+fi
+module_dir=$(cd "$here/rollouts" && go list -m -f '{{.Dir}}' "$module")
+if [[ -z "$module_dir" || ! -d "$module_dir" ]]; then
+    log "$module is not in the module cache after downloading it (GOMODCACHE=$GOMODCACHE)"
+    exit 1
+fi
 
 # As Argo Rollouts' Makefile sets them for a tagged, clean tree (its gitTag line names the wrong
 # package; `version` prints the tag only when commit, tag and tree state are all set). The module
