@@ -167,26 +167,27 @@ fn automation_writing_nothing_new_is_bookkeeping_and_anyone_else_an_update() {
 }
 
 /// argocd-server's cascading delete adds the resources finalizer before it deletes (argo-cd
-/// v3.6.2, server/application/application.go, `Server.Delete`): from it, that patch is the delete.
+/// v3.6.2, server/application/application.go, `Server.Delete`: `SetCascadedDeletion`, then a merge
+/// patch of `metadata.finalizers`): from it, that patch is the delete.
 #[test]
 fn the_resources_finalizer_added_by_argocd_server_arms_a_cascading_delete() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(
+    let fixture = |path: &str| -> serde_json::Value {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+        serde_json::from_slice(&std::fs::read(path).expect("fixture")).expect("json")
+    };
+    // Built from that code for an Application that already carries the finalizer: switching its
+    // form (`--propagation-policy foreground`) arms nothing.
+    let switched = recognise(&fixture(
         "tests/fixtures/argo-writes/server/argocd-server-delete-foreground-1-patch-finalizer.json",
-    );
-    let mut review: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(path).expect("fixture")).expect("json");
-    // That fixture's Application already carries the finalizer: switching its form arms nothing.
-    let switched = recognise(&review);
+    ));
     assert_eq!(switched.actions, [Action::Update]);
     assert!(!switched.cascade);
 
-    let request = &mut review["request"];
-    request["oldObject"]["metadata"]
-        .as_object_mut()
-        .expect("metadata")
-        .remove("finalizers");
-    request["object"]["metadata"]["finalizers"] =
-        json!(["resources-finalizer.argocd.argoproj.io/foreground"]);
+    // Recorded from the real argocd-server (`argocd app delete`, tests/e2e/argocd.rs) on an
+    // Application without it.
+    let mut review = fixture(
+        "tests/fixtures/argo-recorded/app-delete/02-argocd-server-update-application-e2e-argocd-delete.json",
+    );
     let added = recognise(&review);
     assert_eq!(added.actions, [Action::Delete]);
     assert!(added.cascade);
