@@ -54,7 +54,7 @@ use serde_json::{Value, json};
 
 use crate::cluster::{
     APP_CONTROLLER, APPSET_CONTROLLER, ARGOCD_SERVER, Cluster, Identity, Output, PLATFORM, cluster,
-    http_get, kubeconfig, run, shared, start_listening, tail, wait_every,
+    get, has_action, http_get, kubeconfig, run, shared, start_listening, tail, wait_every,
 };
 use crate::common::process::on_free_ports;
 use crate::components::{Components, argocd_components};
@@ -747,23 +747,6 @@ impl Repo {
     }
 }
 
-impl Output {
-    /// `Ok` with the output if the command succeeded, else `Err` saying all it printed.
-    pub fn into_result(self) -> Result<Output, String> {
-        if self.success {
-            Ok(self)
-        } else {
-            Err(self.to_string())
-        }
-    }
-}
-
-/// The live object `kind/name` in `namespace`, if there is one.
-fn get(kind: &str, namespace: &str, name: &str) -> Option<Value> {
-    let out = cluster().kubectl(&["get", kind, name, "-n", namespace, "-o", "json"]);
-    out.success.then(|| out.json())
-}
-
 /// The Application's last operation ended `Succeeded` having synced `revision` (any, if `None`).
 fn synced(app: &Value, revision: Option<&str>) -> bool {
     let state = &app["status"]["operationState"];
@@ -774,12 +757,6 @@ fn image(deployment: &Value) -> &str {
     deployment["spec"]["template"]["spec"]["containers"][0]["image"]
         .as_str()
         .unwrap_or_default()
-}
-
-fn has_action(record: &Value, action: &str) -> bool {
-    record["actions"]
-        .as_array()
-        .is_some_and(|actions| actions.contains(&json!(action)))
 }
 
 /// (a) A new commit reaches a production Application by auto-sync: the application controller

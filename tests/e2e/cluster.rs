@@ -157,6 +157,15 @@ impl Output {
         serde_json::from_str(&self.stdout)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout))
     }
+
+    /// `Ok` with the output if the command succeeded, else `Err` saying all it printed.
+    pub fn into_result(self) -> Result<Output, String> {
+        if self.success {
+            Ok(self)
+        } else {
+            Err(self.to_string())
+        }
+    }
 }
 
 impl std::fmt::Display for Output {
@@ -322,6 +331,19 @@ pub struct Cluster {
     processes: Mutex<Vec<(String, Child)>>,
     api_args: Vec<String>,
     api_restarts: Mutex<u32>,
+}
+
+/// The live object `kind/name` in `namespace`, if there is one.
+pub fn get(kind: &str, namespace: &str, name: &str) -> Option<Value> {
+    let out = cluster().kubectl(&["get", kind, name, "-n", namespace, "-o", "json"]);
+    out.success.then(|| out.json())
+}
+
+/// Whether an audit record names `action` among its actions.
+pub fn has_action(record: &Value, action: &str) -> bool {
+    record["actions"]
+        .as_array()
+        .is_some_and(|actions| actions.iter().any(|a| a == action))
 }
 
 /// The cluster of this test binary, started on first use.

@@ -46,8 +46,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::cluster::{
-    BOB, Cluster, DANA, Identity, Output, PLATFORM, ROLLOUTS_CONTROLLER, cluster, http_get,
-    kubeconfig, run, shared, start_listening, wait_every, yaml_docs,
+    BOB, Cluster, DANA, Identity, Output, PLATFORM, ROLLOUTS_CONTROLLER, cluster, get, has_action,
+    http_get, kubeconfig, run, shared, start_listening, wait_every, yaml_docs,
 };
 use crate::common::process::on_free_ports;
 use crate::components::{Components, rollouts_components};
@@ -104,7 +104,7 @@ impl Rollouts {
                 "-f",
                 &crd.display().to_string(),
             ]);
-            result(out)?;
+            out.into_result()?;
             let text = fs::read_to_string(crd).map_err(|e| e.to_string())?;
             for doc in yaml_docs(&text)? {
                 if let Some(name) = doc["metadata"]["name"].as_str() {
@@ -114,7 +114,7 @@ impl Rollouts {
         }
         let mut args = vec!["wait", "--for=condition=Established", "--timeout=60s"];
         args.extend(names.iter().map(String::as_str));
-        result(c.kubectl(&args))?;
+        c.kubectl(&args).into_result()?;
 
         // Its namespace, service account, and the ClusterRole Argo Rollouts ships, bound to it.
         let role_text = fs::read_to_string(components.path("argo-rollouts-clusterrole.yaml"))
@@ -137,7 +137,7 @@ impl Rollouts {
             "subjects": [{"kind": "ServiceAccount", "name": CONTROLLER_ACCOUNT, "namespace": CONTROLLER_NAMESPACE}],
         }));
         let list = json!({"apiVersion": "v1", "kind": "List", "items": items});
-        result(c.kubectl_stdin(
+        c.kubectl_stdin(
             &[
                 "apply",
                 "--server-side",
@@ -147,20 +147,23 @@ impl Rollouts {
                 "-",
             ],
             &list.to_string(),
-        ))?;
+        )
+        .into_result()?;
         assert_eq!(
             ROLLOUTS_CONTROLLER.user,
             format!("system:serviceaccount:{CONTROLLER_NAMESPACE}:{CONTROLLER_ACCOUNT}")
         );
 
-        let token = result(c.kubectl(&[
-            "create",
-            "token",
-            CONTROLLER_ACCOUNT,
-            "-n",
-            CONTROLLER_NAMESPACE,
-            "--duration=24h",
-        ]))?;
+        let token = c
+            .kubectl(&[
+                "create",
+                "token",
+                CONTROLLER_ACCOUNT,
+                "-n",
+                CONTROLLER_NAMESPACE,
+                "--duration=24h",
+            ])
+            .into_result()?;
         let ca_pem = fs::read_to_string(c.run_dir.join("pki/ca.crt")).map_err(|e| e.to_string())?;
         let mut config = kubeconfig(&c.server, &ca_pem, json!({"token": token.stdout.trim()}));
         config["contexts"][0]["context"]["namespace"] = json!(CONTROLLER_NAMESPACE);
@@ -253,20 +256,6 @@ impl Rollouts {
             )
         })
     }
-}
-
-fn result(out: Output) -> Result<Output, String> {
-    if out.success {
-        Ok(out)
-    } else {
-        Err(out.to_string())
-    }
-}
-
-/// The live object `kind/name` in `namespace`, if there is one.
-fn get(kind: &str, namespace: &str, name: &str) -> Option<Value> {
-    let out = cluster().kubectl(&["get", kind, name, "-n", namespace, "-o", "json"]);
-    out.success.then(|| out.json())
 }
 
 /// Flows running now: the stand-in polls only while there is one.
@@ -441,12 +430,6 @@ fn replica_set_replicas(namespace: &str, hash: &str) -> Option<i64> {
         "json",
     ]);
     out.json()["items"][0]["spec"]["replicas"].as_i64()
-}
-
-fn has_action(record: &Value, action: &str) -> bool {
-    record["actions"]
-        .as_array()
-        .is_some_and(|actions| actions.contains(&json!(action)))
 }
 
 /// Guardrails' audit record of `identity`'s write to the Rollout carrying `action` (the newest).
