@@ -24,55 +24,27 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/../../.." && pwd)
-# Outside the checkout, so that a fresh clone on the same machine (CI's) reuses what an earlier
-# run built; GUARDRAILS_E2E_CACHE moves it.
-cache=${GUARDRAILS_E2E_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/guardrails-e2e}
-case "$cache" in /*) ;; *) cache="$root/$cache" ;; esac
+# shellcheck source=lib.sh
+source "$here/lib.sh"
+use_cache "$(cd "$here/../../.." && pwd)"
 
 ROLLOUTS_VERSION=v1.10.2
 ROLLOUTS_TOOLCHAIN=go1.27.3
 
-if ! command -v go >/dev/null 2>&1; then
-    cat >&2 <<'EOF'
-e2e: Go is not installed (no `go` on PATH).
+require_go "e2e: Go is not installed (no \`go\` on PATH).
 The Argo Rollouts end-to-end tests build Argo Rollouts from its Go module. Install Go (any Go from
 1.21 on fetches the toolchain Argo Rollouts needs from the Go module proxy, which must be
-reachable), then run `cargo test --locked` again.
-EOF
-    exit 127
-fi
-
-export GOMODCACHE="$cache/go/mod"
-export GOCACHE="$cache/go/cache"
-export GOFLAGS="-mod=readonly -trimpath -buildvcs=false"
-export CGO_ENABLED=0
-export GOWORK=off
-export GOTOOLCHAIN=$ROLLOUTS_TOOLCHAIN
+reachable), then run \`cargo test --locked\` again."
+use_go "$ROLLOUTS_TOOLCHAIN"
 
 pin=$(
     {
-        cat "$0" "$here/rollouts/go.mod" "$here/rollouts/go.sum"
+        cat "$0" "$here/lib.sh" "$here/rollouts/go.mod" "$here/rollouts/go.sum"
         echo "$ROLLOUTS_TOOLCHAIN"
         go env GOOS GOARCH
     } | sha256sum | cut -c1-16
 )
-out="$cache/bin/rollouts-$pin"
-mkdir -p "$cache/bin"
-
-exec 9>"$cache/bin/.rollouts.lock"
-flock 9
-
-if [[ -f "$out/.complete" ]]; then
-    echo "$out"
-    exit 0
-fi
-
-rm -rf "$out.partial"
-mkdir -p "$out.partial"
-build_log="$cache/bin/build-rollouts.log"
-: >"$build_log"
-log() { echo "e2e components: $*" >&2; }
+claim rollouts "$pin"
 
 module=github.com/argoproj/argo-rollouts
 # `go list -m` names the module's directory only once it is in the module cache: download it
@@ -108,29 +80,13 @@ echo '<!doctype html><title>Argo Rollouts</title><p>The dashboard UI is not buil
 cp "$here/rollouts/go.mod" "$here/rollouts/go.sum" "$work/"
 (cd "$work" && go mod edit -replace "$module=./argo-rollouts")
 
-start=$SECONDS
-log "building Argo Rollouts $ROLLOUTS_VERSION with $ROLLOUTS_TOOLCHAIN into $out (the first build takes minutes on 2 cores; log: $build_log)"
-if ! (cd "$work" && go build -ldflags "$ldflags" -o "$out.partial/" \
-    "$module/cmd/rollouts-controller" "$module/cmd/kubectl-argo-rollouts") >>"$build_log" 2>&1; then
-    tail -n 40 "$build_log" >&2
-    log "building Argo Rollouts failed; the whole log is $build_log"
-    exit 1
-fi
-echo "rollouts-controller kubectl-argo-rollouts $((SECONDS - start))s" >>"$out.partial/build-times.txt"
+go_build "Argo Rollouts $ROLLOUTS_VERSION ($ROLLOUTS_TOOLCHAIN)" "$work" "$ldflags" "$out.partial/" \
+    "$module/cmd/rollouts-controller" "$module/cmd/kubectl-argo-rollouts"
 rm -rf "$work"
 mkdir -p "$out.partial/crds"
 for crd in "$module_dir"/manifests/crds/*-crd.yaml; do
     install -m 0644 "$crd" "$out.partial/crds/"
 done
 install -m 0644 "$module_dir/manifests/role/argo-rollouts-clusterrole.yaml" "$out.partial/"
-log "Argo Rollouts built in $((SECONDS - start))s"
 
-touch "$out.partial/.complete"
-rm -rf "$out"
-mv "$out.partial" "$out"
-# Builds of earlier Argo Rollouts pins are not needed any more (the Go build cache keeps what they
-# share).
-for old in "$cache"/bin/rollouts-*/; do
-    [[ "${old%/}" == "$out" ]] || rm -rf "${old%/}"
-done
-echo "$out"
+publish

@@ -13,57 +13,32 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/../../.." && pwd)
-# Outside the checkout, so that a fresh clone on the same machine (CI's) reuses what an earlier
-# run built; GUARDRAILS_E2E_CACHE moves it.
-cache=${GUARDRAILS_E2E_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/guardrails-e2e}
-case "$cache" in /*) ;; *) cache="$root/$cache" ;; esac
+# shellcheck source=lib.sh
+source "$here/lib.sh"
+use_cache "$(cd "$here/../../.." && pwd)"
 
-if ! command -v go >/dev/null 2>&1; then
-    cat >&2 <<'EOF'
-e2e: Go is not installed (no `go` on PATH).
+require_go "e2e: Go is not installed (no \`go\` on PATH).
 The end-to-end tests build a real kube-apiserver, etcd, kubectl and Helm from their Go modules.
-Install Go (https://go.dev/doc/install, or Debian's `apt-get install golang-go`): 1.26 or newer,
+Install Go (https://go.dev/doc/install, or Debian's \`apt-get install golang-go\`): 1.26 or newer,
 or any Go from 1.21 on, which fetches the 1.26 toolchain itself from the Go module proxy. The module
-proxy must be reachable. Then run `cargo test --locked` again.
-EOF
-    exit 127
-fi
+proxy must be reachable. Then run \`cargo test --locked\` again."
 
 KUBERNETES_VERSION=v1.34.4
 HELM_VERSION=v3.19.5
 
-export GOMODCACHE="$cache/go/mod"
-export GOCACHE="$cache/go/cache"
-export GOFLAGS="-mod=readonly -trimpath -buildvcs=false"
-export CGO_ENABLED=0
-export GOWORK=off
+use_go
 
 pin=$(
     {
-        cat "$0"
+        cat "$0" "$here/lib.sh"
         for component in kubernetes etcd helm; do
             cat "$here/$component/go.mod" "$here/$component/go.sum"
         done
         go env GOVERSION GOOS GOARCH
     } | sha256sum | cut -c1-16
 )
-out="$cache/bin/$pin"
-mkdir -p "$cache/bin"
-
-exec 9>"$cache/bin/.lock"
-flock 9
-
-if [[ -f "$out/.complete" ]]; then
-    echo "$out"
-    exit 0
-fi
-
-rm -rf "$out.partial"
-mkdir -p "$out.partial"
-build_log="$cache/bin/build.log"
-: >"$build_log"
-log() { echo "e2e components: $*" >&2; }
+# No family prefix: the Kubernetes components were here first.
+claim "" "$pin"
 
 kube_ldflags="-s -w"
 for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
@@ -73,21 +48,7 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     kube_ldflags+=" -X $pkg.gitTreeState=clean"
 done
 
-build() {
-    local component=$1 ldflags=$2 output=$3
-    shift 3
-    local start=$SECONDS
-    log "building $component ($*) into $out (the first build takes minutes; log: $build_log)"
-    if ! (cd "$here/$component" && go build -ldflags "$ldflags" -o "$output" "$@") >>"$build_log" 2>&1; then
-        tail -n 40 "$build_log" >&2
-        log "building $component failed; the whole log is $build_log"
-        exit 1
-    fi
-    echo "$component $((SECONDS - start))s" >>"$out.partial/build-times.txt"
-    log "$component built in $((SECONDS - start))s"
-}
-
-build etcd "-s -w" "$out.partial/etcd" go.etcd.io/etcd/server/v3
+go_build etcd "$here/etcd" "-s -w" "$out.partial/etcd" go.etcd.io/etcd/server/v3
 # Like Helm's Makefile: the Kubernetes version `helm template` and `helm lint` assume is the one of
 # the client-go Helm is built with (the fallback is 1.20, which charts' kubeVersion rejects).
 helm_k8s_minor=$(sed -n 's/^[[:space:]]*k8s\.io\/client-go v0\.\([0-9]*\)\..*/\1/p' "$here/helm/go.mod")
@@ -95,16 +56,9 @@ helm_ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
 for pkg in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
     helm_ldflags+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$helm_k8s_minor"
 done
-build helm "$helm_ldflags" "$out.partial/helm" helm.sh/helm/v3/cmd/helm
-build kubernetes "$kube_ldflags" "$out.partial/" \
+go_build helm "$here/helm" "$helm_ldflags" "$out.partial/helm" helm.sh/helm/v3/cmd/helm
+go_build kubernetes "$here/kubernetes" "$kube_ldflags" "$out.partial/" \
     k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl
 
-touch "$out.partial/.complete"
-rm -rf "$out"
-mv "$out.partial" "$out"
-# Builds of earlier pins are not needed any more (the Go build cache keeps what they share);
 # Argo CD's and Argo Rollouts' builds are build-argocd.sh's and build-rollouts.sh's.
-for old in "$cache"/bin/*/; do
-    case "${old%/}" in "$out" | "$cache"/bin/argocd-* | "$cache"/bin/rollouts-*) ;; *) rm -rf "${old%/}" ;; esac
-done
-echo "$out"
+publish "argocd-*" "rollouts-*"
