@@ -1249,12 +1249,8 @@ impl PartialCluster {
                     .arg("--audit-log")
                     .arg(&audit_log)
                     .arg("--watch-namespaces")
-                    // Recording Argo CD's traffic (tests/e2e/argocd/record.rs) needs the requests.
-                    .args(
-                        std::env::var_os("GUARDRAILS_RECORD_ARGOCD")
-                            .is_some_and(|v| v == "1")
-                            .then_some("--audit-log-requests"),
-                    )
+                    // Recording real traffic (tests/e2e/recording.rs) needs the requests.
+                    .args(crate::recording::enabled().then_some("--audit-log-requests"))
                     .args(extra)
                     .env("KUBECONFIG", kubeconfig)
                     .env("RUST_LOG", "info"),

@@ -47,6 +47,7 @@ mod namespace_watch;
 mod pod;
 mod policy_reports;
 mod readme;
+mod recording;
 mod rollouts;
 
 use serde_json::{Value, json};
