@@ -228,18 +228,8 @@ impl ArgoCd {
             None,
         )
         .into_result()?;
-        c.kubectl_stdin(
-            &[
-                "apply",
-                "--server-side",
-                "--force-conflicts",
-                "--field-manager=e2e",
-                "-f",
-                "-",
-            ],
-            &argocd.settings(bcrypt.stdout.trim()).to_string(),
-        )
-        .into_result()?;
+        c.server_side_apply(&argocd.settings(bcrypt.stdout.trim()).to_string())
+            .into_result()?;
         let mut kubeconfigs = Vec::new();
         for identity in IDENTITIES {
             kubeconfigs.push(argocd.kubeconfig(c, identity)?);

@@ -971,21 +971,15 @@ impl Cluster {
         self.base().kubectl_stdin(args, stdin)
     }
 
+    /// `kubectl apply --server-side -f -` as the admin.
+    pub fn server_side_apply(&self, text: &str) -> Output {
+        self.base().server_side_apply(text)
+    }
+
     /// `kubectl apply --server-side -f -` as the admin; panics on failure.
     #[track_caller]
     pub fn apply_yaml(&self, yaml: &str) -> Output {
-        self.kubectl_stdin(
-            &[
-                "apply",
-                "--server-side",
-                "--force-conflicts",
-                "--field-manager=e2e",
-                "-f",
-                "-",
-            ],
-            yaml,
-        )
-        .ok()
+        self.server_side_apply(yaml).ok()
     }
 
     /// Apply one object (JSON) as the admin; panics on failure.
@@ -1068,8 +1062,10 @@ impl PartialCluster {
         run(self.kubectl_command().args(args), Some(stdin))
     }
 
-    fn apply(&self, yaml: &str) -> Result<(), String> {
-        let out = self.kubectl_stdin(
+    /// `kubectl apply --server-side -f -` as the admin (server-side: some CRDs are too big for
+    /// the client-side annotation).
+    fn server_side_apply(&self, text: &str) -> Output {
+        self.kubectl_stdin(
             &[
                 "apply",
                 "--server-side",
@@ -1078,13 +1074,12 @@ impl PartialCluster {
                 "-f",
                 "-",
             ],
-            yaml,
-        );
-        if out.success {
-            Ok(())
-        } else {
-            Err(out.to_string())
-        }
+            text,
+        )
+    }
+
+    fn apply(&self, yaml: &str) -> Result<(), String> {
+        self.server_side_apply(yaml).into_result().map(drop)
     }
 
     fn setup_cluster_objects(&self) -> Result<(), String> {

@@ -96,16 +96,8 @@ impl Rollouts {
             .collect();
         crds.sort();
         for crd in &crds {
-            let out = c.kubectl(&[
-                "apply",
-                "--server-side",
-                "--force-conflicts",
-                "--field-manager=e2e",
-                "-f",
-                &crd.display().to_string(),
-            ]);
-            out.into_result()?;
             let text = fs::read_to_string(crd).map_err(|e| e.to_string())?;
+            c.server_side_apply(&text).into_result()?;
             for doc in yaml_docs(&text)? {
                 if let Some(name) = doc["metadata"]["name"].as_str() {
                     names.push(format!("crd/{name}"));
@@ -137,18 +129,7 @@ impl Rollouts {
             "subjects": [{"kind": "ServiceAccount", "name": CONTROLLER_ACCOUNT, "namespace": CONTROLLER_NAMESPACE}],
         }));
         let list = json!({"apiVersion": "v1", "kind": "List", "items": items});
-        c.kubectl_stdin(
-            &[
-                "apply",
-                "--server-side",
-                "--force-conflicts",
-                "--field-manager=e2e",
-                "-f",
-                "-",
-            ],
-            &list.to_string(),
-        )
-        .into_result()?;
+        c.server_side_apply(&list.to_string()).into_result()?;
         assert_eq!(
             ROLLOUTS_CONTROLLER.user,
             format!("system:serviceaccount:{CONTROLLER_NAMESPACE}:{CONTROLLER_ACCOUNT}")
