@@ -10,7 +10,7 @@ use crate::recognize::InitiatedBy;
 
 const SERVICE_ACCOUNT_PREFIX: &str = "system:serviceaccount:";
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "camelCase", tag = "type")]
 pub enum PrincipalKind {
     User,

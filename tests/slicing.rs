@@ -4,6 +4,11 @@
 //! that this changes no decision: every outcome equals the one over the whole policy set with every
 //! group, for the fidelity corpus and variations of it (other users, groups, namespaces, labels),
 //! with the shipped policies and with 1,000 generated ones.
+//!
+//! The sliced engine also remembers its decisions (`decide::DecisionCache`), shared by every
+//! request of a test, and decides each request twice (the second time from memory); the whole
+//! set's engine remembers nothing. So these tests also check that no request is answered with
+//! the decision remembered for another.
 
 mod common {
     pub mod fixtures;
@@ -15,7 +20,7 @@ mod generate;
 use common::fixtures::{fixture, fixtures_dir};
 use common::json::set;
 use guardrails::config::Config;
-use guardrails::decide::{self, Engine, Outcome};
+use guardrails::decide::{self, DecisionCache, Engine, Outcome};
 use guardrails::policy::PolicyStore;
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -148,17 +153,20 @@ fn summary(outcome: &Outcome) -> (bool, Vec<String>, Vec<String>) {
     (outcome.allowed, matches, errors)
 }
 
-/// Decide `body` both ways; the reference outcome.
+/// Decide `body` both ways, the fast way twice (the second time remembered); the reference
+/// outcome.
 fn assert_same(sliced: &Engine, whole: &Engine, body: &[u8]) -> Outcome {
     let request = guardrails::admission::parse_review(body).unwrap();
-    let fast = decide::decide(sliced, &request).unwrap();
     let reference = decide::decide(whole, &request).unwrap();
-    assert_eq!(
-        summary(&fast),
-        summary(&reference),
-        "{}",
-        String::from_utf8_lossy(body)
-    );
+    for _ in 0..2 {
+        let fast = decide::decide(sliced, &request).unwrap();
+        assert_eq!(
+            summary(&fast),
+            summary(&reference),
+            "{}",
+            String::from_utf8_lossy(body)
+        );
+    }
     reference
 }
 
@@ -172,10 +180,9 @@ fn engines(generated: usize) -> (Engine, Engine) {
         .unwrap()
     };
     let config = || Config::from_yaml(&generate::config(generated.max(20)), "test").unwrap();
-    (
-        Engine::new(store(), config(), None),
-        Engine::new(store().unsliced(), config(), None),
-    )
+    let mut whole = Engine::new(store().unsliced(), config(), None);
+    whole.decisions = DecisionCache::new(0);
+    (Engine::new(store(), config(), None), whole)
 }
 
 #[test]
@@ -186,6 +193,11 @@ fn shipped_policies_decide_the_corpus_as_the_whole_set_does() {
             assert_same(&sliced, &whole, &vary(&review, user, None, None));
         }
     }
+    // Every decision was remembered once and answered from memory at least once.
+    let stats = sliced.decisions.stats();
+    assert!(stats.entries > 80, "{stats:?}");
+    assert!(stats.hits >= stats.misses, "{stats:?}");
+    assert_eq!(whole.decisions.stats().entries, 0);
 }
 
 #[test]

@@ -5,54 +5,37 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
 
 use cedar_policy_core::ast::{Context as CoreContext, Value as CedarValue};
-use kube::core::admission::Operation;
 use smol_str::SmolStr;
 
-use super::{EntityError, string};
-use crate::admission::Request;
-use crate::identity::Identity;
-use crate::recognize::{AutoSync, Recognition, Relabel, SyncOptions};
+use super::ContextFacts;
+use super::string;
+use crate::recognize::{AutoSync, Relabel, SyncOptions};
 
-pub fn build_context(
-    identity: &Identity,
-    recognition: &Recognition,
-    request: &Request,
-) -> Result<CoreContext, EntityError> {
+/// The context record of a request (the same for each of its actions).
+pub fn build_context(facts: &ContextFacts) -> CoreContext {
     // In key order: the map is built from a sorted run without reordering it.
     let pairs: BTreeMap<SmolStr, CedarValue> = [
-        ("autoSync", auto_sync_record(recognition.auto_sync)),
-        ("automated", CedarValue::from(identity.automation)),
-        ("cascade", CedarValue::from(recognition.cascade)),
-        ("delegated", CedarValue::from(identity.delegator.is_some())),
+        ("autoSync", auto_sync_record(facts.auto_sync)),
+        ("automated", CedarValue::from(facts.automated)),
+        ("cascade", CedarValue::from(facts.cascade)),
+        ("delegated", CedarValue::from(facts.delegator.is_some())),
         (
             "delegator",
-            string(identity.delegator.as_deref().unwrap_or("")),
+            string(facts.delegator.as_deref().unwrap_or("")),
         ),
-        ("dryRun", CedarValue::from(request.dry_run)),
-        (
-            "forgedInitiator",
-            CedarValue::from(identity.forged_initiator.is_some() || recognition.forged_automation),
-        ),
-        (
-            "newReplicas",
-            CedarValue::from(recognition.new_replicas.unwrap_or(-1)),
-        ),
-        (
-            "oldReplicas",
-            CedarValue::from(recognition.old_replicas.unwrap_or(-1)),
-        ),
-        ("operation", string(operation_name(&request.operation))),
-        ("relabel", relabel_record(recognition.relabel.as_deref())),
-        (
-            "subResource",
-            string(request.sub_resource.as_deref().unwrap_or("")),
-        ),
-        ("sync", sync_record(&recognition.sync)),
+        ("dryRun", CedarValue::from(facts.dry_run)),
+        ("forgedInitiator", CedarValue::from(facts.forged_initiator)),
+        ("newReplicas", CedarValue::from(facts.new_replicas)),
+        ("oldReplicas", CedarValue::from(facts.old_replicas)),
+        ("operation", string(facts.operation)),
+        ("relabel", relabel_record(facts.relabel.as_deref())),
+        ("subResource", string(&facts.sub_resource)),
+        ("sync", sync_record(&facts.sync)),
     ]
     .into_iter()
     .map(|(key, value)| (SmolStr::new_static(key), value))
     .collect();
-    Ok(CoreContext::Value(Arc::new(pairs)))
+    CoreContext::Value(Arc::new(pairs))
 }
 
 /// `context.sync`: the options of the sync operation this request starts.
@@ -135,14 +118,4 @@ fn build_auto_sync_record(auto: AutoSync) -> CedarValue {
         ],
         None,
     )
-}
-
-/// The operation as kube serialises it.
-fn operation_name(operation: &Operation) -> &'static str {
-    match operation {
-        Operation::Create => "CREATE",
-        Operation::Update => "UPDATE",
-        Operation::Delete => "DELETE",
-        Operation::Connect => "CONNECT",
-    }
 }

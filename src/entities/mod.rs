@@ -17,21 +17,22 @@ use cedar_policy_core::ast::{
 use cedar_policy_core::entities::{Entities as CoreEntities, NoEntitiesSchema, TCComputation};
 use cedar_policy_core::extensions::Extensions;
 use kube::core::DynamicObject;
-use serde_json::Value;
 use smol_str::SmolStr;
 
 mod context;
 mod destinations;
+mod inputs;
 
 pub use context::build_context;
 pub use destinations::{Destination, Destinations, glob_matches, is_pattern};
+use inputs::data_str;
+pub use inputs::{CedarInputs, ContextFacts, PrincipalFacts, ResourceFacts, gather};
 
 use crate::admission::Request;
 use crate::cluster::NamespaceLabels;
 use crate::config::{ArgoCdConfig, Config, NamespaceConfig, TrackingMethod};
-use crate::identity::{Identity, PrincipalKind};
+use crate::identity::PrincipalKind;
 use crate::policy::PolicyStore;
-use crate::recognize::Recognition;
 use crate::vocabulary::Kind;
 
 pub const TRACKING_ID_ANNOTATION: &str = "argocd.argoproj.io/tracking-id";
@@ -99,7 +100,7 @@ pub fn resolve_namespace(config: &Config, live: &NamespaceLabels, name: &str) ->
 }
 
 /// Where the resource lands: the object's namespace, or an Application's destination.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Placement {
     pub namespace: Option<String>,
     pub team: Option<String>,
@@ -154,18 +155,11 @@ pub struct Landing {
 
 /// The places of every destination an ApplicationSet can generate or an AppProject allows,
 /// before and after the change (narrowing a production project is a change to production too).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Reach {
     pub places: Vec<Placement>,
     /// Every destination is written in the object (no generator from outside, no glob).
     pub known: bool,
-}
-
-fn data_str<'a>(object: Option<&'a DynamicObject>, path: &str) -> &'a str {
-    object
-        .and_then(|o| crate::json::pointer(&o.data, path))
-        .and_then(Value::as_str)
-        .unwrap_or("")
 }
 
 fn place(
@@ -269,31 +263,29 @@ fn string(value: &str) -> CedarValue {
     CedarValue::from(value)
 }
 
-fn principal_uid(identity: &Identity) -> Result<EntityUID, EntityError> {
+fn principal_uid(principal: &PrincipalFacts) -> Result<EntityUID, EntityError> {
     let t = types()?;
-    Ok(match identity.kind {
-        PrincipalKind::User => uid(&t.user, &identity.username),
-        PrincipalKind::ServiceAccount { .. } => uid(&t.service_account, &identity.username),
+    Ok(match principal.kind {
+        PrincipalKind::User => uid(&t.user, &principal.username),
+        PrincipalKind::ServiceAccount { .. } => uid(&t.service_account, &principal.username),
     })
 }
 
-fn core_resource_uid(kind: Kind, request: &Request) -> Result<EntityUID, EntityError> {
+fn core_resource_uid(resource: &ResourceFacts) -> Result<EntityUID, EntityError> {
     let t = types()?;
-    let type_name = match kind {
+    let type_name = match resource.kind {
         Kind::Application => &t.application,
         Kind::ApplicationSet => &t.application_set,
         Kind::AppProject => &t.app_project,
         Kind::Deployment => &t.deployment,
         Kind::Rollout => &t.rollout,
         // Cluster-scoped, and the same entity other resources sit in.
-        Kind::Namespace => return Ok(uid(&t.namespace, &request.name)),
+        Kind::Namespace => return Ok(uid(&t.namespace, &resource.name)),
     };
-    let id = format!(
-        "{}/{}",
-        request.namespace.as_deref().unwrap_or(""),
-        request.name
-    );
-    Ok(uid(type_name, &id))
+    Ok(uid(
+        type_name,
+        &format!("{}/{}", resource.namespace, resource.name),
+    ))
 }
 
 /// The entities a request needs: principal, resource, namespace, and the actions decided.
@@ -310,17 +302,13 @@ pub struct Subjects {
     pub entities: Vec<Entity>,
 }
 
+/// The entities Cedar decides `inputs` over: principal, resource, namespaces, and the actions.
 pub fn build_entities(
-    identity: &Identity,
-    recognition: &Recognition,
-    request: &Request,
-    placement: &Placement,
-    argocd: &ArgoCdConfig,
+    inputs: &CedarInputs,
     policies: &PolicyStore,
 ) -> Result<RequestEntities, EntityError> {
-    let (principal, resource, mut entities) =
-        core_subjects(identity, recognition, request, placement, argocd, policies)?;
-    for action in &recognition.actions {
+    let (principal, resource, mut entities) = core_subjects(inputs)?;
+    for action in &inputs.actions {
         let entity = policies.action_entity(action.as_str()).ok_or_else(|| {
             EntityError::Entity(format!(
                 "action {:?} is not declared in the schema",
@@ -346,16 +334,8 @@ pub fn build_entities(
 
 /// What `build_entities` builds but the actions, as `cedar_policy` entities (for checking them
 /// against the schema).
-pub fn build_subjects(
-    identity: &Identity,
-    recognition: &Recognition,
-    request: &Request,
-    placement: &Placement,
-    argocd: &ArgoCdConfig,
-    policies: &PolicyStore,
-) -> Result<Subjects, EntityError> {
-    let (principal, resource, entities) =
-        core_subjects(identity, recognition, request, placement, argocd, policies)?;
+pub fn build_subjects(inputs: &CedarInputs) -> Result<Subjects, EntityError> {
+    let (principal, resource, entities) = core_subjects(inputs)?;
     Ok(Subjects {
         principal: principal.into(),
         resource: resource.into(),
@@ -375,65 +355,58 @@ fn entity(
 }
 
 fn core_subjects(
-    identity: &Identity,
-    recognition: &Recognition,
-    request: &Request,
-    placement: &Placement,
-    argocd: &ArgoCdConfig,
-    policies: &PolicyStore,
+    inputs: &CedarInputs,
 ) -> Result<(EntityUID, EntityUID, Vec<CoreEntity>), EntityError> {
-    let mut entities = Vec::with_capacity(3 + recognition.actions.len());
-    let principal = principal_uid(identity)?;
-    entities.push(principal_entity(identity, principal.clone(), policies)?);
+    let mut entities = Vec::with_capacity(3 + inputs.actions.len());
+    let principal = principal_uid(&inputs.principal)?;
+    entities.push(principal_entity(&inputs.principal, principal.clone())?);
 
-    let (mut attrs, mut resource_parents) = placement_attributes(placement, &mut entities)?;
-    push_object_attributes(&mut attrs, recognition.kind, request, argocd);
-    let object = request.object.as_ref().or(request.old_object.as_ref());
-    let resource = core_resource_uid(recognition.kind, request)?;
-    if recognition.kind == Kind::Namespace {
+    let facts = &inputs.resource;
+    let (mut attrs, mut resource_parents) = placement_attributes(&facts.placement, &mut entities)?;
+    attrs.push(("name".into(), string(&facts.name).into()));
+    if facts.kind != Kind::Namespace {
+        attrs.push(("namespace".into(), string(&facts.namespace).into()));
+    }
+    for (name, value) in &facts.object_attributes {
+        attrs.push((SmolStr::new_static(name), string(value).into()));
+    }
+    let resource = core_resource_uid(facts)?;
+    if facts.kind == Kind::Namespace {
         // The namespace is the resource itself, not a place it sits in.
         entities.retain(|e| e.uid() != &resource);
         resource_parents.remove(&resource);
         attrs.retain(|(name, _)| name != "previousNamespace");
     }
-    entities.push(entity(
-        resource.clone(),
-        attrs,
-        resource_parents,
-        label_tags(object),
-    ));
+    let tags = facts
+        .labels
+        .iter()
+        .map(|(key, value)| (SmolStr::from(key.as_str()), string(value).into()))
+        .collect();
+    entities.push(entity(resource.clone(), attrs, resource_parents, tags));
     Ok((principal, resource, entities))
 }
 
 /// The principal entity: its teams and the groups policies name as parents, and its name,
 /// teams, automation, delegator and (for a service account) namespace as attributes.
 fn principal_entity(
-    identity: &Identity,
+    facts: &PrincipalFacts,
     principal: EntityUID,
-    policies: &PolicyStore,
 ) -> Result<CoreEntity, EntityError> {
     let t = types()?;
     // Teams are direct parents of the principal (resolved from groups and users in config), so
     // neither Group nor Team entities need to be materialised: `in` only follows parent edges.
-    // Groups no policy names are left out: Cedar reaches a group only through a literal.
-    let parents = identity
+    let parents = facts
         .teams
         .iter()
         .map(|team| uid(&t.team, team))
-        .chain(
-            identity
-                .groups
-                .iter()
-                .filter(|group| policies.names_group(group))
-                .map(|group| uid(&t.group, group)),
-        )
+        .chain(facts.groups.iter().map(|group| uid(&t.group, group)))
         .collect();
-    let (name, namespace) = match &identity.kind {
+    let (name, namespace) = match &facts.kind {
         PrincipalKind::ServiceAccount { namespace, name } => (name.as_str(), Some(namespace)),
-        PrincipalKind::User => (identity.username.as_str(), None),
+        PrincipalKind::User => (facts.username.as_str(), None),
     };
     let teams = CedarValue::set(
-        identity
+        facts
             .teams
             .iter()
             .map(|team| CedarValue::from(uid(&t.team, team))),
@@ -444,11 +417,11 @@ fn principal_entity(
         ("teams".into(), teams.into()),
         (
             "automation".into(),
-            CedarValue::from(identity.automation).into(),
+            CedarValue::from(facts.automation).into(),
         ),
         (
             "delegator".into(),
-            CedarValue::from(identity.is_delegator).into(),
+            CedarValue::from(facts.is_delegator).into(),
         ),
     ];
     if let Some(namespace) = namespace {
@@ -490,56 +463,6 @@ fn placement_attributes(
         )?);
     }
     Ok((attrs, parents))
-}
-
-/// The resource's attributes read from the request and its object: name and namespace, an
-/// Application's project and destination, the Application managing a Deployment or Rollout.
-fn push_object_attributes(
-    attrs: &mut Attributes,
-    kind: Kind,
-    request: &Request,
-    argocd: &ArgoCdConfig,
-) {
-    let object = request.object.as_ref().or(request.old_object.as_ref());
-    attrs.push(("name".into(), string(&request.name).into()));
-    if kind != Kind::Namespace {
-        attrs.push((
-            "namespace".into(),
-            string(request.namespace.as_deref().unwrap_or("")).into(),
-        ));
-    }
-    match kind {
-        Kind::Application => {
-            for (attr, path) in [
-                ("project", "/spec/project"),
-                ("destinationNamespace", "/spec/destination/namespace"),
-                ("destinationServer", "/spec/destination/server"),
-                ("destinationName", "/spec/destination/name"),
-            ] {
-                attrs.push((attr.into(), string(data_str(object, path)).into()));
-            }
-        }
-        Kind::ApplicationSet | Kind::AppProject | Kind::Namespace => {}
-        Kind::Deployment | Kind::Rollout => {
-            // Tracked before or after: a `kubectl apply` of a file without Argo CD's tracking
-            // annotation removes it, and is still a change to a managed object.
-            let tracked = managed_by(request.old_object.as_ref(), argocd)
-                .or_else(|| managed_by(request.object.as_ref(), argocd));
-            if let Some(app) = tracked {
-                attrs.push(("managedBy".into(), string(&app).into()));
-            }
-        }
-    }
-}
-
-/// The object's labels, as the resource's tags.
-fn label_tags(object: Option<&DynamicObject>) -> Attributes {
-    object
-        .and_then(|o| o.metadata.labels.as_ref())
-        .into_iter()
-        .flatten()
-        .map(|(k, v)| (SmolStr::from(k.as_str()), string(v).into()))
-        .collect()
 }
 
 /// The `team`/`environment` attributes of a placement and the resource's parents there (team,

@@ -30,7 +30,7 @@ use crate::vocabulary::{Action, Kind};
 use object::{has_resources_finalizer, pointer};
 
 /// Sync options carried by `/operation/sync`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SyncOptions {
     pub prune: bool,
@@ -52,7 +52,7 @@ impl SyncOptions {
 }
 
 /// `/spec/syncPolicy/automated` of the object after the change (an ApplicationSet's template's).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AutoSync {
     pub enabled: bool,

@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::vocabulary::Action;
 
 /// The trust labels' values before and after a request ("" when absent).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Relabel {
     pub old_team: String,

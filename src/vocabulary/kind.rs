@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 /// The kinds Guardrails decides.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub enum Kind {
     Application,
     ApplicationSet,

@@ -11,11 +11,15 @@ use serde::{Deserialize, Serialize};
 use crate::admission::Request;
 use crate::cluster::LiveNamespaces;
 use crate::config::Config;
-use crate::entities::{self, EntityError, Placement};
+use crate::entities::{self, CedarInputs, EntityError, Placement};
 use crate::identity::{self, Identity};
 use crate::policy::{Evaluable, PolicyMeta, PolicyStore};
 use crate::recognize::{self, Recognition, Recognized};
 use crate::vocabulary::{Action, Mode, Verdict};
+
+mod cache;
+
+pub use cache::{CacheStats, DECISION_CACHE_ENTRIES, DecisionCache};
 
 /// Everything a decision depends on, immutable once built; reloads build a new one and swap it.
 #[derive(Debug)]
@@ -29,6 +33,8 @@ pub struct Engine {
     pub live_namespaces: LiveNamespaces,
     /// When this engine was built: the time of the last successful load, for `/readyz`.
     pub loaded_at: jiff::Timestamp,
+    /// The decisions this engine has made, by what Cedar saw (see `cache`).
+    pub decisions: DecisionCache,
 }
 
 impl Engine {
@@ -39,6 +45,7 @@ impl Engine {
             config,
             live_namespaces: crate::cluster::empty(),
             loaded_at: jiff::Timestamp::now(),
+            decisions: DecisionCache::default(),
         }
     }
 }
@@ -148,21 +155,47 @@ fn understand(
     Ok((recognition, identity, placement))
 }
 
-/// Decide one parsed request. Pure given the engine.
+/// Decide one parsed request. Pure given the engine: its cache only remembers what Cedar said.
 pub fn decide(engine: &Engine, request: &Request) -> Result<Outcome, DecideError> {
     let (recognition, identity, placement) = match understand(engine, request) {
         Ok(understood) => understood,
         Err(resource) => return Ok(Outcome::unsupported(resource, engine.mode)),
     };
-    let built = entities::build_entities(
+    let inputs = entities::gather(
         &identity,
         &recognition,
         request,
         &placement,
         &engine.config.file.argocd,
         &engine.policies,
-    )?;
-    let context = entities::build_context(&identity, &recognition, request)?;
+    );
+    let Found { matches, errors } = match engine.decisions.get(&inputs) {
+        Some(found) => found,
+        None => {
+            let found = evaluate_inputs(engine, &inputs)?;
+            engine.decisions.insert(inputs, found.clone());
+            found
+        }
+    };
+    let allowed = !matches.iter().any(|m| m.effective == Mode::Enforce);
+    Ok(Outcome {
+        allowed,
+        recognition: Some(recognition),
+        unsupported: None,
+        identity: Some(identity),
+        matches,
+        errors,
+        mode: engine.mode,
+        audit_warnings: engine.config.file.audit_warnings,
+        placement: Some(placement),
+    })
+}
+
+/// Cedar over every action of `inputs`: the policies that matched and the evaluation errors,
+/// sorted.
+fn evaluate_inputs(engine: &Engine, inputs: &CedarInputs) -> Result<Found, DecideError> {
+    let built = entities::build_entities(inputs, &engine.policies)?;
+    let context = entities::build_context(&inputs.context);
 
     // The principal and the resource, each followed by its ancestors: what the policy store
     // uses to pick the policies whose scope can match (the ancestors only if it indexes by them).
@@ -186,7 +219,7 @@ pub fn decide(engine: &Engine, request: &Request) -> Result<Outcome, DecideError
     let mut sets = Vec::new();
     let principal = EntityUIDEntry::known(built.principal.as_ref().clone(), None);
     let resource = EntityUIDEntry::known(built.resource.as_ref().clone(), None);
-    for &action in &recognition.actions {
+    for &action in &inputs.actions {
         let action_uid = entities::action_uid(action.as_str())?;
         // The context shape is fixed by `entities::build_context` and checked against the schema
         // for every action in tests (`check_conformance`); validating it per request would cost
@@ -205,30 +238,17 @@ pub fn decide(engine: &Engine, request: &Request) -> Result<Outcome, DecideError
             .applicable(action.as_str(), &principal_in, &resource_in, &mut sets);
         found.authorize(engine, action, cedar_request, &sets, &built.entities);
     }
-    let Found {
-        mut matches,
-        mut errors,
-    } = found;
     // Cedar reports the policies that decided in hash order: sort, so identical requests get
     // identical reasons, audit records and warnings.
-    matches.sort_by(|a, b| (&a.policy, a.action.as_str()).cmp(&(&b.policy, b.action.as_str())));
-    errors.sort();
-    let allowed = !matches.iter().any(|m| m.effective == Mode::Enforce);
-    Ok(Outcome {
-        allowed,
-        recognition: Some(recognition),
-        unsupported: None,
-        identity: Some(identity),
-        matches,
-        errors,
-        mode: engine.mode,
-        audit_warnings: engine.config.file.audit_warnings,
-        placement: Some(placement),
-    })
+    found
+        .matches
+        .sort_by(|a, b| (&a.policy, a.action.as_str()).cmp(&(&b.policy, b.action.as_str())));
+    found.errors.sort();
+    Ok(found)
 }
 
 /// What the policies said about a request's actions so far.
-#[derive(Default)]
+#[derive(Debug, Clone, Default)]
 struct Found {
     matches: Vec<PolicyMatch>,
     errors: Vec<String>,
@@ -351,20 +371,18 @@ pub fn check_conformance(engine: &Engine, request: &Request) -> Result<(), Strin
     let Ok((recognition, identity, placement)) = understand(engine, request) else {
         return Ok(());
     };
-    let subjects = entities::build_subjects(
+    let inputs = entities::gather(
         &identity,
         &recognition,
         request,
         &placement,
         &engine.config.file.argocd,
         &engine.policies,
-    )
-    .map_err(|e| e.to_string())?;
+    );
+    let subjects = entities::build_subjects(&inputs).map_err(|e| e.to_string())?;
     cedar_policy::Entities::from_entities(subjects.entities, Some(&engine.policies.schema))
         .map_err(|e| format!("entities: {e}"))?;
-    let context = cedar_policy::Context::from(
-        entities::build_context(&identity, &recognition, request).map_err(|e| e.to_string())?,
-    );
+    let context = cedar_policy::Context::from(entities::build_context(&inputs.context));
     for action in &recognition.actions {
         let action_uid = entities::action_uid(action.as_str()).map_err(|e| e.to_string())?;
         CedarRequest::new(
