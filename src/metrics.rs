@@ -57,6 +57,7 @@ pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     policy_matches: Family<PolicyLabels, Counter>,
+    decision_cache: Family<ResultLabels, Counter>,
     latency: Family<WebhookLabels, Histogram, fn() -> Histogram>,
     rejected: Family<WebhookLabels, Counter>,
     pub patches: Counter,
@@ -104,6 +105,12 @@ impl Metrics {
                 "policy_matches",
                 "Forbid policies that matched, by policy id and effective mode",
                 Family::<PolicyLabels, Counter>::default(),
+            ),
+            decision_cache: registered(
+                &mut registry,
+                "decision_cache_requests",
+                "Decided requests by whether their decision was remembered (hit) or evaluated (miss)",
+                Family::<ResultLabels, Counter>::default(),
             ),
             latency: registered(
                 &mut registry,
@@ -188,6 +195,12 @@ impl Metrics {
                 .inc();
             return;
         };
+        if outcome.unsupported.is_none() {
+            let result = if outcome.remembered { "hit" } else { "miss" };
+            self.decision_cache
+                .get_or_create(&ResultLabels { result })
+                .inc();
+        }
         let actions: Vec<&'static str> = outcome
             .recognition
             .as_ref()

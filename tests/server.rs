@@ -398,6 +398,15 @@ async fn metrics_count_requests_decisions_policies_and_latency() {
         get(r#"guardrails_request_duration_seconds_count{webhook="validate"}"#),
         3.0
     );
+    // The second prod sync differs only in its uid: answered from the first one's decision.
+    assert_eq!(
+        get(r#"guardrails_decision_cache_requests_total{result="hit"}"#),
+        1.0
+    );
+    assert_eq!(
+        get(r#"guardrails_decision_cache_requests_total{result="miss"}"#),
+        2.0
+    );
     assert_eq!(
         get(r#"guardrails_request_duration_seconds_count{webhook="mutate"}"#),
         1.0

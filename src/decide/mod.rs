@@ -83,6 +83,9 @@ pub struct Outcome {
     /// Where the resource lands (none for a resource Guardrails does not decide).
     #[serde(skip)]
     pub placement: Option<Placement>,
+    /// The matches were remembered from an earlier request with the same Cedar inputs.
+    #[serde(skip)]
+    pub remembered: bool,
 }
 
 impl Outcome {
@@ -98,6 +101,7 @@ impl Outcome {
             mode,
             audit_warnings: false,
             placement: None,
+            remembered: false,
         }
     }
 
@@ -169,7 +173,9 @@ pub fn decide(engine: &Engine, request: &Request) -> Result<Outcome, DecideError
         &engine.config.file.argocd,
         &engine.policies,
     );
-    let Found { matches, errors } = match engine.decisions.get(&inputs) {
+    let remembered = engine.decisions.get(&inputs);
+    let was_remembered = remembered.is_some();
+    let Found { matches, errors } = match remembered {
         Some(found) => found,
         None => {
             let found = evaluate_inputs(engine, &inputs)?;
@@ -188,6 +194,7 @@ pub fn decide(engine: &Engine, request: &Request) -> Result<Outcome, DecideError
         mode: engine.mode,
         audit_warnings: engine.config.file.audit_warnings,
         placement: Some(placement),
+        remembered: was_remembered,
     })
 }
 
