@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use guardrails::config::Config;
-use guardrails::decide::Engine;
+use guardrails::decide::{DecisionCache, Engine};
 use guardrails::policy::PolicyStore;
 use guardrails::respond;
 
@@ -39,9 +39,12 @@ fn review_path(c: &mut Criterion) {
 }
 
 /// The same requests split into stages: a plain `serde_json::Value` parse of the body (what any
-/// webhook pays), envelope parsing, deciding, and parsing plus deciding.
+/// webhook pays), envelope parsing, deciding (`decide`: a repeat, answered from the decision
+/// cache; `decide_first`: seen for the first time, the cache off), and parsing plus deciding.
 fn stages(c: &mut Criterion) {
     let engine = common::engine();
+    let mut first = common::engine();
+    first.decisions = DecisionCache::new(0);
     let mut group = c.benchmark_group("stage");
     for (name, body) in bodies::bodies() {
         group.bench_function(format!("value/{name}"), |b| {
@@ -64,6 +67,11 @@ fn stages(c: &mut Criterion) {
                 )
             })
         });
+        group.bench_function(format!("decide_first/{name}"), |b| {
+            b.iter(|| {
+                black_box(guardrails::decide::decide(&first, black_box(&request)).expect("decided"))
+            })
+        });
         group.bench_function(format!("parse_decide/{name}"), |b| {
             b.iter(|| {
                 let request = guardrails::admission::parse_review(black_box(&body)).expect("valid");
@@ -83,9 +91,12 @@ fn store(count: usize) -> PolicyStore {
     .expect("generated policies are valid")
 }
 
+/// An engine that remembers nothing: the curve is what evaluating costs.
 fn engine(store: PolicyStore, count: usize) -> Engine {
     let config = Config::from_yaml(&generate::config(count), "(generated)").expect("config");
-    Engine::new(store, config, None)
+    let mut engine = Engine::new(store, config, None);
+    engine.decisions = DecisionCache::new(0);
+    engine
 }
 
 /// Decide with the shipped policies plus 10 to 10,000 generated ones (50 teams x 20 rules at

@@ -69,7 +69,15 @@ fn write(dir: &Path, policies: usize) -> Result<(), String> {
 }
 
 fn run(stage: &str, body_name: &str, iterations: u64, policies: usize) -> Result<(), String> {
-    let engine = engine(policies)?;
+    let mut engine = engine(policies)?;
+    // `*-first` stages: every request as if seen for the first time (nothing remembered).
+    let stage = match stage.strip_suffix("-first") {
+        Some(stage) => {
+            engine.decisions = guardrails::decide::DecisionCache::new(0);
+            stage
+        }
+        None => stage,
+    };
     let body = all_bodies()
         .into_iter()
         .find(|(name, _)| *name == body_name)
