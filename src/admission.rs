@@ -189,8 +189,16 @@ pub fn parse_review(body: &[u8]) -> Result<Request, EnvelopeError> {
 
 /// `parse_review` for a body whose counts the caller has already checked.
 pub fn parse_checked(body: &[u8]) -> Result<Request, EnvelopeError> {
+    // Checked as UTF-8 once, whole (JSON is UTF-8): parsing from text then skips checking each
+    // string on its own, a tenth of the parse.
+    let text = std::str::from_utf8(body).map_err(|error| {
+        EnvelopeError::Malformed(format!(
+            "the body is not UTF-8 (invalid byte at offset {})",
+            error.valid_up_to()
+        ))
+    })?;
     let mut value: Value =
-        serde_json::from_slice(body).map_err(|error| EnvelopeError::Malformed(describe(&error)))?;
+        serde_json::from_str(text).map_err(|error| EnvelopeError::Malformed(describe(&error)))?;
     // The objects are converted by hand: kube's `DynamicObject` deserialises through serde's
     // flatten buffer, a second copy of the whole object while it is parsed.
     let (object, old_object) = match value.get_mut("request").and_then(Value::as_object_mut) {

@@ -39,6 +39,29 @@ fn rejects_garbage_and_wrong_envelopes() {
 }
 
 #[test]
+fn a_body_that_is_not_utf8_is_refused_with_where() {
+    let mut body = MINIMAL.as_bytes().to_vec();
+    let at = MINIMAL.find("\"x\"").unwrap() + 1;
+    body[at] = 0xff;
+    assert_eq!(
+        parse_review(&body).err(),
+        Some(EnvelopeError::Malformed(format!(
+            "the body is not UTF-8 (invalid byte at offset {at})"
+        )))
+    );
+    // UTF-8 beyond ASCII in strings is fine.
+    let accented = MINIMAL.replace(r#""username":"a""#, r#""username":"zoë""#);
+    assert_eq!(
+        parse_review(accented.as_bytes())
+            .unwrap()
+            .user_info
+            .username
+            .as_deref(),
+        Some("zoë")
+    );
+}
+
+#[test]
 fn counts_skip_strings_and_escapes_and_add_up_across_chunks() {
     let body = br#"{"a":[1,2,{"b":"x,y{z}[\":"}],"c":{}}"#;
     let counts = count_json(body);
