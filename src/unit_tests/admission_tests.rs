@@ -95,6 +95,14 @@ fn too_many_values_or_objects_are_refused_before_parsing() {
     ));
 }
 
+/// MINIMAL with `object` as its old object.
+fn with_old_object(object: &serde_json::Value) -> String {
+    MINIMAL.replace(
+        r#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"x"}}"#,
+        &object.to_string(),
+    )
+}
+
 #[test]
 fn objects_are_built_as_kube_would_deserialise_them() {
     for object in [
@@ -102,10 +110,12 @@ fn objects_are_built_as_kube_would_deserialise_them() {
             "metadata": {"name": "x", "labels": {"a": "b"}}, "spec": {"replicas": 2}}),
         serde_json::json!({"metadata": {"name": "no-type"}, "data": {"k": "v"}}),
         serde_json::json!({"kind": "OnlyKind", "spec": {}}),
+        serde_json::json!({"apiVersion": "v1", "kind": 5, "spec": {}}),
         serde_json::json!({"apiVersion": 5, "kind": "WrongType"}),
         serde_json::json!({}),
     ] {
-        let ours = dynamic_object(object.clone()).unwrap().unwrap();
+        let request = parse_review(with_old_object(&object).as_bytes()).unwrap();
+        let ours = request.old_object.unwrap();
         let kube: DynamicObject = serde_json::from_value(object.clone()).unwrap();
         assert_eq!(
             serde_json::to_value(&ours).unwrap(),
@@ -113,9 +123,59 @@ fn objects_are_built_as_kube_would_deserialise_them() {
             "{object}"
         );
         assert_eq!(ours.types, kube.types, "{object}");
+        assert_eq!(ours.data, kube.data, "{object}");
     }
-    assert_eq!(dynamic_object(Value::Null).unwrap(), None);
-    assert!(dynamic_object(serde_json::json!(5)).is_err());
+    let request = parse_review(with_old_object(&serde_json::Value::Null).as_bytes()).unwrap();
+    assert_eq!(request.old_object, None);
+    for not_an_object in [serde_json::json!(5), serde_json::json!(["a"])] {
+        let Err(EnvelopeError::Malformed(message)) =
+            parse_review(with_old_object(&not_an_object).as_bytes())
+        else {
+            panic!("{not_an_object} is not an object");
+        };
+        assert!(
+            message.contains("expected a Kubernetes object"),
+            "{message}"
+        );
+    }
+}
+
+#[test]
+fn the_envelope_is_read_as_kube_reads_it() {
+    let ours = parse_review(MINIMAL.as_bytes()).unwrap();
+    let review: AdmissionReview<DynamicObject> = serde_json::from_str(MINIMAL).unwrap();
+    let kube: Request = review.try_into().unwrap();
+    assert_eq!(
+        serde_json::to_value(&ours).unwrap(),
+        serde_json::to_value(&kube).unwrap()
+    );
+    assert_eq!(ours.types, kube.types);
+    // Every optional field, and a response (not read).
+    let full = MINIMAL
+        .replace(
+            r#""name":"x","namespace":"n""#,
+            r#""subResource":"scale","requestKind":{"group":"apps","version":"v1","kind":"Scale"},"requestResource":{"group":"apps","version":"v1","resource":"deployments"},"requestSubResource":"scale","name":"x","namespace":"n","dryRun":true,"options":{"kind":"DeleteOptions","apiVersion":"meta.k8s.io/v1"}"#,
+        )
+        .replace(
+            r#""userInfo":{"username":"a"}"#,
+            r#""userInfo":{"username":"a","uid":"1","groups":["g"],"extra":{"k":["v"]}}"#,
+        );
+    let ours = parse_review(full.as_bytes()).unwrap();
+    let review: AdmissionReview<DynamicObject> = serde_json::from_str(&full).unwrap();
+    let kube: Request = review.try_into().unwrap();
+    assert_eq!(
+        serde_json::to_value(&ours).unwrap(),
+        serde_json::to_value(&kube).unwrap()
+    );
+    assert!(ours.dry_run);
+    assert_eq!(ours.sub_resource.as_deref(), Some("scale"));
+    // A field of the wrong type is refused, as kube refuses it.
+    let wrong = MINIMAL.replace(r#""operation":"DELETE""#, r#""operation":5"#);
+    assert!(serde_json::from_str::<AdmissionReview<DynamicObject>>(&wrong).is_err());
+    assert!(matches!(
+        parse_review(wrong.as_bytes()),
+        Err(EnvelopeError::Malformed(_))
+    ));
 }
 
 #[test]

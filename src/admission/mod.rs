@@ -6,7 +6,8 @@
 
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
 use kube::core::{DynamicObject, TypeMeta};
-use serde_json::Value;
+
+mod envelope;
 
 /// Default largest request body (`serve --max-body-bytes`). The API server caps a stored object
 /// at ~1.5 MiB (etcd) and a request at 3 MiB; a review carries the object and the old object.
@@ -197,100 +198,32 @@ pub fn parse_checked(body: &[u8]) -> Result<Request, EnvelopeError> {
             error.valid_up_to()
         ))
     })?;
-    let mut value: Value =
+    let review: envelope::Envelope =
         serde_json::from_str(text).map_err(|error| EnvelopeError::Malformed(describe(&error)))?;
-    // The objects are converted by hand: kube's `DynamicObject` deserialises through serde's
-    // flatten buffer, a second copy of the whole object while it is parsed.
-    let (object, old_object) = match value.get_mut("request").and_then(Value::as_object_mut) {
-        Some(request) => (request.remove("object"), request.remove("oldObject")),
-        None => (None, None),
-    };
-    let review: AdmissionReview<DynamicObject> = serde_json::from_value(value)
-        .map_err(|error| EnvelopeError::Malformed(describe(&error)))?;
-    if review.types.kind != "AdmissionReview" {
+    if review.kind != "AdmissionReview" {
         return Err(EnvelopeError::WrongKind(quote_limited(
-            &review.types.kind,
+            &review.kind,
             MAX_QUOTED_CHARS,
         )));
     }
-    if !ACCEPTED_API_VERSIONS.contains(&review.types.api_version.as_str()) {
+    if !ACCEPTED_API_VERSIONS.contains(&review.api_version.as_str()) {
         return Err(EnvelopeError::UnsupportedVersion(quote_limited(
-            &review.types.api_version,
+            &review.api_version,
             MAX_QUOTED_CHARS,
         )));
     }
-    let mut request: Request = review
-        .try_into()
-        .map_err(|_| EnvelopeError::MissingRequest)?;
+    let request = review
+        .request
+        .ok_or(EnvelopeError::MissingRequest)?
+        .into_request(TypeMeta {
+            api_version: review.api_version,
+            kind: review.kind,
+        });
     if request.uid.is_empty() {
         return Err(EnvelopeError::MissingUid);
     }
     check_shape(&request)?;
-    request.object = object.map(dynamic_object).transpose()?.flatten();
-    request.old_object = old_object.map(dynamic_object).transpose()?.flatten();
     Ok(request)
-}
-
-/// A Kubernetes object as `DynamicObject` would deserialise it: `apiVersion` and `kind` as its
-/// type, `metadata`, and every other key as data; `null` is no object.
-fn dynamic_object(value: Value) -> Result<Option<DynamicObject>, EnvelopeError> {
-    let mut map = match value {
-        Value::Null => return Ok(None),
-        Value::Object(map) => map,
-        other => {
-            return Err(EnvelopeError::Malformed(format!(
-                "invalid type: {}, expected a Kubernetes object",
-                kind_of(&other)
-            )));
-        }
-    };
-    // Like serde's flattened `Option<TypeMeta>`: `apiVersion`, then `kind`, are taken out of the
-    // data until one is not a string; the type is known only if both are strings.
-    let api_version = match map.remove("apiVersion") {
-        Some(Value::String(text)) => Some(Ok(text)),
-        Some(_) => Some(Err(())),
-        None => None,
-    };
-    let kind = match api_version {
-        Some(Err(())) => None,
-        _ => match map.remove("kind") {
-            Some(Value::String(text)) => Some(text),
-            Some(_) | None => None,
-        },
-    };
-    let types = match (api_version, kind) {
-        (Some(Ok(api_version)), Some(kind)) => Some(TypeMeta { api_version, kind }),
-        _ => None,
-    };
-    let metadata = match map.remove("metadata") {
-        Some(mut metadata) => {
-            // Nothing decides on `managedFields`, which the API server sends with every object
-            // and which is often most of its metadata: converting its trees into kube's types
-            // is work for nothing.
-            if let Some(fields) = metadata.as_object_mut() {
-                fields.swap_remove("managedFields");
-            }
-            serde_json::from_value(metadata)
-                .map_err(|error| EnvelopeError::Malformed(describe(&error)))?
-        }
-        None => Default::default(),
-    };
-    Ok(Some(DynamicObject {
-        types,
-        metadata,
-        data: Value::Object(map),
-    }))
-}
-
-fn kind_of(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "sequence",
-        Value::Object(_) => "map",
-    }
 }
 
 /// serde_json quotes an offending value in full: cut it, and keep where it was.
@@ -351,5 +284,5 @@ pub fn into_review(response: AdmissionResponse) -> AdmissionReview<DynamicObject
 }
 
 #[cfg(test)]
-#[path = "unit_tests/admission_tests.rs"]
+#[path = "../unit_tests/admission_tests.rs"]
 mod tests;
