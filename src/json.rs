@@ -52,6 +52,27 @@ pub fn get<'a>(map: &'a serde_json::Map<String, Value>, key: &str) -> Option<&'a
     }
 }
 
+/// The reference tokens of a JSON pointer (after its leading `/`s), still escaped. Split by hand
+/// like `pointer`: `str::split('/')` goes through a general searcher.
+pub fn segments(path: &str) -> impl Iterator<Item = &str> {
+    let rest = path.trim_start_matches('/');
+    let mut start = Some(0);
+    std::iter::from_fn(move || {
+        let from = start?;
+        let tail = rest.get(from..)?;
+        match tail.bytes().position(|b| b == b'/') {
+            Some(offset) => {
+                start = Some(from + offset + 1);
+                tail.get(..offset)
+            }
+            None => {
+                start = None;
+                Some(tail)
+            }
+        }
+    })
+}
+
 /// One reference token of a JSON pointer, unescaped (`~1` is `/`, then `~0` is `~`).
 pub fn unescape(token: &str) -> Cow<'_, str> {
     if has_escape(token) {

@@ -416,8 +416,11 @@ impl AuditLog {
                 }
             }
         }
-        match serde_json::to_vec(&record) {
-            Ok(mut line) => {
+        // Room for a record (and the request it quotes) without growing as it is written.
+        let quoted = record.request.map_or(0, |raw| raw.get().len());
+        let mut line = Vec::with_capacity(1024 + quoted);
+        match serde_json::to_writer(&mut line, &record) {
+            Ok(()) => {
                 line.push(b'\n');
                 Some(line)
             }

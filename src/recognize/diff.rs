@@ -48,12 +48,7 @@ pub fn data_differs(
 pub fn values_differ(old: &Value, new: &Value, explained: &[&str]) -> bool {
     let patterns: Vec<Vec<Cow<str>>> = explained
         .iter()
-        .map(|p| {
-            p.trim_start_matches('/')
-                .split('/')
-                .map(json::unescape)
-                .collect()
-        })
+        .map(|p| json::segments(p).map(json::unescape).collect())
         .collect();
     let live: Vec<&[Cow<str>]> = patterns.iter().map(Vec::as_slice).collect();
     differs_at(old, new, &live)

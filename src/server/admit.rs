@@ -383,8 +383,10 @@ pub(super) fn plain_error(status: StatusCode, message: String) -> Response {
 }
 
 pub(super) fn json_response(review: &impl serde::Serialize) -> Response {
-    match serde_json::to_vec(review) {
-        Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
+    // Room for a denial with its message and annotations without growing as it is written.
+    let mut json = Vec::with_capacity(1024);
+    match serde_json::to_writer(&mut json, review) {
+        Ok(()) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
         Err(error) => {
             tracing::error!(%error, "cannot serialise AdmissionReview response");
             (

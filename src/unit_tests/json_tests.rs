@@ -44,6 +44,23 @@ fn pointer_matches_serde_json() {
 }
 
 #[test]
+fn segments_split_as_str_split_does() {
+    for path in [
+        "/spec/syncPolicy",
+        "spec",
+        "/",
+        "",
+        "//a",
+        "/a//b/",
+        "/metadata/annotations/argocd.argoproj.io~1refresh",
+        "/é/ü",
+    ] {
+        let expected: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        assert_eq!(segments(path).collect::<Vec<_>>(), expected, "{path:?}");
+    }
+}
+
+#[test]
 fn same_matches_equality_in_and_out_of_key_order() {
     let a = json!({"x": 1, "y": {"p": [1, 2], "q": null}, "z": "s"});
     let reordered = json!({"z": "s", "y": {"q": null, "p": [1, 2]}, "x": 1});
