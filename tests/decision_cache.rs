@@ -20,7 +20,8 @@ use common::objects::{app_to, syncing};
 use common::review::Review;
 use common::review::User::{PaymentsDev, StorefrontDev};
 use guardrails::cluster::NamespaceLabels;
-use guardrails::decide::{self, CacheStats, DecisionCache};
+use guardrails::decide::{self, CacheStats, DECISION_CACHE_ENTRIES, DecisionCache};
+use guardrails::reload::EngineSource;
 use guardrails::respond;
 use serde_json::{Value, json};
 
@@ -146,4 +147,21 @@ fn a_remembered_decision_is_answered_and_audited_as_the_first() {
     assert!(first.1.contains("prod-sync-platform-only"), "{}", first.1);
     assert_eq!(first, second);
     assert_eq!(engine.decisions.stats().hits, 1);
+}
+
+#[test]
+fn serve_sets_the_cache_size_of_every_engine_it_loads() {
+    let default = EngineSource::default().load().unwrap();
+    assert_eq!(default.decisions.capacity(), DECISION_CACHE_ENTRIES);
+    let off = EngineSource {
+        decision_cache_entries: Some(0),
+        ..EngineSource::default()
+    }
+    .load()
+    .unwrap();
+    assert_eq!(off.decisions.capacity(), 0);
+    let body = sync_of("payments-prod", PaymentsDev);
+    assert!(!allowed(&off, &body));
+    assert!(!allowed(&off, &body));
+    assert_eq!(off.decisions.stats().entries, 0);
 }

@@ -136,6 +136,7 @@ impl PolicyArgs {
             config: self.config.clone(),
             mode: self.mode,
             allow_default_deny: true,
+            decision_cache_entries: None,
         }
     }
 }

@@ -86,6 +86,10 @@ pub struct ServeArgs {
     /// (denied to everyone); refused otherwise. The config's `allowDefaultDeny: true` does the same.
     #[arg(long, env = "GUARDRAILS_ALLOW_DEFAULT_DENY")]
     pub allow_default_deny: bool,
+    /// Most decisions remembered per loaded policy set, keyed on everything Cedar sees of a
+    /// request (`0` remembers none: every request is evaluated).
+    #[arg(long, value_name = "N", default_value_t = crate::decide::DECISION_CACHE_ENTRIES, env = "GUARDRAILS_DECISION_CACHE_ENTRIES")]
+    pub decision_cache_entries: usize,
     /// Where --dev writes the CA certificate (PEM) for `curl --cacert`.
     #[arg(long, value_name = "FILE", default_value_os_t = std::env::temp_dir().join("guardrails-dev-ca.pem"))]
     pub dev_ca_out: PathBuf,
@@ -121,6 +125,7 @@ pub fn serve(options: ServeArgs) -> anyhow::Result<()> {
     };
     let source = EngineSource {
         allow_default_deny: options.allow_default_deny,
+        decision_cache_entries: Some(options.decision_cache_entries),
         ..options.policy.source()
     };
     let engine = source.load()?;

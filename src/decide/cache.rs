@@ -71,6 +71,11 @@ impl DecisionCache {
         entries.insert(inputs, found);
     }
 
+    /// Most decisions remembered (0: none).
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     pub fn stats(&self) -> CacheStats {
         CacheStats {
             hits: self.hits.load(Ordering::Relaxed),

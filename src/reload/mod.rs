@@ -22,7 +22,7 @@ use arc_swap::ArcSwap;
 use serde::Serialize;
 
 use crate::config::{Config, ConfigError, EMBEDDED_CONFIG};
-use crate::decide::Engine;
+use crate::decide::{DecisionCache, Engine};
 use crate::metrics::Metrics;
 use crate::policy::{self, EMBEDDED_POLICIES, PolicyError, PolicyStore};
 use crate::vocabulary::Mode;
@@ -54,6 +54,8 @@ pub struct EngineSource {
     /// Accept a policy set in which some action has no permit for anyone (also allowed by the
     /// config's `allowDefaultDeny`). Otherwise such a set is refused like an invalid one.
     pub allow_default_deny: bool,
+    /// Most decisions each engine remembers (`None`: `decide::DECISION_CACHE_ENTRIES`).
+    pub decision_cache_entries: Option<usize>,
 }
 
 /// What identifies the inputs of one load: the SHA-256 of the policy files and of the config
@@ -156,7 +158,11 @@ impl EngineSource {
                 return Err(PolicyError::DefaultDeny(policies.default_denied.clone()).into());
             }
         }
-        Ok(Engine::new(policies, config, self.mode))
+        let mut engine = Engine::new(policies, config, self.mode);
+        if let Some(entries) = self.decision_cache_entries {
+            engine.decisions = DecisionCache::new(entries);
+        }
+        Ok(engine)
     }
 }
 
