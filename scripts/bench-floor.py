@@ -12,6 +12,10 @@ Needs wrk (Debian: apt-get install wrk). Standard library only.
 
 usage: scripts/bench-floor.py [--rounds 3] [--duration 5] [--connections 16] [--threads 1]
                               [--rss-connections 256] [--floor-target DIR] [--skip-build]
+                              [--no-decision-cache]
+
+Each body is the same request again and again, so Guardrails answers all but the first from its
+decision cache; --no-decision-cache measures every request as if seen for the first time.
 """
 import argparse
 import os
@@ -126,6 +130,8 @@ def main():
     parser.add_argument("--rss-connections", type=int, default=256)
     parser.add_argument("--floor-target", help="CARGO_TARGET_DIR for the floor (default: temporary)")
     parser.add_argument("--skip-build", action="store_true", help="use already built binaries")
+    parser.add_argument("--no-decision-cache", action="store_true",
+                        help="serve with --decision-cache-entries 0: every request evaluated, as if new")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk not found (Debian: apt-get install wrk)")
@@ -159,8 +165,9 @@ def main():
         port = free_port()
         if kind == "floor":
             return Server([floor, f"127.0.0.1:{port}", cert, key], port)
+        cache = ["--decision-cache-entries", "0"] if args.no_decision_cache else []
         return Server([guardrails, "serve", "--listen", f"127.0.0.1:{port}", "--tls-cert", cert,
-                       "--tls-key", key, "--no-reload", *extra], port)
+                       "--tls-key", key, "--no-reload", *cache, *extra], port)
 
     print(f"# {os.cpu_count()} CPUs; wrk -t{args.threads} -c{args.connections} -d{args.duration}s, "
           f"HTTPS keep-alive, {args.rounds} rounds alternating floor and Guardrails (shipped "
