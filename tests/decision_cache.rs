@@ -20,7 +20,10 @@ use common::objects::{app_to, syncing};
 use common::review::Review;
 use common::review::User::{PaymentsDev, StorefrontDev};
 use guardrails::cluster::NamespaceLabels;
-use guardrails::decide::{self, CacheStats, DECISION_CACHE_ENTRIES, DecisionCache};
+use guardrails::decide::{
+    self, CacheStats, DECISION_CACHE_BYTES, DECISION_CACHE_ENTRIES, DecisionCache,
+    LARGEST_REMEMBERED_BYTES,
+};
 use guardrails::reload::EngineSource;
 use guardrails::respond;
 use serde_json::{Value, json};
@@ -57,14 +60,9 @@ fn a_namespace_relabelled_in_the_cluster_is_decided_anew() {
         .store(Arc::new(label("ledger", "storefront", "dev")));
     assert!(allowed(&engine, &body), "storefront's dev namespace");
     assert!(allowed(&engine, &body), "remembered");
-    assert_eq!(
-        engine.decisions.stats(),
-        CacheStats {
-            hits: 1,
-            misses: 1,
-            entries: 1
-        }
-    );
+    let stats = engine.decisions.stats();
+    assert_eq!((stats.hits, stats.misses, stats.entries), (1, 1, 1));
+    assert!(stats.bytes > 0);
 
     // The watch sees the namespace become payments' production: the same request is now denied.
     engine
@@ -122,7 +120,8 @@ fn a_cache_of_zero_remembers_nothing() {
         CacheStats {
             hits: 0,
             misses: 0,
-            entries: 0
+            entries: 0,
+            bytes: 0
         }
     );
 }
@@ -164,4 +163,42 @@ fn serve_sets_the_cache_size_of_every_engine_it_loads() {
     assert!(!allowed(&off, &body));
     assert!(!allowed(&off, &body));
     assert_eq!(off.decisions.stats().entries, 0);
+}
+
+/// A sync of an Application carrying `count` labels of about 60 bytes each.
+fn labelled_sync(count: usize, seed: usize) -> Vec<u8> {
+    let mut app = app_to("payments-prod");
+    let labels: serde_json::Map<String, Value> = (0..count)
+        .map(|i| {
+            (
+                format!("example.com/label-{seed}-{i:06}"),
+                json!(format!("{:040}", i)),
+            )
+        })
+        .collect();
+    app["metadata"]["labels"] = Value::Object(labels);
+    Review::update(&app, &syncing(&app, json!({}), Value::Null))
+        .by(PaymentsDev)
+        .body()
+}
+
+#[test]
+fn what_the_cache_holds_is_bounded_in_bytes() {
+    let engine = engine();
+    // Inputs larger than one entry may be are decided every time, never remembered.
+    let huge = labelled_sync(2 * LARGEST_REMEMBERED_BYTES / 60, 0);
+    assert!(!allowed(&engine, &huge));
+    assert!(!allowed(&engine, &huge));
+    assert_eq!(engine.decisions.stats().entries, 0);
+    // Entries just under that bound: the total stays under the cache's, however many come.
+    let mut most = 0;
+    for seed in 0..(2 * DECISION_CACHE_BYTES / LARGEST_REMEMBERED_BYTES) {
+        let large = labelled_sync(LARGEST_REMEMBERED_BYTES / 2 / 60, seed);
+        assert!(!allowed(&engine, &large));
+        let stats = engine.decisions.stats();
+        assert!(stats.bytes <= DECISION_CACHE_BYTES, "{stats:?}");
+        most = most.max(stats.entries);
+    }
+    assert!(most > 10, "large entries are remembered: {most}");
+    assert!(most < DECISION_CACHE_ENTRIES);
 }

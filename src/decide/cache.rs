@@ -4,6 +4,8 @@
 //! entities or evaluating a policy. Each engine has its own cache: a reload starts empty, and
 //! what the namespace watch changes (a namespace's team or environment) is part of the inputs.
 //!
+//! Bounded by count and by bytes: an attacker sending distinct requests only makes misses.
+//!
 //! Repeats are common in real traffic: a controller's writes to the objects it manages, the same
 //! person syncing the same Application, the API server's retries.
 
@@ -17,14 +19,29 @@ use crate::entities::CedarInputs;
 use crate::sync::lock;
 
 /// Most decisions an engine remembers. A few hundred bytes each (the inputs and the matches):
-/// about 2 MiB when full. When full it starts over, which bounds memory whatever is sent.
+/// about 2 MiB when full. When full it starts over.
 pub const DECISION_CACHE_ENTRIES: usize = 4096;
 
+/// Most bytes (estimated) the remembered decisions may hold, whatever their number: an object
+/// may carry thousands of labels, an ApplicationSet reach hundreds of places. Past it the cache
+/// starts over, so memory stays bounded whatever is sent.
+pub const DECISION_CACHE_BYTES: usize = 8 * 1024 * 1024;
+
+/// A decision whose inputs are larger than this is not remembered: rare, and each would take
+/// much of the room.
+pub const LARGEST_REMEMBERED_BYTES: usize = 64 * 1024;
+
 pub struct DecisionCache {
-    entries: Mutex<HashMap<CedarInputs, Found, foldhash::fast::RandomState>>,
+    remembered: Mutex<Remembered>,
     capacity: usize,
     hits: AtomicU64,
     misses: AtomicU64,
+}
+
+#[derive(Default)]
+struct Remembered {
+    entries: HashMap<CedarInputs, Found, foldhash::fast::RandomState>,
+    bytes: usize,
 }
 
 /// How a cache has done so far.
@@ -33,13 +50,15 @@ pub struct CacheStats {
     pub hits: u64,
     pub misses: u64,
     pub entries: usize,
+    /// What the remembered decisions hold, estimated.
+    pub bytes: usize,
 }
 
 impl DecisionCache {
     /// A cache of at most `capacity` decisions; 0 remembers nothing.
     pub fn new(capacity: usize) -> Self {
         Self {
-            entries: Mutex::new(HashMap::default()),
+            remembered: Mutex::new(Remembered::default()),
             capacity,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -50,7 +69,7 @@ impl DecisionCache {
         if self.capacity == 0 {
             return None;
         }
-        let found = lock(&self.entries).get(inputs).cloned();
+        let found = lock(&self.remembered).entries.get(inputs).cloned();
         let counter = if found.is_some() {
             &self.hits
         } else {
@@ -64,11 +83,21 @@ impl DecisionCache {
         if self.capacity == 0 {
             return;
         }
-        let mut entries = lock(&self.entries);
-        if entries.len() >= self.capacity {
-            entries.clear();
+        let bytes = inputs.size_estimate() + found.size_estimate();
+        if bytes > LARGEST_REMEMBERED_BYTES {
+            return;
         }
-        entries.insert(inputs, found);
+        let mut remembered = lock(&self.remembered);
+        if remembered.entries.len() >= self.capacity
+            || remembered.bytes + bytes > DECISION_CACHE_BYTES
+        {
+            remembered.entries.clear();
+            remembered.bytes = 0;
+        }
+        // The same inputs decided twice at once (two threads) are counted once.
+        if remembered.entries.insert(inputs, found).is_none() {
+            remembered.bytes += bytes;
+        }
     }
 
     /// Most decisions remembered (0: none).
@@ -77,10 +106,12 @@ impl DecisionCache {
     }
 
     pub fn stats(&self) -> CacheStats {
+        let remembered = lock(&self.remembered);
         CacheStats {
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
-            entries: lock(&self.entries).len(),
+            entries: remembered.entries.len(),
+            bytes: remembered.bytes,
         }
     }
 }

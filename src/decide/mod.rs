@@ -19,7 +19,10 @@ use crate::vocabulary::{Action, Mode, Verdict};
 
 mod cache;
 
-pub use cache::{CacheStats, DECISION_CACHE_ENTRIES, DecisionCache};
+pub use cache::{
+    CacheStats, DECISION_CACHE_BYTES, DECISION_CACHE_ENTRIES, DecisionCache,
+    LARGEST_REMEMBERED_BYTES,
+};
 
 /// Everything a decision depends on, immutable once built; reloads build a new one and swap it.
 #[derive(Debug)]
@@ -262,6 +265,17 @@ struct Found {
 }
 
 impl Found {
+    /// About how many bytes this holds (for the decision cache's bound).
+    fn size_estimate(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self
+                .matches
+                .iter()
+                .map(|m| std::mem::size_of::<PolicyMatch>() + m.policy.len() + m.reason.len())
+                .sum::<usize>()
+            + self.errors.iter().map(|e| e.len() + 24).sum::<usize>()
+    }
+
     /// Cedar over the union of `sets` for one action: a deny if any set has a satisfied forbid
     /// (its reasons) or no set has a satisfied permit (Cedar's default deny, `NO_PERMIT`).
     ///

@@ -26,6 +26,58 @@ pub struct CedarInputs {
     pub context: ContextFacts,
 }
 
+impl CedarInputs {
+    /// About how many bytes these inputs hold (their text and a little per value): what
+    /// remembering them costs.
+    pub fn size_estimate(&self) -> usize {
+        let texts = |items: &[String]| items.iter().map(|s| s.len() + 24).sum::<usize>();
+        let principal = &self.principal;
+        let resource = &self.resource;
+        let context = &self.context;
+        let relabel = context.relabel.as_deref().map_or(0, |r| {
+            r.old_team.len() + r.new_team.len() + r.old_environment.len() + r.new_environment.len()
+        });
+        std::mem::size_of::<Self>()
+            + principal.username.len()
+            + texts(&principal.teams)
+            + texts(&principal.groups)
+            + resource.name.len()
+            + resource.namespace.len()
+            + resource
+                .object_attributes
+                .iter()
+                .map(|(_, value)| value.len() + 40)
+                .sum::<usize>()
+            + resource
+                .labels
+                .iter()
+                .map(|(key, value)| key.len() + value.len() + 48)
+                .sum::<usize>()
+            + placement_size(&resource.placement)
+            + self.actions.len()
+            + context.delegator.as_ref().map_or(0, String::len)
+            + context.sub_resource.len()
+            + context.sync.revision.len()
+            + texts(&context.sync.sync_options)
+            + relabel
+    }
+}
+
+fn placement_size(placement: &Placement) -> usize {
+    let text = |item: &Option<String>| item.as_ref().map_or(0, String::len);
+    std::mem::size_of::<Placement>()
+        + text(&placement.namespace)
+        + text(&placement.team)
+        + text(&placement.environment)
+        + placement.previous.as_deref().map_or(0, placement_size)
+        + placement
+            .reach
+            .iter()
+            .flat_map(|reach| &reach.places)
+            .map(placement_size)
+            .sum::<usize>()
+}
+
 /// The principal entity: its name, teams, the groups policies name, automation, delegator.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PrincipalFacts {
