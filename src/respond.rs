@@ -269,7 +269,8 @@ fn annotations(outcome: &Outcome, verdict: Verdict) -> HashMap<String, String> {
         .iter()
         .flat_map(|r| r.actions.iter().map(|a| a.as_str()))
         .collect();
-    let mut annotations = HashMap::new();
+    // At most seven: sized once rather than grown (and rehashed) twice.
+    let mut annotations = HashMap::with_capacity(7);
     annotations.insert(DECISION_ANNOTATION.into(), verdict.as_str().into());
     annotations.insert("actions".into(), actions.join(","));
     annotations.insert("principal".into(), principal(outcome));
