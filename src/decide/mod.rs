@@ -141,12 +141,18 @@ pub enum DecideError {
     Entities(#[from] EntityError),
 }
 
-/// The pure front of the request path: what is asked, by whom, landing where. `Err` names a
-/// resource Guardrails does not decide.
-fn understand(
-    engine: &Engine,
-    request: &Request,
-) -> Result<(Recognition, Identity, Placement), String> {
+/// What the pure front of the request path makes of a request.
+struct Understood {
+    recognition: Recognition,
+    identity: Identity,
+    placement: Placement,
+    /// Everything Cedar will see of it.
+    inputs: CedarInputs,
+}
+
+/// The pure front of the request path: what is asked, by whom, landing where, and what Cedar
+/// will see of it. `Err` names a resource Guardrails does not decide.
+fn understand(engine: &Engine, request: &Request) -> Result<Understood, String> {
     let recognition = match recognize::recognize(request, &engine.config) {
         Recognized::Known(recognition) => recognition,
         Recognized::Unsupported { resource } => return Err(resource),
@@ -159,15 +165,6 @@ fn understand(
         &live,
     );
     let placement = entities::placement(recognition.kind, request, &engine.config, &live);
-    Ok((recognition, identity, placement))
-}
-
-/// Decide one parsed request. Pure given the engine: its cache only remembers what Cedar said.
-pub fn decide(engine: &Engine, request: &Request) -> Result<Outcome, DecideError> {
-    let (recognition, identity, placement) = match understand(engine, request) {
-        Ok(understood) => understood,
-        Err(resource) => return Ok(Outcome::unsupported(resource, engine.mode)),
-    };
     let inputs = entities::gather(
         &identity,
         &recognition,
@@ -176,6 +173,25 @@ pub fn decide(engine: &Engine, request: &Request) -> Result<Outcome, DecideError
         &engine.config.file.argocd,
         &engine.policies,
     );
+    Ok(Understood {
+        recognition,
+        identity,
+        placement,
+        inputs,
+    })
+}
+
+/// Decide one parsed request. Pure given the engine: its cache only remembers what Cedar said.
+pub fn decide(engine: &Engine, request: &Request) -> Result<Outcome, DecideError> {
+    let Understood {
+        recognition,
+        identity,
+        placement,
+        inputs,
+    } = match understand(engine, request) {
+        Ok(understood) => understood,
+        Err(resource) => return Ok(Outcome::unsupported(resource, engine.mode)),
+    };
     let remembered = engine.decisions.get(&inputs);
     let was_remembered = remembered.is_some();
     let Found { matches, errors } = match remembered {
@@ -389,22 +405,14 @@ fn evaluate(
 /// types, the context record, and each action's principal and resource types. `decide` skips
 /// these checks for speed; tests run this over every recognised action.
 pub fn check_conformance(engine: &Engine, request: &Request) -> Result<(), String> {
-    let Ok((recognition, identity, placement)) = understand(engine, request) else {
+    let Ok(Understood { inputs, .. }) = understand(engine, request) else {
         return Ok(());
     };
-    let inputs = entities::gather(
-        &identity,
-        &recognition,
-        request,
-        &placement,
-        &engine.config.file.argocd,
-        &engine.policies,
-    );
     let subjects = entities::build_subjects(&inputs).map_err(|e| e.to_string())?;
     cedar_policy::Entities::from_entities(subjects.entities, Some(&engine.policies.schema))
         .map_err(|e| format!("entities: {e}"))?;
     let context = cedar_policy::Context::from(entities::build_context(&inputs.context));
-    for action in &recognition.actions {
+    for action in &inputs.actions {
         let action_uid = entities::action_uid(action.as_str()).map_err(|e| e.to_string())?;
         CedarRequest::new(
             subjects.principal.clone(),
