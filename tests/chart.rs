@@ -266,6 +266,7 @@ fn container_arguments_are_accepted_by_the_binary() {
         "--first-request-timeout=10s",
         "--handshake-timeout=2s",
         "--listen-backlog=4096",
+        "--decision-cache-entries=4096",
         "--audit-log-on-loss=drop",
         "--audit-log-buffer-bytes=8388608",
         "--shutdown-delay=5s",
