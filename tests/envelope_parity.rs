@@ -4,13 +4,8 @@
 //! Rollouts and kube-apiserver, the Kubernetes and Kubewarden examples) must read the same both
 //! ways, but for `managedFields`, which Guardrails skips unread.
 
-mod common {
-    pub mod fixtures;
-}
-
 use std::path::{Path, PathBuf};
 
-use common::fixtures::fixtures_dir;
 use guardrails::admission::{Request, parse_review};
 use kube::core::DynamicObject;
 use kube::core::admission::AdmissionReview;
@@ -30,7 +25,10 @@ fn json_files(dir: &Path, out: &mut Vec<PathBuf>) {
 /// Every AdmissionReview with a request in the fixtures, as bytes.
 fn reviews() -> Vec<(PathBuf, Vec<u8>)> {
     let mut files = Vec::new();
-    json_files(&fixtures_dir(), &mut files);
+    json_files(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures"),
+        &mut files,
+    );
     files.sort();
     files
         .into_iter()
