@@ -14,23 +14,16 @@ pub fn pointer<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
     if path.is_empty() {
         return Some(value);
     }
-    let mut rest = path.strip_prefix('/')?;
+    let rest = path.strip_prefix('/')?;
     let mut target = value;
-    // Split by hand: `str::split('/')` goes through a general searcher (memchr and UTF-8
-    // bookkeeping), a visible share of a decision for tokens a few bytes long.
-    loop {
-        let end = rest.bytes().position(|b| b == b'/');
-        let token = &rest[..end.unwrap_or(rest.len())];
+    for token in tokens(rest) {
         target = if has_escape(token) {
             step(target, &unescape(token))?
         } else {
             step(target, token)?
         };
-        match end {
-            Some(end) => rest = &rest[end + 1..],
-            None => return Some(target),
-        }
     }
+    Some(target)
 }
 
 fn has_escape(token: &str) -> bool {
@@ -52,25 +45,35 @@ pub fn get<'a>(map: &'a serde_json::Map<String, Value>, key: &str) -> Option<&'a
     }
 }
 
-/// The reference tokens of a JSON pointer (after its leading `/`s), still escaped. Split by hand
-/// like `pointer`: `str::split('/')` goes through a general searcher.
+/// The reference tokens of a JSON pointer (after its leading `/`s), still escaped.
 pub fn segments(path: &str) -> impl Iterator<Item = &str> {
-    let rest = path.trim_start_matches('/');
-    let mut start = Some(0);
-    std::iter::from_fn(move || {
-        let from = start?;
-        let tail = rest.get(from..)?;
-        match tail.bytes().position(|b| b == b'/') {
-            Some(offset) => {
-                start = Some(from + offset + 1);
-                tail.get(..offset)
+    tokens(path.trim_start_matches('/'))
+}
+
+/// `rest` split at every `/`. By hand: `str::split('/')` goes through a general searcher (memchr
+/// and UTF-8 bookkeeping), a visible share of a decision for tokens a few bytes long.
+fn tokens(rest: &str) -> Tokens<'_> {
+    Tokens(Some(rest))
+}
+
+struct Tokens<'a>(Option<&'a str>);
+
+impl<'a> Iterator for Tokens<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let rest = self.0?;
+        match rest.bytes().position(|b| b == b'/') {
+            Some(end) => {
+                self.0 = rest.get(end + 1..);
+                rest.get(..end)
             }
             None => {
-                start = None;
-                Some(tail)
+                self.0 = None;
+                Some(rest)
             }
         }
-    })
+    }
 }
 
 /// One reference token of a JSON pointer, unescaped (`~1` is `/`, then `~0` is `~`).
