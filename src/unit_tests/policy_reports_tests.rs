@@ -2,6 +2,7 @@
 //! decided request becomes, how results fold and merge within their bounds, the report object.
 
 use super::*;
+use crate::authoring::synth::Synthetic;
 use crate::config::Config;
 use crate::decide::Engine;
 use crate::policy::PolicyStore;
@@ -49,19 +50,18 @@ fn deployment(namespace: &str, image: &str) -> Value {
 
 /// `user` (in `groups`) changes the image of `web` in `namespace`.
 fn set_image(namespace: &str, user: &str, groups: &[&str], dry_run: bool) -> Reviewed {
-    let body = json!({
-        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-        "request": {
-            "uid": "req-1",
-            "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
-            "resource": {"group": "apps", "version": "v1", "resource": "deployments"},
-            "name": "web", "namespace": namespace, "operation": "UPDATE",
-            "userInfo": {"username": user, "groups": groups},
-            "object": deployment(namespace, "nginx:1.27"),
-            "oldObject": deployment(namespace, "nginx:1.26"),
-            "dryRun": dry_run,
-        },
-    });
+    let body = Synthetic {
+        object: Some(deployment(namespace, "nginx:1.27")),
+        old_object: Some(deployment(namespace, "nginx:1.26")),
+        operation: "UPDATE".into(),
+        user: user.into(),
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+        dry_run,
+        uid: "req-1".into(),
+        ..Synthetic::default()
+    }
+    .admission_review()
+    .expect("a review");
     crate::respond::validate_review(&engine(), body.to_string().as_bytes()).expect("a review")
 }
 
@@ -164,18 +164,17 @@ fn only_namespaced_non_dry_run_requests_with_matches_are_observed() {
 
     // A Namespace's own write (cluster-scoped) is not reported.
     let namespace = |labels: Value| json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "payments-prod", "labels": labels}});
-    let body = json!({
-        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-        "request": {
-            "uid": "ns-1",
-            "kind": {"group": "", "version": "v1", "kind": "Namespace"},
-            "resource": {"group": "", "version": "v1", "resource": "namespaces"},
-            "name": "payments-prod", "namespace": "payments-prod", "operation": "UPDATE",
-            "userInfo": {"username": "dana@example.com", "groups": ["storefront-devs"]},
-            "object": namespace(json!({"guardrails.io/environment": "dev"})),
-            "oldObject": namespace(json!({"guardrails.io/environment": "prod"})),
-        },
-    });
+    let body = Synthetic {
+        object: Some(namespace(json!({"guardrails.io/environment": "dev"}))),
+        old_object: Some(namespace(json!({"guardrails.io/environment": "prod"}))),
+        operation: "UPDATE".into(),
+        user: "dana@example.com".into(),
+        groups: vec!["storefront-devs".into()],
+        uid: "ns-1".into(),
+        ..Synthetic::default()
+    }
+    .admission_review()
+    .expect("a review");
     let reviewed = crate::respond::validate_review(&engine(), body.to_string().as_bytes()).unwrap();
     assert!(
         !reviewed.outcome.as_ref().unwrap().matches.is_empty(),

@@ -6,6 +6,7 @@ use serde_json::json;
 use super::application::{normalized_source, revision_overrides};
 use super::workload::defaulted_like_a_replicaset;
 use super::*;
+use crate::authoring::synth::Synthetic;
 
 #[test]
 fn commit_shas_are_full_hex_of_sha1_or_sha256_length() {
@@ -269,17 +270,16 @@ fn sync_review(sync: serde_json::Value, sync_policy: serde_json::Value) -> serde
     });
     let mut syncing = app.clone();
     syncing["operation"] = json!({"sync": sync, "initiatedBy": {"username": "admin@example.com"}});
-    json!({
-        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-        "request": {
-            "uid": "force-1",
-            "kind": {"group": "argoproj.io", "version": "v1alpha1", "kind": "Application"},
-            "resource": {"group": "argoproj.io", "version": "v1alpha1", "resource": "applications"},
-            "name": "payments", "namespace": "argocd", "operation": "UPDATE",
-            "userInfo": {"username": "system:serviceaccount:argocd:argocd-server"},
-            "object": syncing, "oldObject": app,
-        },
-    })
+    Synthetic {
+        object: Some(syncing),
+        old_object: Some(app),
+        operation: "UPDATE".into(),
+        user: "system:serviceaccount:argocd:argocd-server".into(),
+        uid: "force-1".into(),
+        ..Synthetic::default()
+    }
+    .admission_review()
+    .expect("a review")
 }
 
 /// Argo CD v3.6.2 deletes and re-creates (`kubectl apply --force`, `kubectl replace --force`) on
