@@ -192,14 +192,12 @@ pub fn decide(engine: &Engine, request: &Request) -> Result<Outcome, DecideError
         Ok(understood) => understood,
         Err(resource) => return Ok(Outcome::unsupported(resource, engine.mode)),
     };
-    let remembered = engine.decisions.get(&inputs);
-    let was_remembered = remembered.is_some();
-    let Found { matches, errors } = match remembered {
-        Some(found) => found,
+    let (Found { matches, errors }, remembered) = match engine.decisions.get(&inputs) {
+        Some(found) => (found, true),
         None => {
             let found = evaluate_inputs(engine, &inputs)?;
             engine.decisions.insert(inputs, found.clone());
-            found
+            (found, false)
         }
     };
     let allowed = !matches.iter().any(|m| m.effective == Mode::Enforce);
@@ -213,7 +211,7 @@ pub fn decide(engine: &Engine, request: &Request) -> Result<Outcome, DecideError
         mode: engine.mode,
         audit_warnings: engine.config.file.audit_warnings,
         placement: Some(placement),
-        remembered: was_remembered,
+        remembered,
     })
 }
 
