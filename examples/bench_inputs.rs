@@ -7,7 +7,8 @@
 //!
 //! `bench_inputs run STAGE BODY ITERATIONS [POLICIES]` runs one stage (`value`: a plain
 //! `serde_json::Value` parse, `parse`, `decide`, `parse-decide`, `review`: parse, decide, build
-//! and serialise the response) on one body in a loop, for `valgrind --tool=callgrind` or `perf`.
+//! and serialise the response; `answer`: `review` and the audit record, as the server does) on
+//! one body in a loop, for `valgrind --tool=callgrind` or `perf`.
 //! Instruction counts from callgrind are repeatable where wall-clock figures on a shared machine
 //! are not.
 
@@ -21,7 +22,9 @@ mod generate;
 use std::hint::black_box;
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
+use guardrails::audit::AuditRecord;
 use guardrails::config::Config;
 use guardrails::decide::Engine;
 use guardrails::policy::PolicyStore;
@@ -118,6 +121,13 @@ fn measured_loop(
             "review" => {
                 let reviewed =
                     respond::validate_review(engine, black_box(body)).map_err(|e| e.to_string())?;
+                black_box(serde_json::to_vec(&reviewed.review).map_err(|e| e.to_string())?);
+            }
+            "answer" => {
+                let reviewed =
+                    respond::validate_review(engine, black_box(body)).map_err(|e| e.to_string())?;
+                let record = AuditRecord::new(&reviewed, Duration::from_micros(40));
+                black_box(serde_json::to_vec(&record).map_err(|e| e.to_string())?);
                 black_box(serde_json::to_vec(&reviewed.review).map_err(|e| e.to_string())?);
             }
             other => return Err(format!("unknown stage {other}")),

@@ -4,9 +4,9 @@
 # examples/bench_inputs.rs is counted (policy loading and fixtures are not).
 #
 # usage: scripts/instructions.sh STAGE BODY [POLICIES] [N]
-#   STAGE: value | parse | decide | parse-decide | review   (see examples/bench_inputs.rs);
-#          decide-first, parse-decide-first, review-first: with the decision cache off (a request
-#          seen for the first time), the others answer repeats from it
+#   STAGE: value | parse | decide | parse-decide | review | answer  (examples/bench_inputs.rs);
+#          decide-first, parse-decide-first, review-first, answer-first: with the decision
+#          cache off (a request seen for the first time), the others answer repeats from it
 #   BODY:  a body name from benches/support/bodies.rs, e.g. app_sync_prod_denied
 # env: BENCH_INPUTS=path to a built bench_inputs example (default: build it in release);
 #      CALLGRIND_OUT=file to keep the profile in (for callgrind_annotate)

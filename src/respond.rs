@@ -96,14 +96,21 @@ fn deny(
     message: String,
     verdict: Verdict,
 ) -> AdmissionResponse {
-    let mut response = AdmissionResponse::from(request).deny(message);
-    response.result.code = refusal.code();
-    response.result.status = Some(StatusSummary::Failure);
-    response.result.reason = refusal.reason().into();
+    let mut response = AdmissionResponse::from(request);
+    refuse(&mut response, refusal, message);
     response
         .audit_annotations
         .insert(DECISION_ANNOTATION.into(), verdict.as_str().into());
     response
+}
+
+/// Turn `response` into a refusal (kube's `deny` would copy the message).
+fn refuse(response: &mut AdmissionResponse, refusal: Refusal, message: String) {
+    response.allowed = false;
+    response.result.message = message;
+    response.result.code = refusal.code();
+    response.result.status = Some(StatusSummary::Failure);
+    response.result.reason = refusal.reason().into();
 }
 
 /// The answer under `audit-log-on-loss: fail` when the record cannot be kept: no change is
@@ -126,7 +133,8 @@ pub fn refuse_unrecorded(reviewed: &mut Reviewed) {
 pub const DECISION_ANNOTATION: &str = "decision";
 
 fn truncate(text: String, limit: usize) -> String {
-    if text.chars().count() <= limit {
+    // A string of at most `limit` bytes has at most `limit` characters: no count needed.
+    if text.len() <= limit || text.chars().count() <= limit {
         return text;
     }
     let mut cut: String = text.chars().take(limit.saturating_sub(1)).collect();
@@ -134,17 +142,31 @@ fn truncate(text: String, limit: usize) -> String {
     cut
 }
 
-fn echo(text: &str) -> String {
-    truncate(text.to_string(), MAX_ECHOED_CHARS)
+/// Append `text` as echoed from a request: cut to `MAX_ECHOED_CHARS`.
+fn push_echoed(out: &mut String, text: &str) {
+    if text.len() <= MAX_ECHOED_CHARS || text.chars().count() <= MAX_ECHOED_CHARS {
+        out.push_str(text);
+        return;
+    }
+    out.extend(text.chars().take(MAX_ECHOED_CHARS - 1));
+    out.push('…');
 }
 
-fn describe_target(request: &Request) -> String {
-    let kind = echo(outcome_kind(request));
-    let name = echo(&request.name);
-    match admission::object_namespace(request) {
-        Some(ns) => format!("{kind} {}/{name}", echo(ns)),
-        None => format!("{kind} {name}"),
+fn echo(text: &str) -> String {
+    let mut echoed = String::with_capacity(text.len().min(MAX_ECHOED_CHARS + 2));
+    push_echoed(&mut echoed, text);
+    echoed
+}
+
+/// "Application argocd/nginx", appended to `out`.
+fn push_target(out: &mut String, request: &Request) {
+    push_echoed(out, outcome_kind(request));
+    out.push(' ');
+    if let Some(ns) = admission::object_namespace(request) {
+        push_echoed(out, ns);
+        out.push('/');
     }
+    push_echoed(out, &request.name);
 }
 
 fn outcome_kind(request: &Request) -> &str {
@@ -154,14 +176,12 @@ fn outcome_kind(request: &Request) -> &str {
     }
 }
 
-fn principal(outcome: &Outcome) -> String {
-    echo(
-        outcome
-            .identity
-            .as_ref()
-            .map(|i| i.username.as_str())
-            .unwrap_or(""),
-    )
+fn username(outcome: &Outcome) -> &str {
+    outcome
+        .identity
+        .as_ref()
+        .map(|i| i.username.as_str())
+        .unwrap_or("")
 }
 
 /// Build the response for a decided request.
@@ -178,16 +198,15 @@ pub fn respond(request: &Request, outcome: &Outcome) -> AdmissionResponse {
         ]);
         return response;
     }
-    let mut response = if outcome.allowed {
-        AdmissionResponse::from(request)
-    } else {
-        deny(
-            request,
+    let mut response = AdmissionResponse::from(request);
+    if !outcome.allowed {
+        // As `deny` builds it, but the annotations are all set below.
+        refuse(
+            &mut response,
             Refusal::Forbidden,
             denial_message(request, outcome),
-            verdict,
-        )
-    };
+        );
+    }
     let warnings = warnings(outcome);
     if !warnings.is_empty() {
         response.warnings = Some(warnings);
@@ -196,26 +215,39 @@ pub fn respond(request: &Request, outcome: &Outcome) -> AdmissionResponse {
     response
 }
 
-/// "Guardrails denied sync of Application argocd/payments by alice: [policy] reason …"
+/// "Guardrails denied sync of Application argocd/nginx by alice: [policy] reason …"
 fn denial_message(request: &Request, outcome: &Outcome) -> String {
-    let mut denied: Vec<String> = Vec::new();
-    let mut denied_actions: Vec<&str> = Vec::new();
+    let mut actions: Vec<&str> = Vec::with_capacity(2);
+    let mut lines: Vec<(&str, &str)> = Vec::with_capacity(outcome.matches.len());
     for m in outcome.enforced() {
-        if !denied_actions.contains(&m.action.as_str()) {
-            denied_actions.push(m.action.as_str());
+        if !actions.contains(&m.action.as_str()) {
+            actions.push(m.action.as_str());
         }
-        let line = format!("[{}] {}", m.policy, m.reason);
-        if !denied.contains(&line) {
-            denied.push(line);
+        if !lines.contains(&(m.policy.as_str(), m.reason.as_str())) {
+            lines.push((m.policy.as_str(), m.reason.as_str()));
         }
     }
-    format!(
-        "Guardrails denied {} of {} by {}: {}",
-        denied_actions.join(", "),
-        describe_target(request),
-        principal(outcome),
-        denied.join(" ")
-    )
+    let reasons: usize = lines.iter().map(|(p, r)| p.len() + r.len() + 4).sum();
+    let mut message = String::with_capacity(96 + request.name.len() + reasons);
+    message.push_str("Guardrails denied ");
+    for (i, action) in actions.iter().enumerate() {
+        if i > 0 {
+            message.push_str(", ");
+        }
+        message.push_str(action);
+    }
+    message.push_str(" of ");
+    push_target(&mut message, request);
+    message.push_str(" by ");
+    push_echoed(&mut message, username(outcome));
+    message.push(':');
+    for (policy, reason) in lines {
+        message.push_str(" [");
+        message.push_str(policy);
+        message.push_str("] ");
+        message.push_str(reason);
+    }
+    message
 }
 
 /// What the client is told besides the verdict: ignored claims, and warn/audit matches.
@@ -264,37 +296,67 @@ fn warnings(outcome: &Outcome) -> Vec<String> {
 
 /// The audit annotations the API server's own audit log keeps with the request.
 fn annotations(outcome: &Outcome, verdict: Verdict) -> HashMap<String, String> {
-    let actions: Vec<&str> = outcome
+    let mut actions = String::new();
+    for (i, action) in outcome
         .recognition
         .iter()
-        .flat_map(|r| r.actions.iter().map(|a| a.as_str()))
-        .collect();
+        .flat_map(|r| r.actions.iter())
+        .enumerate()
+    {
+        if i > 0 {
+            actions.push(',');
+        }
+        actions.push_str(action.as_str());
+    }
     // At most seven: sized once rather than grown (and rehashed) twice.
     let mut annotations = HashMap::with_capacity(7);
     annotations.insert(DECISION_ANNOTATION.into(), verdict.as_str().into());
-    annotations.insert("actions".into(), actions.join(","));
-    annotations.insert("principal".into(), principal(outcome));
+    annotations.insert("actions".into(), actions);
+    annotations.insert("principal".into(), echo(username(outcome)));
     annotations.insert("mode".into(), outcome.mode.as_str().into());
     if let Some(delegator) = outcome.identity.as_ref().and_then(|i| i.delegator.as_ref()) {
         annotations.insert("delegator".into(), echo(delegator));
     }
     if !outcome.matches.is_empty() {
-        // `id=mode` pairs, sorted and deduplicated (one policy may match several actions).
-        let listed = |mode: fn(&PolicyMatch) -> Mode| {
-            let mut pairs: Vec<String> = outcome
-                .matches
-                .iter()
-                .map(|m| format!("{}={}", m.policy, mode(m)))
-                .collect();
-            pairs.sort();
-            pairs.dedup();
-            pairs.join(",")
-        };
-        annotations.insert("policies".into(), listed(|m| m.effective));
+        annotations.insert(
+            "policies".into(),
+            policy_modes(&outcome.matches, |m| m.effective),
+        );
         // What each policy would have done on its own, so audit-mode rollouts show their effect.
-        annotations.insert("declared".into(), listed(|m| m.declared));
+        annotations.insert(
+            "declared".into(),
+            policy_modes(&outcome.matches, |m| m.declared),
+        );
     }
     annotations
+}
+
+/// `id=mode` pairs in text order, deduplicated (one policy may match several actions), joined
+/// by commas.
+fn policy_modes(matches: &[PolicyMatch], mode: fn(&PolicyMatch) -> Mode) -> String {
+    let mut pairs: Vec<(&str, &str)> = matches
+        .iter()
+        .map(|m| (m.policy.as_str(), mode(m).as_str()))
+        .collect();
+    // Ordered as the texts `id=mode` are (`prod-x=…` before `prod=…`), without writing them.
+    fn text<'a>((policy, mode): &(&'a str, &'a str)) -> impl Iterator<Item = u8> + 'a {
+        policy
+            .bytes()
+            .chain(std::iter::once(b'='))
+            .chain(mode.bytes())
+    }
+    pairs.sort_by(|a, b| text(a).cmp(text(b)));
+    pairs.dedup();
+    let mut listed = String::with_capacity(pairs.iter().map(|(p, m)| p.len() + m.len() + 2).sum());
+    for (i, (policy, mode)) in pairs.iter().enumerate() {
+        if i > 0 {
+            listed.push(',');
+        }
+        listed.push_str(policy);
+        listed.push('=');
+        listed.push_str(mode);
+    }
+    listed
 }
 
 #[cfg(test)]

@@ -53,6 +53,17 @@ pub fn object_namespace(request: &Request) -> Option<&str> {
         .filter(|ns| !ns.is_empty() && !is_namespace)
 }
 
+/// The operation as the API server writes it (`CREATE`, `UPDATE`, …).
+pub fn operation_name(operation: &kube::core::admission::Operation) -> &'static str {
+    use kube::core::admission::Operation;
+    match operation {
+        Operation::Create => "CREATE",
+        Operation::Update => "UPDATE",
+        Operation::Delete => "DELETE",
+        Operation::Connect => "CONNECT",
+    }
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum EnvelopeError {
     #[error("request body is not a valid AdmissionReview: {0}")]

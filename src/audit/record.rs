@@ -24,7 +24,7 @@ pub struct AuditRecord<'a> {
     pub resource: &'a str,
     pub namespace: &'a str,
     pub name: &'a str,
-    pub operation: String,
+    pub operation: &'static str,
     pub sub_resource: Option<&'a str>,
     pub actions: Vec<&'static str>,
     /// Where the resource lands: an Application's destination (both sides of a move), every
@@ -87,7 +87,7 @@ impl<'a> AuditRecord<'a> {
             resource: &request.resource.resource,
             namespace: request.namespace.as_deref().unwrap_or(""),
             name: &request.name,
-            operation: format!("{:?}", request.operation).to_uppercase(),
+            operation: crate::admission::operation_name(&request.operation),
             sub_resource: request.sub_resource.as_deref(),
             actions: outcome
                 .and_then(|o| o.recognition.as_ref())

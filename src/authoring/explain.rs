@@ -45,7 +45,7 @@ fn write_request(out: &mut String, request: &Request) {
         Some(ns) => format!("{ns}/{}", request.name),
         None => request.name.clone(),
     };
-    let operation = format!("{:?}", request.operation).to_uppercase();
+    let operation = crate::admission::operation_name(&request.operation);
     let sub = request
         .sub_resource
         .as_deref()

@@ -5,7 +5,6 @@
 //! engine: that is what lets `decide` remember decisions keyed on it. Pure.
 
 use kube::core::DynamicObject;
-use kube::core::admission::Operation;
 use serde_json::Value;
 
 use super::managed_by;
@@ -157,7 +156,7 @@ pub fn gather(
             forged_initiator: identity.forged_initiator.is_some() || recognition.forged_automation,
             new_replicas: recognition.new_replicas.unwrap_or(-1),
             old_replicas: recognition.old_replicas.unwrap_or(-1),
-            operation: operation_name(&request.operation),
+            operation: crate::admission::operation_name(&request.operation),
             relabel: recognition.relabel.clone(),
             sub_resource: request.sub_resource.clone().unwrap_or_default(),
             sync: recognition.sync.clone(),
@@ -219,14 +218,4 @@ pub(super) fn data_str<'a>(object: Option<&'a DynamicObject>, path: &str) -> &'a
         .and_then(|o| crate::json::pointer(&o.data, path))
         .and_then(Value::as_str)
         .unwrap_or("")
-}
-
-/// The operation as kube serialises it.
-fn operation_name(operation: &Operation) -> &'static str {
-    match operation {
-        Operation::Create => "CREATE",
-        Operation::Update => "UPDATE",
-        Operation::Delete => "DELETE",
-        Operation::Connect => "CONNECT",
-    }
 }

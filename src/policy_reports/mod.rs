@@ -217,7 +217,7 @@ pub fn observation(reviewed: &Reviewed, at: Timestamp) -> Option<Observation> {
         ),
         user: cut(user, MAX_ECHOED_CHARS),
         teams: identity.map_or_else(Vec::new, |i| i.teams.clone()),
-        operation: operation(&request.operation),
+        operation: crate::admission::operation_name(&request.operation),
         sub_resource: request
             .sub_resource
             .as_deref()
@@ -226,16 +226,6 @@ pub fn observation(reviewed: &Reviewed, at: Timestamp) -> Option<Observation> {
         matches: outcome.matches.clone(),
         at,
     })
-}
-
-fn operation(operation: &kube::core::admission::Operation) -> &'static str {
-    use kube::core::admission::Operation;
-    match operation {
-        Operation::Create => "CREATE",
-        Operation::Update => "UPDATE",
-        Operation::Delete => "DELETE",
-        Operation::Connect => "CONNECT",
-    }
 }
 
 /// The report results of one observation: one per match.
