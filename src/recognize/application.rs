@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::diff::{Writer, data_differs, metadata_differs, values_differ};
 use super::object::{
-    annotation_set, has_resources_finalizer, is_deleting, non_empty_array, pointer, str_at,
+    annotation_set, has_resources_finalizer, is_deleting, member, non_empty_array, pointer, str_at,
     string_list,
 };
 use super::{Action, AutoSync, InitiatedBy, Recognition, SyncOptions};
@@ -372,12 +372,12 @@ fn is_rollback(sync: &Value, app: Option<&DynamicObject>) -> bool {
 }
 
 /// Everything the controller fetches and renders: `spec.source`, `spec.sources` and the Source
-/// Hydrator's dry source, sync source and branch, whole.
-fn sources(app: Option<&DynamicObject>) -> [Option<&Value>; 3] {
+/// Hydrator's dry source, sync source and branch, whole (`spec` is the Application's `/spec`).
+fn sources(spec: Option<&Value>) -> [Option<&Value>; 3] {
     [
-        pointer(app, "/spec/source"),
-        pointer(app, "/spec/sources"),
-        pointer(app, "/spec/sourceHydrator"),
+        member(spec, "source"),
+        member(spec, "sources"),
+        member(spec, "sourceHydrator"),
     ]
 }
 
@@ -521,31 +521,30 @@ fn spec_change_actions(
     auto_sync: AutoSync,
     actions: &mut Vec<Action>,
 ) {
-    auto_sync_actions(
-        auto_sync_at(pointer(old, "/spec/syncPolicy")),
-        auto_sync,
-        actions,
-    );
-    if sync_policy_changed(
-        pointer(old, "/spec/syncPolicy"),
-        pointer(new, "/spec/syncPolicy"),
-    ) {
+    // Each side's spec read once; every field below is one step from it.
+    let (old_spec, new_spec) = (pointer(old, "/spec"), pointer(new, "/spec"));
+    let old_policy = member(old_spec, "syncPolicy");
+    auto_sync_actions(auto_sync_at(old_policy), auto_sync, actions);
+    if sync_policy_changed(old_policy, member(new_spec, "syncPolicy")) {
         actions.push(Action::ChangeSyncPolicy);
     }
-    let destination_changed = [
-        "/spec/destination/server",
-        "/spec/destination/name",
-        "/spec/destination/namespace",
-        "/spec/project",
-    ]
-    .iter()
-    .any(|path| !same_opt(pointer(old, path), pointer(new, path)));
+    let (old_destination, new_destination) = (
+        member(old_spec, "destination"),
+        member(new_spec, "destination"),
+    );
+    let destination_changed =
+        ["server", "name", "namespace"].iter().any(|field| {
+            !same_opt(
+                member(old_destination, field),
+                member(new_destination, field),
+            )
+        }) || !same_opt(member(old_spec, "project"), member(new_spec, "project"));
     if destination_changed {
         actions.push(Action::Retarget);
     }
-    if !sources(old)
+    if !sources(old_spec)
         .into_iter()
-        .zip(sources(new))
+        .zip(sources(new_spec))
         .all(|(a, b)| same_opt(a, b))
     {
         actions.push(Action::ChangeSource);

@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 
 use kube::core::{DynamicObject, ObjectMeta};
 use serde_json::Value;
+use smallvec::SmallVec;
 
 use super::object::{is_resources_finalizer, pointer};
 use crate::json::{self, same};
@@ -32,7 +33,7 @@ pub fn data_differs(
 ) -> bool {
     let null = Value::Null;
     // The typed metadata is compared separately; apiVersion and kind cannot change.
-    let explained: Vec<&str> = ["/apiVersion", "/kind", "/metadata"]
+    let explained: SmallVec<[&str; 12]> = ["/apiVersion", "/kind", "/metadata"]
         .iter()
         .chain(explained)
         .copied()
@@ -46,11 +47,11 @@ pub fn data_differs(
 
 /// Does anything in `old`/`new` outside `explained` differ (absent equals empty)?
 pub fn values_differ(old: &Value, new: &Value, explained: &[&str]) -> bool {
-    let patterns: Vec<Vec<Cow<str>>> = explained
+    let patterns: SmallVec<[SmallVec<[Cow<str>; 4]>; 12]> = explained
         .iter()
         .map(|p| json::segments(p).map(json::unescape).collect())
         .collect();
-    let live: Vec<&[Cow<str>]> = patterns.iter().map(Vec::as_slice).collect();
+    let live: SmallVec<[&[Cow<str>]; 12]> = patterns.iter().map(|p| p.as_slice()).collect();
     differs_at(old, new, &live)
 }
 
@@ -75,9 +76,14 @@ fn differs_at(old: &Value, new: &Value, live: &[&[Cow<str>]]) -> bool {
         return !same_ignoring_absent(old, new);
     }
     let descend = |segment: &str, x: &Value, y: &Value| {
-        let next: Vec<&[Cow<str>]> = live
+        let reaches = |rest: &&[Cow<str>]| rest[0] == "*" || rest[0] == segment;
+        // Most keys no pattern reaches: compared whole, with nothing to collect.
+        if !live.iter().any(reaches) {
+            return !same_ignoring_absent(x, y);
+        }
+        let next: SmallVec<[&[Cow<str>]; 8]> = live
             .iter()
-            .filter(|rest| rest[0] == "*" || rest[0] == segment)
+            .filter(|rest| reaches(rest))
             .map(|rest| &rest[1..])
             .collect();
         differs_at(x, y, &next)
