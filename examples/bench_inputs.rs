@@ -7,7 +7,7 @@
 //!
 //! `bench_inputs run STAGE BODY ITERATIONS [POLICIES]` runs one stage (`value`: a plain
 //! `serde_json::Value` parse, `parse`, `decide`, `parse-decide`, `review`: parse, decide, build
-//! and serialise the response; `answer`: `review` and the audit record, as the server does) on
+//! and serialise the response; `answer`: `review` and the audit record, written as the server writes them) on
 //! one body in a loop, for `valgrind --tool=callgrind` or `perf`.
 //! Instruction counts from callgrind are repeatable where wall-clock figures on a shared machine
 //! are not.
@@ -126,9 +126,14 @@ fn measured_loop(
             "answer" => {
                 let reviewed =
                     respond::validate_review(engine, black_box(body)).map_err(|e| e.to_string())?;
+                // Written as the server writes them.
                 let record = AuditRecord::new(&reviewed, Duration::from_micros(40));
-                black_box(serde_json::to_vec(&record).map_err(|e| e.to_string())?);
-                black_box(serde_json::to_vec(&reviewed.review).map_err(|e| e.to_string())?);
+                let mut line = Vec::with_capacity(1024);
+                guardrails::json::write_answer(&mut line, &record).map_err(|e| e.to_string())?;
+                let mut answer = Vec::with_capacity(1024);
+                guardrails::json::write_answer(&mut answer, &reviewed.review)
+                    .map_err(|e| e.to_string())?;
+                black_box((line, answer));
             }
             other => return Err(format!("unknown stage {other}")),
         }

@@ -2,11 +2,22 @@
 //! (`src/admission/envelope.rs`) instead of going through kube's own deserialisation. Every review
 //! in the fixtures (the fidelity corpus, the requests recorded from the real Argo CD, Argo
 //! Rollouts and kube-apiserver, the Kubernetes and Kubewarden examples) must read the same both
-//! ways, but for `managedFields`, which Guardrails skips unread.
+//! ways, but for `managedFields`, which Guardrails skips unread. And every answer and audit record
+//! Guardrails writes for them (with sonic-rs, `json::write_answer`) must be the bytes serde_json
+//! would write.
+
+mod common {
+    pub mod engine;
+}
 
 use std::path::{Path, PathBuf};
 
+use std::time::Duration;
+
 use guardrails::admission::{Request, parse_review};
+use guardrails::audit::AuditRecord;
+use guardrails::json::write_answer;
+use guardrails::respond::validate_review;
 use kube::core::DynamicObject;
 use kube::core::admission::AdmissionReview;
 use serde_json::Value;
@@ -86,4 +97,48 @@ fn every_review_in_the_fixtures_reads_as_kube_reads_it() {
     }
     // The recorded requests carry what the API server sends, managedFields included.
     assert!(with_managed_fields > 100, "{with_managed_fields}");
+}
+
+/// `value` written by Guardrails' writer and by serde_json.
+fn both_ways<T: serde::Serialize>(value: &T) -> (String, String) {
+    let mut ours = Vec::new();
+    write_answer(&mut ours, value).unwrap();
+    (
+        String::from_utf8(ours).unwrap(),
+        serde_json::to_string(value).unwrap(),
+    )
+}
+
+#[test]
+fn every_answer_and_audit_record_is_written_as_serde_json_writes_it() {
+    let engine = common::engine::engine();
+    let mut denied = 0;
+    for (path, bytes) in reviews() {
+        let reviewed =
+            validate_review(&engine, &bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        denied += usize::from(!reviewed.review.response.as_ref().unwrap().allowed);
+        let (ours, theirs) = both_ways(&reviewed.review);
+        assert_eq!(ours, theirs, "answer to {}", path.display());
+        let record = AuditRecord::new(&reviewed, Duration::from_micros(1234));
+        let (ours, theirs) = both_ways(&record);
+        assert_eq!(ours, theirs, "audit record of {}", path.display());
+    }
+    // Denials carry the long texts: messages, reasons, annotations.
+    assert!(denied > 50, "{denied} denials");
+}
+
+#[test]
+fn every_character_is_escaped_as_serde_json_escapes_it() {
+    let mut every: String = (0u32..0x80).filter_map(char::from_u32).collect();
+    every.push_str("é€😀\u{2028}\u{2029}\u{feff}\u{7f}\\\"/");
+    // Long enough for the writer's wide steps, with the odd bytes at every offset.
+    let long: String = (0..40)
+        .map(|i| format!("{}{every}", "x".repeat(i)))
+        .collect();
+    for text in [every.as_str(), long.as_str(), "", "plain"] {
+        let (ours, theirs) = both_ways(&text);
+        assert_eq!(ours, theirs);
+        let (ours, theirs) = both_ways(&std::collections::BTreeMap::from([(text, [text])]));
+        assert_eq!(ours, theirs);
+    }
 }

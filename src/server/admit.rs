@@ -8,6 +8,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
+use kube::core::DynamicObject;
+use kube::core::admission::AdmissionReview;
 use serde_json::json;
 
 use super::{AppState, MAX_DRAINED_BYTES, RETRY_AFTER_SECONDS, SLOW_BODY_DRAIN};
@@ -277,7 +279,7 @@ pub(super) fn answer_body(
                 if let Some(reports) = &state.policy_reports {
                     reports.observe(&reviewed);
                 }
-                json_response(&reviewed.review)
+                review_response(&reviewed.review)
             }
             Err(error) => bad_request(state, webhook, &error, body.len(), arrived),
         },
@@ -382,10 +384,22 @@ pub(super) fn plain_error(status: StatusCode, message: String) -> Response {
         .into_response()
 }
 
-pub(super) fn json_response(review: &impl serde::Serialize) -> Response {
+/// A validating answer: kube's typed review, plain data (see `json::write_answer`).
+fn review_response(review: &AdmissionReview<DynamicObject>) -> Response {
     // Room for a denial with its message and annotations without growing as it is written.
     let mut json = Vec::with_capacity(1024);
-    match serde_json::to_writer(&mut json, review) {
+    let written = crate::json::write_answer(&mut json, review).map_err(|e| e.to_string());
+    json_body(json, written)
+}
+
+fn json_response(review: &impl serde::Serialize) -> Response {
+    let mut json = Vec::with_capacity(1024);
+    let written = serde_json::to_writer(&mut json, review).map_err(|e| e.to_string());
+    json_body(json, written)
+}
+
+fn json_body(json: Vec<u8>, written: Result<(), String>) -> Response {
+    match written {
         Ok(()) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
         Err(error) => {
             tracing::error!(%error, "cannot serialise AdmissionReview response");
