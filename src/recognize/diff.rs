@@ -97,9 +97,10 @@ fn differs_at(old: &Value, new: &Value, live: &[&[Cow<str>]]) -> bool {
     };
     match (old, new) {
         (Value::Object(a), Value::Object(b)) => {
-            // Keys usually come in the same order on both sides: pair them up without a lookup
-            // until they do not.
-            let mut in_step = a.len() == b.len();
+            // Keys usually come in the same order on both sides, the new side sometimes with
+            // more at its end (an operation started): pair them up without a lookup until they
+            // do not.
+            let mut in_step = true;
             let mut b_entries = b.iter();
             for (key, x) in a {
                 let paired = match b_entries.next() {
@@ -109,16 +110,18 @@ fn differs_at(old: &Value, new: &Value, live: &[&[Cow<str>]]) -> bool {
                         None
                     }
                 };
-                let y = paired.or_else(|| b.get(key)).unwrap_or(&Value::Null);
+                let y = paired.or_else(|| json::get(b, key)).unwrap_or(&Value::Null);
                 if descend(key, x, y) {
                     return true;
                 }
             }
-            // Every key of `b` was paired with the same key of `a` when still in step.
-            !in_step
-                && b.iter()
-                    .filter(|(k, _)| !a.contains_key(*k))
-                    .any(|(k, y)| descend(k, &Value::Null, y))
+            if in_step {
+                // `b` began with every key of `a`, in order: the rest of it are its own.
+                return b_entries.any(|(k, y)| descend(k, &Value::Null, y));
+            }
+            b.iter()
+                .filter(|(k, _)| json::get(a, k).is_none())
+                .any(|(k, y)| descend(k, &Value::Null, y))
         }
         (Value::Array(a), Value::Array(b)) if a.len() == b.len() => a
             .iter()
@@ -138,10 +141,10 @@ pub fn same_ignoring_absent(a: &Value, b: &Value) -> bool {
         // Field by field, so `{"role": {}}` equals `{}` (argocd-server adds empty entries).
         (Value::Object(x), Value::Object(y)) => x
             .iter()
-            .map(|(k, v)| (v, y.get(k).unwrap_or(&Value::Null)))
+            .map(|(k, v)| (v, json::get(y, k).unwrap_or(&Value::Null)))
             .chain(
                 y.iter()
-                    .filter(|(k, _)| !x.contains_key(*k))
+                    .filter(|(k, _)| json::get(x, k).is_none())
                     .map(|(_, v)| (&Value::Null, v)),
             )
             .all(|(v, w)| same_ignoring_absent(v, w)),
@@ -268,3 +271,7 @@ fn finalizers_differ(a: &ObjectMeta, b: &ObjectMeta, writer: Writer) -> bool {
         .any(|f| !((writer.automation || writer.cascade_armed) && is_resources_finalizer(f)));
     removed || added
 }
+
+#[cfg(test)]
+#[path = "../unit_tests/diff_tests.rs"]
+mod tests;
