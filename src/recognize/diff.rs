@@ -47,11 +47,19 @@ pub fn data_differs(
 
 /// Does anything in `old`/`new` outside `explained` differ (absent equals empty)?
 pub fn values_differ(old: &Value, new: &Value, explained: &[&str]) -> bool {
-    let patterns: SmallVec<[SmallVec<[Cow<str>; 4]>; 12]> = explained
+    // Every pattern's tokens in one flat list (no list per pattern to build and move), each
+    // pattern a range of it.
+    let mut tokens: SmallVec<[Cow<str>; 32]> = SmallVec::new();
+    let mut ranges: SmallVec<[(usize, usize); 12]> = SmallVec::new();
+    for pattern in explained {
+        let start = tokens.len();
+        tokens.extend(json::segments(pattern).map(json::unescape));
+        ranges.push((start, tokens.len()));
+    }
+    let live: SmallVec<[&[Cow<str>]; 12]> = ranges
         .iter()
-        .map(|p| json::segments(p).map(json::unescape).collect())
+        .map(|&(start, end)| &tokens[start..end])
         .collect();
-    let live: SmallVec<[&[Cow<str>]; 12]> = patterns.iter().map(|p| p.as_slice()).collect();
     differs_at(old, new, &live)
 }
 
