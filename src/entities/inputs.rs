@@ -12,6 +12,7 @@ use crate::admission::Request;
 use crate::config::ArgoCdConfig;
 use crate::entities::Placement;
 use crate::identity::{Identity, PrincipalKind};
+use crate::json;
 use crate::policy::PolicyStore;
 use crate::recognize::{AutoSync, Recognition, Relabel, SyncOptions};
 use crate::vocabulary::{Action, Kind};
@@ -193,15 +194,23 @@ fn object_attributes(
     argocd: &ArgoCdConfig,
 ) -> Vec<(&'static str, String)> {
     match kind {
-        Kind::Application => [
-            ("project", "/spec/project"),
-            ("destinationNamespace", "/spec/destination/namespace"),
-            ("destinationServer", "/spec/destination/server"),
-            ("destinationName", "/spec/destination/name"),
-        ]
-        .into_iter()
-        .map(|(attr, path)| (attr, data_str(object, path).to_string()))
-        .collect(),
+        Kind::Application => {
+            let spec = object.and_then(|o| json::member(Some(&o.data), "spec"));
+            let destination = json::member(spec, "destination");
+            let text = |value: Option<&Value>| value.and_then(Value::as_str).unwrap_or("").into();
+            vec![
+                ("project", text(json::member(spec, "project"))),
+                (
+                    "destinationNamespace",
+                    text(json::member(destination, "namespace")),
+                ),
+                (
+                    "destinationServer",
+                    text(json::member(destination, "server")),
+                ),
+                ("destinationName", text(json::member(destination, "name"))),
+            ]
+        }
         Kind::ApplicationSet | Kind::AppProject | Kind::Namespace => Vec::new(),
         // Tracked before or after: a `kubectl apply` of a file without Argo CD's tracking
         // annotation removes it, and is still a change to a managed object.

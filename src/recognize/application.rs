@@ -8,11 +8,11 @@ use serde_json::Value;
 
 use super::diff::{Writer, data_differs, metadata_differs, values_differ};
 use super::object::{
-    annotation_set, has_resources_finalizer, is_deleting, member, non_empty_array, pointer, str_at,
+    annotation_set, has_resources_finalizer, is_deleting, non_empty_array, pointer, str_at,
     string_list,
 };
 use super::{Action, AutoSync, InitiatedBy, Recognition, SyncOptions};
-use crate::json::{self, same, same_opt};
+use crate::json::{self, member, same, same_opt};
 
 pub const REFRESH_ANNOTATION: &str = "argocd.argoproj.io/refresh";
 /// argocd-server's request for the hydrator, set beside the refresh annotation.
@@ -92,13 +92,13 @@ pub fn recognize_operation_start(
         // The controller fails an operation without `sync` ("unsupported operation").
         return;
     };
+    let initiated_by = member(Some(operation), "initiatedBy");
     let initiated = InitiatedBy {
-        username: json::pointer(operation, "/initiatedBy/username")
+        username: member(initiated_by, "username")
             .and_then(Value::as_str)
             .filter(|u| !u.is_empty())
             .map(str::to_string),
-        automated: json::pointer(operation, "/initiatedBy/automated").and_then(Value::as_bool)
-            == Some(true),
+        automated: member(initiated_by, "automated").and_then(Value::as_bool) == Some(true),
     };
     let mut options = sync_options(sync, app);
     if initiated.automated && caller_is_automation {
@@ -128,9 +128,10 @@ pub fn recognize_operation_start(
 /// The spec's sources in order (`spec.sources`, else `spec.source`, else the Source Hydrator's
 /// sync source: what argocd-server and the controller put in a hydrated app's operation).
 fn spec_sources(app: Option<&DynamicObject>) -> Vec<Cow<'_, Value>> {
-    match pointer(app, "/spec/sources").and_then(Value::as_array) {
+    let spec = pointer(app, "/spec");
+    match member(spec, "sources").and_then(Value::as_array) {
         Some(sources) if !sources.is_empty() => sources.iter().map(Cow::Borrowed).collect(),
-        _ => match pointer(app, "/spec/source") {
+        _ => match member(spec, "source") {
             Some(source) => vec![Cow::Borrowed(source)],
             None => hydrated_sync_source(app)
                 .map(Cow::Owned)
@@ -254,10 +255,10 @@ fn sync_options(sync: &Value, app: Option<&DynamicObject>) -> SyncOptions {
     let override_revision = revisions_override(sync, &requested, &requested_sources, &spec);
     SyncOptions {
         prune: sync.get("prune").and_then(Value::as_bool) == Some(true),
-        force: json::pointer(sync, "/syncStrategy/apply/force").and_then(Value::as_bool)
-            == Some(true)
-            || json::pointer(sync, "/syncStrategy/hook/force").and_then(Value::as_bool)
-                == Some(true),
+        force: ["apply", "hook"].iter().any(|strategy| {
+            let strategy = member(member(Some(sync), "syncStrategy"), strategy);
+            member(strategy, "force").and_then(Value::as_bool) == Some(true)
+        }),
         dry_run: sync.get("dryRun").and_then(Value::as_bool) == Some(true),
         selective: non_empty_array(sync.get("resources")),
         override_revision,

@@ -14,15 +14,6 @@ pub fn pointer<'a>(object: Option<&'a DynamicObject>, path: &str) -> Option<&'a 
         .filter(|v| !v.is_null())
 }
 
-/// `value`'s member `key` (absent when `value` is not an object or the member is `null`): one
-/// step of `pointer`, for reading several fields of one block without walking to it each time.
-pub fn member<'a>(value: Option<&'a Value>, key: &str) -> Option<&'a Value> {
-    value
-        .and_then(Value::as_object)
-        .and_then(|map| json::get(map, key))
-        .filter(|v| !v.is_null())
-}
-
 pub fn bool_at(object: Option<&DynamicObject>, path: &str) -> bool {
     pointer(object, path).and_then(Value::as_bool) == Some(true)
 }
