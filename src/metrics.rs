@@ -34,7 +34,7 @@ pub struct RequestLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PolicyLabels {
     pub policy: String,
-    pub action: String,
+    pub action: &'static str,
     /// What the match did: enforce, warn or audit.
     pub mode: &'static str,
     /// What the policy's own `@enforcement` says it would do: an audit rollout shows here as
@@ -201,16 +201,13 @@ impl Metrics {
                 .get_or_create(&ResultLabels { result })
                 .inc();
         }
-        let actions: Vec<&'static str> = outcome
+        let actions = outcome
             .recognition
             .as_ref()
-            .map(|r| r.actions.iter().map(|a| a.as_str()).collect())
-            .unwrap_or_default();
-        for action in if actions.is_empty() {
-            vec![""]
-        } else {
-            actions
-        } {
+            .map_or(&[][..], |r| &r.actions[..]);
+        // A request with no action is counted once, under `action=""`.
+        let named = actions.iter().map(|a| a.as_str());
+        for action in named.chain(actions.is_empty().then_some("")) {
             self.requests
                 .get_or_create(&RequestLabels {
                     kind,
@@ -224,7 +221,7 @@ impl Metrics {
             self.policy_matches
                 .get_or_create(&PolicyLabels {
                     policy: m.policy.clone(),
-                    action: m.action.as_str().to_string(),
+                    action: m.action.as_str(),
                     mode: m.effective.as_str(),
                     declared: m.declared.as_str(),
                 })
