@@ -181,11 +181,15 @@ pub struct Config {
     pub file: ConfigFile,
     /// `sha256:…` of the YAML text this came from (empty when built from a `ConfigFile`).
     pub hash: String,
-    group_teams: HashMap<String, Vec<String>>,
-    user_teams: HashMap<String, Vec<String>>,
-    delegators: HashSet<String>,
-    automation: HashSet<String>,
+    // Looked up several times per request with names from the request: foldhash, not SipHash
+    // (what is in them comes from this file, not from requests).
+    group_teams: HashMap<String, Vec<String>, FastHash>,
+    user_teams: HashMap<String, Vec<String>, FastHash>,
+    delegators: HashSet<String, FastHash>,
+    automation: HashSet<String, FastHash>,
 }
+
+type FastHash = foldhash::fast::RandomState;
 
 impl Config {
     pub fn from_yaml(text: &str, origin: &str) -> Result<Self, ConfigError> {
@@ -260,8 +264,8 @@ impl Config {
         if file.namespace_labels.team.is_empty() || file.namespace_labels.environment.is_empty() {
             return Err(invalid("namespaceLabels keys must not be empty".into()));
         }
-        let mut group_teams: HashMap<String, Vec<String>> = HashMap::new();
-        let mut user_teams: HashMap<String, Vec<String>> = HashMap::new();
+        let mut group_teams: HashMap<String, Vec<String>, FastHash> = HashMap::default();
+        let mut user_teams: HashMap<String, Vec<String>, FastHash> = HashMap::default();
         for (team, members) in &file.teams {
             for group in &members.groups {
                 group_teams
