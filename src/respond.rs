@@ -132,24 +132,33 @@ pub fn refuse_unrecorded(reviewed: &mut Reviewed) {
 /// The audit annotation that carries the verdict's wire name.
 pub const DECISION_ANNOTATION: &str = "decision";
 
+/// Has `text` at most `limit` characters? (At most `limit` bytes is enough: no count needed.)
+fn fits(text: &str, limit: usize) -> bool {
+    text.len() <= limit || text.chars().count() <= limit
+}
+
+/// Append `text`, cut to `limit` characters with `…` when longer.
+fn push_cut(out: &mut String, text: &str, limit: usize) {
+    if fits(text, limit) {
+        out.push_str(text);
+        return;
+    }
+    out.extend(text.chars().take(limit.saturating_sub(1)));
+    out.push('…');
+}
+
 fn truncate(text: String, limit: usize) -> String {
-    // A string of at most `limit` bytes has at most `limit` characters: no count needed.
-    if text.len() <= limit || text.chars().count() <= limit {
+    if fits(&text, limit) {
         return text;
     }
-    let mut cut: String = text.chars().take(limit.saturating_sub(1)).collect();
-    cut.push('…');
+    let mut cut = String::with_capacity(limit + 3);
+    push_cut(&mut cut, &text, limit);
     cut
 }
 
 /// Append `text` as echoed from a request: cut to `MAX_ECHOED_CHARS`.
 fn push_echoed(out: &mut String, text: &str) {
-    if text.len() <= MAX_ECHOED_CHARS || text.chars().count() <= MAX_ECHOED_CHARS {
-        out.push_str(text);
-        return;
-    }
-    out.extend(text.chars().take(MAX_ECHOED_CHARS - 1));
-    out.push('…');
+    push_cut(out, text, MAX_ECHOED_CHARS);
 }
 
 fn echo(text: &str) -> String {

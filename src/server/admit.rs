@@ -392,6 +392,7 @@ fn review_response(review: &AdmissionReview<DynamicObject>) -> Response {
     json_body(json, written)
 }
 
+/// A mutating answer: a `Value`, which serde_json writes.
 fn json_response(review: &impl serde::Serialize) -> Response {
     let mut json = Vec::with_capacity(1024);
     let written = serde_json::to_writer(&mut json, review).map_err(|e| e.to_string());
