@@ -151,19 +151,20 @@ pub fn same_opt(a: Option<&Value>, b: Option<&Value>) -> bool {
     }
 }
 
-#[cfg(test)]
-#[path = "unit_tests/json_tests.rs"]
-mod tests;
-
 /// Serialise `value` onto `out` as serde_json would, with sonic-rs: it escapes strings many
 /// bytes at a time where serde_json looks at each byte, and escaping the reasons, messages and
 /// names of an answer and its audit line was a tenth of a small request. Same bytes as
 /// serde_json for plain data (`tests/envelope_parity.rs` compares every answer and audit record
-/// of the fixtures); not for serde_json's own `RawValue` or `Value`, which only serde_json
-/// writes verbatim: keep those to serde_json.
+/// of the fixtures). Not for serde_json's `RawValue`, which only serde_json writes verbatim,
+/// nor its `Value` (its numbers are not among what the parity test compares): keep those to
+/// serde_json.
 pub fn write_answer<T: serde::Serialize + ?Sized>(
     out: &mut Vec<u8>,
     value: &T,
 ) -> Result<(), sonic_rs::Error> {
     sonic_rs::to_writer(out, value)
 }
+
+#[cfg(test)]
+#[path = "unit_tests/json_tests.rs"]
+mod tests;
