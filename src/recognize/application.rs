@@ -253,11 +253,11 @@ fn sync_options(sync: &Value, app: Option<&DynamicObject>) -> SyncOptions {
             .collect();
     }
     let override_revision = revisions_override(sync, &requested, &requested_sources, &spec);
+    let strategy = member(Some(sync), "syncStrategy");
     SyncOptions {
         prune: sync.get("prune").and_then(Value::as_bool) == Some(true),
-        force: ["apply", "hook"].iter().any(|strategy| {
-            let strategy = member(member(Some(sync), "syncStrategy"), strategy);
-            member(strategy, "force").and_then(Value::as_bool) == Some(true)
+        force: ["apply", "hook"].iter().any(|kind| {
+            member(member(strategy, kind), "force").and_then(Value::as_bool) == Some(true)
         }),
         dry_run: sync.get("dryRun").and_then(Value::as_bool) == Some(true),
         selective: non_empty_array(sync.get("resources")),
