@@ -31,12 +31,12 @@ pub struct Reviewed {
 /// Parse, decide and answer one AdmissionReview body. An envelope error is the caller's to turn
 /// into HTTP 400; anything after parsing is answered inside the review.
 pub fn validate_review(engine: &Engine, body: &[u8]) -> Result<Reviewed, EnvelopeError> {
-    admission::check_counts(&admission::count_json(body))?;
+    admission::check_counts(&admission::count_for_limits(body))?;
     validate_counted(engine, body)
 }
 
 /// `validate_review` for a body whose JSON counts the caller has already checked (the server
-/// counts a body as it arrives): counting again would cost as much as a tenth of the parse.
+/// counts a body once it has arrived, for the memory estimate): not counted twice.
 pub fn validate_counted(engine: &Engine, body: &[u8]) -> Result<Reviewed, EnvelopeError> {
     let request = admission::parse_checked(body)?;
     let (response, outcome) = match decide::decide(engine, &request) {

@@ -13,7 +13,7 @@ use kube::core::admission::AdmissionReview;
 use serde_json::json;
 
 use super::{AppState, MAX_DRAINED_BYTES, RETRY_AFTER_SECONDS, SLOW_BODY_DRAIN};
-use crate::admission::{JsonCounter, JsonCounts};
+use crate::admission::JsonCounts;
 use crate::respond::{self, Reviewed};
 use crate::server::limits::{self, Reservation, Shed, Throttle};
 
@@ -200,7 +200,8 @@ fn overran(state: &AppState, webhook: Webhook) -> Response {
     )
 }
 
-/// Read the body, charging what arrives beyond the declared length to the budget.
+/// Read the body, charging what arrives beyond the declared length to the budget, and count
+/// its JSON for the limits and the memory estimate.
 pub(super) async fn read_body(
     stream: &mut axum::body::BodyDataStream,
     declared: Option<usize>,
@@ -210,7 +211,6 @@ pub(super) async fn read_body(
 ) -> Result<(Bytes, JsonCounts), BodyError> {
     // A declared length is a hint, not a promise: allocate for it only up to a small size.
     let mut body: Vec<u8> = Vec::with_capacity(declared.unwrap_or(0).min(limits::SMALL_BODY_BYTES));
-    let mut counter = JsonCounter::default();
     let until = tokio::time::Instant::from_std(deadline);
     loop {
         let chunk = match tokio::time::timeout_at(until, stream.next()).await {
@@ -226,10 +226,11 @@ pub(super) async fn read_body(
         reservation
             .body_grew(body.len(), length)
             .map_err(BodyError::Shed)?;
-        counter.feed(&chunk);
         body.extend_from_slice(&chunk);
     }
-    Ok((Bytes::from(body), counter.counts()))
+    // Counted whole once it is here: the common small body by a vector-wide bound.
+    let counts = crate::admission::count_for_limits(&body);
+    Ok((Bytes::from(body), counts))
 }
 
 /// Read and drop the rest of a refused body, up to `MAX_DRAINED_BYTES` and the deadline.

@@ -62,23 +62,56 @@ fn a_body_that_is_not_utf8_is_refused_with_where() {
 }
 
 #[test]
-fn counts_skip_strings_and_escapes_and_add_up_across_chunks() {
+fn counts_skip_strings_and_escapes_and_bounds_do_not() {
     let body = br#"{"a":[1,2,{"b":"x,y{z}[\":"}],"c":{}}"#;
-    let counts = count_json(body);
     // {a:[1,2,{b}]} c:{} -> containers 4, elements/members after the first: 3 commas.
+    let exact = JsonCounts {
+        values: 8,
+        objects: 3,
+        members: 3,
+    };
+    assert_eq!(count_json(body), exact);
+    // The string holds one `,`, one `{`, one `[` and one `:`.
     assert_eq!(
-        counts,
+        bound_json(body),
         JsonCounts {
-            values: 8,
-            objects: 3,
-            members: 3
+            values: 11,
+            objects: 4,
+            members: 4
         }
     );
-    let mut counter = JsonCounter::default();
-    for chunk in body.chunks(3) {
-        counter.feed(chunk);
-    }
-    assert_eq!(counter.counts(), counts);
+    // A string ending in an escaped quote, or a body cut inside a string or an escape.
+    assert_eq!(count_json(br#"["\"",{}]"#).objects, 1);
+    assert_eq!(count_json(br#"["{"#).objects, 0);
+    assert_eq!(count_json(br#"["\"#).values, 2);
+}
+
+#[test]
+fn small_bodies_are_bounded_and_large_ones_counted() {
+    // Past 255 bytes, so the bound adds up more than one block.
+    let small = format!(r#"{{"s":"{}","o":{{}}}}"#, "{,:".repeat(100));
+    assert_eq!(
+        count_for_limits(small.as_bytes()),
+        bound_json(small.as_bytes())
+    );
+    assert_eq!(bound_json(small.as_bytes()).objects, 102);
+    let large = format!(
+        r#"{{"s":"{}","o":{{}}}}"#,
+        "{,:".repeat(BOUNDED_BODY_BYTES / 3 + 1)
+    );
+    let exact = count_for_limits(large.as_bytes());
+    assert_eq!(exact, count_json(large.as_bytes()));
+    assert_eq!(
+        exact,
+        JsonCounts {
+            values: 4,
+            objects: 2,
+            members: 2
+        }
+    );
+    // The largest bounded body cannot exceed a limit, however its strings are filled.
+    let full = format!(r#""{}""#, "{".repeat(BOUNDED_BODY_BYTES - 2));
+    assert_eq!(check_counts(&count_for_limits(full.as_bytes())), Ok(()));
 }
 
 #[test]
