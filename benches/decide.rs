@@ -31,7 +31,7 @@ fn review_path(c: &mut Criterion) {
             b.iter(|| {
                 let reviewed =
                     respond::validate_review(&engine, black_box(&body)).expect("valid review");
-                black_box(serde_json::to_vec(&reviewed.review).expect("serialisable"))
+                black_box(serde_json::to_vec(&reviewed.answer()).expect("serialisable"))
             })
         });
     }

@@ -121,7 +121,7 @@ fn measured_loop(
             "review" => {
                 let reviewed =
                     respond::validate_review(engine, black_box(body)).map_err(|e| e.to_string())?;
-                black_box(serde_json::to_vec(&reviewed.review).map_err(|e| e.to_string())?);
+                black_box(serde_json::to_vec(&reviewed.answer()).map_err(|e| e.to_string())?);
             }
             "answer" => {
                 let reviewed =
@@ -131,7 +131,7 @@ fn measured_loop(
                 let mut line = Vec::with_capacity(1024);
                 guardrails::json::write_answer(&mut line, &record).map_err(|e| e.to_string())?;
                 let mut answer = Vec::with_capacity(1024);
-                guardrails::json::write_answer(&mut answer, &reviewed.review)
+                guardrails::json::write_answer(&mut answer, &reviewed.answer())
                     .map_err(|e| e.to_string())?;
                 black_box((line, answer));
             }

@@ -3,8 +3,7 @@
 
 use std::collections::HashMap;
 
-use kube::core::DynamicObject;
-use kube::core::admission::{AdmissionResponse, AdmissionReview};
+use kube::core::admission::AdmissionResponse;
 use kube::core::response::StatusSummary;
 
 use crate::admission::{self, EnvelopeError, Request};
@@ -18,10 +17,10 @@ pub const MAX_WARNINGS: usize = 10;
 /// this long (a Kubernetes name has at most 253): a hostile request must not come back whole.
 pub const MAX_ECHOED_CHARS: usize = 253;
 
-/// A decided request: the review to send back and what was decided (for logs and metrics).
+/// A decided request: the response to send back and what was decided (for logs and metrics).
 #[derive(Debug)]
 pub struct Reviewed {
-    pub review: AdmissionReview<DynamicObject>,
+    pub response: AdmissionResponse,
     pub request: Request,
     pub outcome: Option<Outcome>,
     /// What the review answers; `Error` when there is no outcome or the answer was refused.
@@ -53,7 +52,7 @@ pub fn validate_counted(engine: &Engine, body: &[u8]) -> Result<Reviewed, Envelo
         ),
     };
     Ok(Reviewed {
-        review: admission::into_review(response),
+        response,
         verdict: outcome.as_ref().map_or(Verdict::Error, Outcome::verdict),
         request,
         outcome,
@@ -125,8 +124,19 @@ pub fn refuse_unrecorded(reviewed: &mut Reviewed) {
     response
         .audit_annotations
         .insert("audit".into(), "unavailable".into());
-    reviewed.review = admission::into_review(response);
+    reviewed.response = response;
     reviewed.verdict = Verdict::Error;
+}
+
+impl Reviewed {
+    /// The review to send back, in the request's apiVersion.
+    pub fn answer(&self) -> admission::Answer<'_> {
+        admission::Answer::new(&self.response)
+    }
+
+    pub fn allowed(&self) -> bool {
+        self.response.allowed
+    }
 }
 
 /// The audit annotation that carries the verdict's wire name.

@@ -47,10 +47,8 @@ fn eval_prints_the_same_response_as_serve_and_exits_zero_on_deny() {
         .write_stdin(review.body())
         .succeeds();
     let printed: Value = serde_json::from_slice(&output).unwrap();
-    let served = guardrails::respond::validate_review(&engine(), &review.body())
-        .unwrap()
-        .review;
-    assert_eq!(printed, serde_json::to_value(&served).unwrap());
+    let served = guardrails::respond::validate_review(&engine(), &review.body()).unwrap();
+    assert_eq!(printed, serde_json::to_value(served.answer()).unwrap());
     assert_eq!(printed["response"]["allowed"], false);
 }
 

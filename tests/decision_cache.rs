@@ -132,7 +132,7 @@ fn a_remembered_decision_is_answered_and_audited_as_the_first() {
     let body = sync_of("payments-prod", PaymentsDev);
     let answer = |body: &[u8]| {
         let reviewed = respond::validate_review(&engine, body).unwrap();
-        let response = reviewed.review.response.unwrap();
+        let response = reviewed.response;
         (
             response.allowed,
             response.result.message,

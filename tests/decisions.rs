@@ -62,7 +62,7 @@ fn check_all(cases: Vec<Case>) {
     let mut failures = Vec::new();
     for case in &cases {
         let reviewed = run(&case.review);
-        let response = reviewed.review.response.as_ref().expect("response");
+        let response = &reviewed.response;
         let actions = actions_of(&reviewed);
         let policies = policies_of(&reviewed);
         if actions != case.actions || response.allowed != case.allowed || policies != case.policies
@@ -795,7 +795,7 @@ fn every_fixture_object_is_recognised_on_create() {
                     actions.contains(&"create".to_string()),
                     "{relative}: {actions:?}"
                 );
-                assert!(reviewed.review.response.unwrap().allowed, "{relative}");
+                assert!(reviewed.response.allowed, "{relative}");
                 seen += 1;
             }
         }
@@ -817,7 +817,7 @@ fn kubewarden_admission_requests() {
             "admission/kubewarden-echo-deployment-{file}.admissionrequest.json"
         ));
         let reviewed = respond::validate_review(&engine(), &wrap_request(request.clone())).unwrap();
-        let response = reviewed.review.response.as_ref().unwrap();
+        let response = &reviewed.response;
         assert_eq!(response.uid, request["uid"].as_str().unwrap(), "{file}");
         assert!(response.allowed, "{file}: namespace default is unowned");
         let actions = actions_of(&reviewed);
@@ -838,7 +838,7 @@ fn kubewarden_admission_requests() {
 fn unknown_kinds_are_allowed_and_annotated_never_silently() {
     let request = fixture("admission/kubewarden-pod-delete.admissionrequest.json");
     let reviewed = respond::validate_review(&engine(), &wrap_request(request)).unwrap();
-    let response = reviewed.review.response.unwrap();
+    let response = &reviewed.response;
     assert!(response.allowed);
     assert_eq!(response.audit_annotations["decision"], "unsupported");
     assert_eq!(response.audit_annotations["resource"], "core/pods");
@@ -847,7 +847,7 @@ fn unknown_kinds_are_allowed_and_annotated_never_silently() {
     let reviewed =
         respond::validate_review(&engine(), &serde_json::to_vec(&review).unwrap()).unwrap();
     assert_eq!(
-        reviewed.review.response.unwrap().audit_annotations["decision"],
+        reviewed.response.audit_annotations["decision"],
         "unsupported"
     );
 }
@@ -865,7 +865,7 @@ fn denial_names_each_policy_with_its_reason_and_status_403() {
     )
     .by(ArgocdServer);
     let reviewed = run(&review);
-    let response = reviewed.review.response.unwrap();
+    let response = &reviewed.response;
     assert!(!response.allowed);
     assert_eq!(response.result.code, 403);
     assert_eq!(response.result.reason, "Forbidden");
@@ -893,8 +893,8 @@ fn denial_names_each_policy_with_its_reason_and_status_403() {
             "{key}"
         );
     }
-    assert_eq!(reviewed.review.types.api_version, "admission.k8s.io/v1");
-    assert_eq!(reviewed.review.types.kind, "AdmissionReview");
+    assert_eq!(reviewed.answer().api_version, "admission.k8s.io/v1");
+    assert_eq!(reviewed.answer().kind, "AdmissionReview");
 }
 
 #[test]
@@ -913,9 +913,9 @@ fn forged_initiator_is_ignored_and_reported() {
         identity.forged_initiator.as_deref(),
         Some("admin@example.com")
     );
-    let response = reviewed.review.response.unwrap();
+    let response = &reviewed.response;
     assert!(response.allowed, "dev sync by its own team");
-    let warnings = response.warnings.unwrap_or_default();
+    let warnings = response.warnings.clone().unwrap_or_default();
     assert!(
         warnings
             .iter()
@@ -932,7 +932,7 @@ fn global_audit_mode_never_denies_but_records() {
     let prod = app_to("payments-prod");
     let review = Review::update(&prod, &syncing(&prod, json!({}), Value::Null)).by(PaymentsDev);
     let reviewed = respond::validate_review(&engine, &review.body()).unwrap();
-    let response = reviewed.review.response.unwrap();
+    let response = &reviewed.response;
     assert!(response.allowed);
     assert_eq!(response.audit_annotations["decision"], "allow-audit");
     assert_eq!(
@@ -957,9 +957,7 @@ fn warn_mode_allows_with_a_warning() {
     let review = Review::update(&prod, &syncing(&prod, json!({}), Value::Null)).by(PaymentsDev);
     let response = respond::validate_review(&engine, &review.body())
         .unwrap()
-        .review
-        .response
-        .unwrap();
+        .response;
     assert!(response.allowed);
     let warnings = response.warnings.unwrap();
     assert!(
@@ -977,11 +975,8 @@ fn answers_in_the_apiversion_it_was_asked_in() {
     review["apiVersion"] = json!("admission.k8s.io/v1beta1");
     let reviewed =
         respond::validate_review(&engine(), &serde_json::to_vec(&review).unwrap()).unwrap();
-    assert_eq!(
-        reviewed.review.types.api_version,
-        "admission.k8s.io/v1beta1"
-    );
-    assert_eq!(reviewed.review.types.kind, "AdmissionReview");
+    assert_eq!(reviewed.answer().api_version, "admission.k8s.io/v1beta1");
+    assert_eq!(reviewed.answer().kind, "AdmissionReview");
 }
 
 /// Every combination of a policy's @enforcement and the global mode, on one request.
@@ -1022,12 +1017,12 @@ fn enforcement_and_global_mode_combinations() {
             Some(mode),
         );
         let reviewed = respond::validate_review(&engine, &review.body()).unwrap();
-        let response = reviewed.review.response.unwrap();
+        let response = &reviewed.response;
         let case =
             format!("@enforcement({enforcement}) under {mode}, auditWarnings {audit_warnings}");
         assert_eq!(response.allowed, allowed, "{case}");
         assert_eq!(response.audit_annotations["decision"], decision, "{case}");
-        let warnings = response.warnings.unwrap_or_default();
+        let warnings = response.warnings.clone().unwrap_or_default();
         assert_eq!(
             warnings
                 .iter()

@@ -131,8 +131,8 @@ proptest! {
             review = review.set("subResource", sub);
         }
         let reviewed = respond::validate_review(&ENGINE, &review.body()).expect("a well-formed envelope");
-        let response = reviewed.review.response.expect("a response");
-        prop_assert_eq!(response.uid, review.request["uid"].as_str().unwrap());
+        let response = &reviewed.response;
+        prop_assert_eq!(&response.uid, review.request["uid"].as_str().unwrap());
         prop_assert!(response.allowed || response.result.code == 403, "{:?}", response.result);
         prop_assert_eq!(guardrails::decide::check_conformance(&ENGINE, &reviewed.request), Ok(()));
         let outcome = reviewed.outcome.expect("decided");
@@ -150,7 +150,7 @@ proptest! {
         let request = parsed.as_ref().map(|review| &review["request"]).filter(|r| r.is_object());
         match (respond::validate_review(&ENGINE, &body), request) {
             (Ok(reviewed), Some(request)) => {
-                let response = reviewed.review.response.expect("a response");
+                let response = &reviewed.response;
                 prop_assert_eq!(Some(response.uid.as_str()), request["uid"].as_str());
             }
             (Ok(_), None) => prop_assert!(

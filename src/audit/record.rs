@@ -74,7 +74,7 @@ impl<'a> AuditRecord<'a> {
         let request = &reviewed.request;
         let outcome = reviewed.outcome.as_ref();
         let identity = outcome.and_then(|o| o.identity.as_ref());
-        let response = reviewed.review.response.as_ref();
+        let response = &reviewed.response;
         Self {
             time: jiff::Timestamp::now().to_string(),
             uid: &request.uid,
@@ -97,10 +97,10 @@ impl<'a> AuditRecord<'a> {
                 .and_then(|o| o.placement.as_ref())
                 .map(|placement| placement.landing()),
             decision: reviewed.verdict,
-            allowed: response.is_some_and(|r| r.allowed),
+            allowed: response.allowed,
             enforced: outcome.is_some_and(|o| o.enforced().next().is_some()),
             matches: outcome.map_or(&[], |o| o.matches.as_slice()),
-            warnings: response.and_then(|r| r.warnings.as_deref()).unwrap_or(&[]),
+            warnings: response.warnings.as_deref().unwrap_or(&[]),
             dry_run: request.dry_run,
             latency_us: latency.as_micros(),
             request: None,

@@ -35,7 +35,7 @@ pub fn explain(reviewed: &Reviewed) -> String {
         let _ = writeln!(out, "actions:    {}", actions.join(", "));
     }
     write_policies(&mut out, outcome);
-    write_decision(&mut out, reviewed.review.response.as_ref());
+    write_decision(&mut out, &reviewed.response);
     out
 }
 
@@ -111,21 +111,17 @@ fn write_policies(out: &mut String, outcome: &Outcome) {
 }
 
 /// The `decision:` line and the warnings the client is shown.
-fn write_decision(out: &mut String, response: Option<&AdmissionResponse>) {
-    match response {
-        Some(r) if r.allowed => {
-            let _ = writeln!(out, "decision:   ALLOWED");
-        }
-        Some(r) => {
-            let _ = writeln!(
-                out,
-                "decision:   DENIED ({}): {}",
-                r.result.code, r.result.message
-            );
-        }
-        None => {}
+fn write_decision(out: &mut String, response: &AdmissionResponse) {
+    if response.allowed {
+        let _ = writeln!(out, "decision:   ALLOWED");
+    } else {
+        let _ = writeln!(
+            out,
+            "decision:   DENIED ({}): {}",
+            response.result.code, response.result.message
+        );
     }
-    for warning in response.and_then(|r| r.warnings.as_deref()).unwrap_or(&[]) {
+    for warning in response.warnings.as_deref().unwrap_or(&[]) {
         let _ = writeln!(out, "warning:    {warning}");
     }
 }

@@ -141,10 +141,7 @@ fn replay_record(
     let (was_allowed, now_allowed) = if as_enforced {
         (record.matches.is_empty(), now_matches.is_empty())
     } else {
-        (
-            record.allowed,
-            reviewed.review.response.as_ref().is_some_and(|r| r.allowed),
-        )
+        (record.allowed, reviewed.allowed())
     };
     if now_allowed == was_allowed {
         report.unchanged += 1;
@@ -214,12 +211,7 @@ fn change(
         was_allowed: record.allowed,
         now_allowed,
         policies,
-        message: reviewed
-            .review
-            .response
-            .as_ref()
-            .map(|r| r.result.message.clone())
-            .unwrap_or_default(),
+        message: reviewed.response.result.message.clone(),
     }
 }
 

@@ -93,7 +93,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         let reviewed = respond::validate_review(&engine, body)?;
         denied += usize::from(reviewed.verdict == Verdict::Deny);
         match output {
-            OutputFormat::Json => answers.push(serde_json::to_value(&reviewed.review)?),
+            OutputFormat::Json => answers.push(serde_json::to_value(reviewed.answer())?),
             OutputFormat::Text => {
                 if index > 0 {
                     outln!("---");

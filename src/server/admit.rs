@@ -8,8 +8,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
-use kube::core::DynamicObject;
-use kube::core::admission::AdmissionReview;
 use serde_json::json;
 
 use super::{AppState, MAX_DRAINED_BYTES, RETRY_AFTER_SECONDS, SLOW_BODY_DRAIN};
@@ -280,7 +278,7 @@ pub(super) fn answer_body(
                 if let Some(reports) = &state.policy_reports {
                     reports.observe(&reviewed);
                 }
-                review_response(&reviewed.review)
+                review_response(&reviewed.answer())
             }
             Err(error) => bad_request(state, webhook, &error, body.len(), arrived),
         },
@@ -385,8 +383,8 @@ pub(super) fn plain_error(status: StatusCode, message: String) -> Response {
         .into_response()
 }
 
-/// A validating answer: kube's typed review, plain data (see `json::write_answer`).
-fn review_response(review: &AdmissionReview<DynamicObject>) -> Response {
+/// A validating answer: plain data (see `json::write_answer`).
+fn review_response(review: &crate::admission::Answer<'_>) -> Response {
     // Room for a denial with its message and annotations without growing as it is written.
     let mut json = Vec::with_capacity(1024);
     let written = crate::json::write_answer(&mut json, review).map_err(|e| e.to_string());

@@ -262,3 +262,29 @@ fn managed_fields_are_left_out_and_the_rest_of_the_metadata_kept() {
     );
     assert_eq!(metadata.name.as_deref(), Some("x"));
 }
+
+#[test]
+fn an_answer_writes_what_kubes_review_writes() {
+    let request = parse_review(MINIMAL.as_bytes()).unwrap();
+    let beta = parse_review(
+        MINIMAL
+            .replace("admission.k8s.io/v1", "admission.k8s.io/v1beta1")
+            .as_bytes(),
+    )
+    .unwrap();
+    // From a request (v1, v1beta1), and without one (a body that never parsed).
+    for response in [
+        AdmissionResponse::from(&request),
+        AdmissionResponse::from(&beta).deny("no"),
+        AdmissionResponse::invalid("not a review"),
+    ] {
+        assert_eq!(
+            serde_json::to_string(&Answer::new(&response)).unwrap(),
+            serde_json::to_string(&into_review(response.clone())).unwrap()
+        );
+    }
+    assert_eq!(
+        Answer::new(&AdmissionResponse::from(&beta)).api_version,
+        "admission.k8s.io/v1beta1"
+    );
+}

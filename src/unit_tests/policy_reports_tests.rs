@@ -104,7 +104,7 @@ fn denials(seconds: i64, names: &[&str]) -> Vec<ReportResult> {
 fn a_denied_write_with_an_audit_match_becomes_a_fail_and_a_warn_result() {
     let (user, groups) = DANA;
     let reviewed = set_image("payments-prod", user, groups, false);
-    assert!(!reviewed.review.response.as_ref().unwrap().allowed);
+    assert!(!reviewed.response.allowed);
     let observation = observation(&reviewed, at(1_700_000_000)).expect("an observation");
     assert_eq!(observation.namespace, "payments-prod");
     assert_eq!(

@@ -166,7 +166,7 @@ fn compare(
     let body = serde_json::to_vec(&write.admission_review()?)?;
     let reviewed = respond::validate_review(engine, &body)?;
     let outcome = reviewed.outcome.as_ref();
-    let allowed = reviewed.review.response.as_ref().is_some_and(|r| r.allowed);
+    let allowed = reviewed.allowed();
     let principal = outcome
         .and_then(|o| o.identity.as_ref())
         .map_or("", |i| i.username.as_str());

@@ -80,7 +80,7 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
     let principal = outcome
         .and_then(|o| o.identity.as_ref())
         .map_or(ARGOCD_SERVER, |i| i.username.as_str());
-    let guardrails_allows = reviewed.review.response.as_ref().is_some_and(|r| r.allowed);
+    let guardrails_allows = reviewed.allowed();
     outln!(
         "Guardrails: {} ({} {} as {principal}: {})",
         reviewed.verdict,
