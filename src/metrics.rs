@@ -3,7 +3,8 @@
 //! Every label value comes from a closed set (known kinds, actions, decisions, modes, loaded
 //! policy ids), never from the request: a client must not be able to grow `/metrics`.
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{OnceLock, RwLock};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
@@ -55,10 +56,14 @@ pub struct ResultLabels {
 
 pub struct Metrics {
     registry: Registry,
-    requests: Family<RequestLabels, Counter>,
+    requests: Known<RequestLabels>,
     policy_matches: Family<PolicyLabels, Counter>,
-    decision_cache: Family<ResultLabels, Counter>,
+    /// The policy-match series already created, by policy id, then action and modes.
+    known_policy_matches: RwLock<KnownPolicyMatches>,
+    decision_cache_hits: Counter,
+    decision_cache_misses: Counter,
     latency: Family<WebhookLabels, Histogram, fn() -> Histogram>,
+    validate_latency: Histogram,
     rejected: Family<WebhookLabels, Counter>,
     pub patches: Counter,
     policy_reloads: Family<ResultLabels, Counter>,
@@ -70,6 +75,48 @@ pub struct Metrics {
     namespace_cache_errors: Counter,
     pub limits: LimitMetrics,
     pub policy_reports: PolicyReportMetrics,
+}
+
+type FastHash = foldhash::fast::RandomState;
+
+/// Policy-match counters by policy id, then by the rest of their labels.
+type KnownPolicyMatches = HashMap<String, Vec<(PolicyLabels, Counter)>, FastHash>;
+
+/// A counter family whose series are counted on every request: each label set's counter (the
+/// family's own, so both count together) is kept here once created, found again by a fast hash
+/// instead of the family's lookup (SipHash of every label, then its lock). Label values come
+/// from closed sets, so this holds no more series than the family.
+struct Known<S> {
+    family: Family<S, Counter>,
+    series: RwLock<HashMap<S, Counter, FastHash>>,
+}
+
+impl<S> Known<S>
+where
+    S: Clone + std::hash::Hash + Eq + EncodeLabelSet + std::fmt::Debug + Send + Sync + 'static,
+{
+    fn new(family: Family<S, Counter>) -> Self {
+        Self {
+            family,
+            series: RwLock::default(),
+        }
+    }
+
+    fn inc(&self, labels: &S) {
+        // A poisoned lock only means a panic elsewhere while it was held: the map is whole.
+        let series = self.series.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(counter) = series.get(labels) {
+            counter.inc();
+            return;
+        }
+        drop(series);
+        let counter = self.family.get_or_create_owned(labels);
+        counter.inc();
+        self.series
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(labels.clone(), counter);
+    }
 }
 
 /// Register `metric` under `name` and hand it back (a metric is a shared handle).
@@ -93,33 +140,42 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("guardrails");
         registry.register_collector(Box::new(LogLinesDropped));
+        let decision_cache = registered(
+            &mut registry,
+            "decision_cache_requests",
+            "Decided requests by whether their decision was remembered (hit) or evaluated (miss)",
+            Family::<ResultLabels, Counter>::default(),
+        );
+        let latency = registered(
+            &mut registry,
+            "request_duration_seconds",
+            "Time to parse, decide and answer one request",
+            Family::<WebhookLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                latency_histogram as fn() -> Histogram,
+            ),
+        );
         Self {
-            requests: registered(
+            requests: Known::new(registered(
                 &mut registry,
                 "admission_requests",
                 "Decided admission requests, one per recognised action",
                 Family::<RequestLabels, Counter>::default(),
-            ),
+            )),
             policy_matches: registered(
                 &mut registry,
                 "policy_matches",
                 "Forbid policies that matched, by policy id and effective mode",
                 Family::<PolicyLabels, Counter>::default(),
             ),
-            decision_cache: registered(
-                &mut registry,
-                "decision_cache_requests",
-                "Decided requests by whether their decision was remembered (hit) or evaluated (miss)",
-                Family::<ResultLabels, Counter>::default(),
-            ),
-            latency: registered(
-                &mut registry,
-                "request_duration_seconds",
-                "Time to parse, decide and answer one request",
-                Family::<WebhookLabels, Histogram, fn() -> Histogram>::new_with_constructor(
-                    latency_histogram as fn() -> Histogram,
-                ),
-            ),
+            known_policy_matches: RwLock::default(),
+            decision_cache_hits: decision_cache
+                .get_or_create_owned(&ResultLabels { result: "hit" }),
+            decision_cache_misses: decision_cache
+                .get_or_create_owned(&ResultLabels { result: "miss" }),
+            validate_latency: latency.get_or_create_owned(&WebhookLabels {
+                webhook: "validate",
+            }),
+            latency,
             rejected: registered(
                 &mut registry,
                 "rejected_requests",
@@ -175,31 +231,25 @@ impl Metrics {
     }
 
     pub fn record_review(&self, reviewed: &Reviewed, seconds: f64) {
-        self.latency
-            .get_or_create(&WebhookLabels {
-                webhook: "validate",
-            })
-            .observe(seconds);
+        self.validate_latency.observe(seconds);
         let decision = reviewed.verdict.as_str();
         let request = &reviewed.request;
         let kind = Kind::from_resource(&request.resource.group, &request.resource.resource)
             .map_or(OTHER, Kind::as_str);
         let Some(outcome) = &reviewed.outcome else {
-            self.requests
-                .get_or_create(&RequestLabels {
-                    kind,
-                    action: "",
-                    decision,
-                    mode: "",
-                })
-                .inc();
+            self.requests.inc(&RequestLabels {
+                kind,
+                action: "",
+                decision,
+                mode: "",
+            });
             return;
         };
         if outcome.unsupported.is_none() {
-            let result = if outcome.remembered { "hit" } else { "miss" };
-            self.decision_cache
-                .get_or_create(&ResultLabels { result })
-                .inc();
+            match outcome.remembered {
+                true => self.decision_cache_hits.inc(),
+                false => self.decision_cache_misses.inc(),
+            };
         }
         let actions = outcome
             .recognition
@@ -208,25 +258,60 @@ impl Metrics {
         // A request with no action is counted once, under `action=""`.
         let named = actions.iter().map(|a| a.as_str());
         for action in named.chain(actions.is_empty().then_some("")) {
-            self.requests
-                .get_or_create(&RequestLabels {
-                    kind,
-                    action,
-                    decision,
-                    mode: outcome.mode.as_str(),
-                })
-                .inc();
+            self.requests.inc(&RequestLabels {
+                kind,
+                action,
+                decision,
+                mode: outcome.mode.as_str(),
+            });
         }
         for m in &outcome.matches {
-            self.policy_matches
-                .get_or_create(&PolicyLabels {
-                    policy: m.policy.clone(),
-                    action: m.action.as_str(),
-                    mode: m.effective.as_str(),
-                    declared: m.declared.as_str(),
-                })
-                .inc();
+            self.count_policy_match(
+                &m.policy,
+                m.action.as_str(),
+                m.effective.as_str(),
+                m.declared.as_str(),
+            );
         }
+    }
+
+    /// `policy_matches`, found by the policy id as borrowed (no label set built to look it up).
+    fn count_policy_match(
+        &self,
+        policy: &str,
+        action: &'static str,
+        mode: &'static str,
+        declared: &'static str,
+    ) {
+        let same = |labels: &PolicyLabels| {
+            labels.action == action && labels.mode == mode && labels.declared == declared
+        };
+        let known = self
+            .known_policy_matches
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some((_, counter)) = known
+            .get(policy)
+            .and_then(|series| series.iter().find(|(labels, _)| same(labels)))
+        {
+            counter.inc();
+            return;
+        }
+        drop(known);
+        let labels = PolicyLabels {
+            policy: policy.to_string(),
+            action,
+            mode,
+            declared,
+        };
+        let counter = self.policy_matches.get_or_create_owned(&labels);
+        counter.inc();
+        self.known_policy_matches
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(labels.policy.clone())
+            .or_default()
+            .push((labels, counter));
     }
 
     pub fn record_mutation(&self, seconds: f64, patched: bool) {
