@@ -147,7 +147,7 @@ pub fn mutate_review(
     let request = admission::parse_review(body)?;
     let operations = mutations(&request, config, live);
     let count = operations.len();
-    let mut response = AdmissionResponse::from(&request);
+    let mut response = AdmissionResponse::from(&*request);
     if !operations.is_empty() {
         response = match response.clone().with_patch(Patch(operations)) {
             Ok(patched) => patched,

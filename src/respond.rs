@@ -21,7 +21,7 @@ pub const MAX_ECHOED_CHARS: usize = 253;
 #[derive(Debug)]
 pub struct Reviewed {
     pub response: AdmissionResponse,
-    pub request: Request,
+    pub request: Box<Request>,
     pub outcome: Option<Outcome>,
     /// What the review answers; `Error` when there is no outcome or the answer was refused.
     pub verdict: Verdict,

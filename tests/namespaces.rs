@@ -48,7 +48,7 @@ fn request(
     .admission_review()
     .expect("a review");
     let body = serde_json::to_vec(&review).expect("serialises");
-    guardrails::admission::parse_review(&body).expect("parses")
+    *guardrails::admission::parse_review(&body).expect("parses")
 }
 
 fn with_label(mut namespace: Value, key: &str, value: Option<&str>) -> Value {

@@ -274,8 +274,8 @@ fn an_answer_writes_what_kubes_review_writes() {
     .unwrap();
     // From a request (v1, v1beta1), and without one (a body that never parsed).
     for response in [
-        AdmissionResponse::from(&request),
-        AdmissionResponse::from(&beta).deny("no"),
+        AdmissionResponse::from(&*request),
+        AdmissionResponse::from(&*beta).deny("no"),
         AdmissionResponse::invalid("not a review"),
     ] {
         assert_eq!(
@@ -284,7 +284,7 @@ fn an_answer_writes_what_kubes_review_writes() {
         );
     }
     assert_eq!(
-        Answer::new(&AdmissionResponse::from(&beta)).api_version,
+        Answer::new(&AdmissionResponse::from(&*beta)).api_version,
         "admission.k8s.io/v1beta1"
     );
 }
