@@ -138,7 +138,25 @@ fn every_character_is_escaped_as_serde_json_escapes_it() {
     let long: String = (0..40)
         .map(|i| format!("{}{every}", "x".repeat(i)))
         .collect();
-    for text in [every.as_str(), long.as_str(), "", "plain"] {
+    // Short strings (the writer copies a plain one of up to 64 bytes as it is), each odd
+    // character alone, inside, and last of 64 and of 65 bytes.
+    let short: Vec<String> = every
+        .chars()
+        .flat_map(|odd| {
+            let fill = |bytes: usize| "x".repeat(bytes - odd.len_utf8());
+            [
+                odd.to_string(),
+                format!("a{odd}b"),
+                format!("{}{odd}", fill(64)),
+                format!("{}{odd}", fill(65)),
+            ]
+        })
+        .chain(["x".repeat(64), "x".repeat(65)])
+        .collect();
+    let texts = [every.as_str(), long.as_str(), "", "plain"]
+        .into_iter()
+        .chain(short.iter().map(String::as_str));
+    for text in texts {
         let (ours, theirs) = both_ways(&text);
         assert_eq!(ours, theirs);
         let (ours, theirs) = both_ways(&std::collections::BTreeMap::from([(text, [text])]));
