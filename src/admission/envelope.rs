@@ -67,40 +67,24 @@ pub(super) struct RequestFields {
 impl RequestFields {
     /// The request, typed as the review's `apiVersion` and `kind` (as kube's `TryInto` does).
     pub fn into_request(self: Box<Self>, types: TypeMeta) -> Box<Request> {
-        let RequestFields {
-            uid,
-            kind,
-            resource,
-            sub_resource,
-            request_kind,
-            request_resource,
-            request_sub_resource,
-            name,
-            namespace,
-            operation,
-            user_info,
-            object,
-            old_object,
-            dry_run,
-            options,
-        } = *self;
+        // Fields move out of the box one by one: the whole is never copied to the stack.
         Box::new(Request {
             types,
-            uid,
-            kind,
-            resource,
-            sub_resource,
-            request_kind,
-            request_resource,
-            request_sub_resource,
-            name,
-            namespace,
-            operation,
-            user_info,
-            object,
-            old_object,
-            dry_run,
-            options,
+            uid: self.uid,
+            kind: self.kind,
+            resource: self.resource,
+            sub_resource: self.sub_resource,
+            request_kind: self.request_kind,
+            request_resource: self.request_resource,
+            request_sub_resource: self.request_sub_resource,
+            name: self.name,
+            namespace: self.namespace,
+            operation: self.operation,
+            user_info: self.user_info,
+            object: self.object,
+            old_object: self.old_object,
+            dry_run: self.dry_run,
+            options: self.options,
         })
     }
 }
