@@ -419,13 +419,7 @@ impl AuditLog {
         // Room for a record (and the request it quotes) without growing as it is written.
         let quoted = record.request.map_or(0, |raw| raw.get().len());
         let mut line = Vec::with_capacity(1024 + quoted);
-        // A quoted request is serde_json's `RawValue`, which only serde_json writes verbatim.
-        let written = if record.request.is_some() {
-            serde_json::to_writer(&mut line, &record).map_err(|e| e.to_string())
-        } else {
-            crate::json::write_answer(&mut line, &record).map_err(|e| e.to_string())
-        };
-        match written {
+        match record.write(&mut line) {
             Ok(()) => {
                 line.push(b'\n');
                 Some(line)
