@@ -124,37 +124,25 @@ fn every_answer_and_audit_record_is_written_as_serde_json_writes_it() {
         let kubes = serde_json::to_string(&into_review(reviewed.response.clone())).unwrap();
         assert_eq!(theirs, kubes, "answer to {}", path.display());
         let mut record = AuditRecord::new(&reviewed, Duration::from_micros(1234));
-        let written = |record: &AuditRecord| {
+        let same_as_derived = |record: &AuditRecord| {
             let mut line = Vec::new();
             record.write(&mut line).unwrap();
-            String::from_utf8(line).unwrap()
+            let theirs = serde_json::to_string(record).unwrap();
+            assert_eq!(
+                String::from_utf8(line).unwrap(),
+                theirs,
+                "audit record of {}",
+                path.display()
+            );
         };
-        let theirs = serde_json::to_string(&record).unwrap();
-        assert_eq!(
-            written(&record),
-            theirs,
-            "audit record of {}",
-            path.display()
-        );
+        same_as_derived(&record);
         // With the request quoted, or said to be left out.
         let quoted = RawValue::from_string(String::from_utf8(bytes.clone()).unwrap()).unwrap();
         record.request = Some(&quoted);
-        let theirs = serde_json::to_string(&record).unwrap();
-        assert_eq!(
-            written(&record),
-            theirs,
-            "audit record of {}",
-            path.display()
-        );
+        same_as_derived(&record);
         record.request = None;
         record.request_omitted = Some("request of 9 bytes exceeds the 1 byte limit \"x\"".into());
-        let theirs = serde_json::to_string(&record).unwrap();
-        assert_eq!(
-            written(&record),
-            theirs,
-            "audit record of {}",
-            path.display()
-        );
+        same_as_derived(&record);
     }
     // Denials carry the long texts: messages, reasons, annotations.
     assert!(denied > 50, "{denied} denials");
