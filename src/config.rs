@@ -5,6 +5,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::FastHash;
 use crate::vocabulary::Mode;
 
 /// The configuration shipped with the binary (`config/guardrails.yaml`).
@@ -188,8 +189,6 @@ pub struct Config {
     delegators: HashSet<String, FastHash>,
     automation: HashSet<String, FastHash>,
 }
-
-type FastHash = foldhash::fast::RandomState;
 
 impl Config {
     pub fn from_yaml(text: &str, origin: &str) -> Result<Self, ConfigError> {

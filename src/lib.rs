@@ -31,3 +31,9 @@ pub mod server;
 pub mod sync;
 pub mod units;
 pub mod vocabulary;
+
+/// The hasher for maps looked up on every request (foldhash, seeded per process): several times
+/// cheaper than SipHash on short keys. For maps whose contents a client cannot grow at will
+/// (the config's names, metric label sets) or that are bounded and start over when full (the
+/// decision cache).
+pub type FastHash = foldhash::fast::RandomState;

@@ -14,6 +14,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Metric, Registry};
 
+use crate::FastHash;
 use crate::audit::AuditLog;
 use crate::respond::Reviewed;
 use crate::vocabulary::Kind;
@@ -76,8 +77,6 @@ pub struct Metrics {
     pub limits: LimitMetrics,
     pub policy_reports: PolicyReportMetrics,
 }
-
-type FastHash = foldhash::fast::RandomState;
 
 /// Policy-match counters by policy id, then by the rest of their labels.
 type KnownPolicyMatches = HashMap<String, Vec<(PolicyLabels, Counter)>, FastHash>;

@@ -15,6 +15,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::Found;
+use crate::FastHash;
 use crate::entities::CedarInputs;
 use crate::sync::lock;
 
@@ -40,7 +41,7 @@ pub struct DecisionCache {
 
 #[derive(Default)]
 struct Remembered {
-    entries: HashMap<CedarInputs, Found, foldhash::fast::RandomState>,
+    entries: HashMap<CedarInputs, Found, FastHash>,
     bytes: usize,
 }
 
