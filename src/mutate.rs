@@ -158,7 +158,7 @@ pub fn mutate_review(
         };
     }
     let patch = response.patch.take();
-    let mut review = serde_json::to_value(admission::into_review(response))
+    let mut review = serde_json::to_value(admission::Answer::new(&response))
         .map_err(|e| EnvelopeError::Malformed(format!("cannot serialise the response: {e}")))?;
     if let Some(patch) = patch
         && let Some(answer) = review.get_mut("response")

@@ -332,16 +332,18 @@ impl<'a> Answer<'a> {
     }
 }
 
-/// `Answer` as kube's owned review (the mutating answer edits it as a `Value`).
+/// `Answer` as kube's owned review, with the same type: what the answer is checked against.
 pub fn into_review(response: AdmissionResponse) -> AdmissionReview<DynamicObject> {
-    let mut review = response.into_review();
-    if review.types.api_version.is_empty() {
-        review.types = TypeMeta {
-            api_version: "admission.k8s.io/v1".into(),
-            kind: "AdmissionReview".into(),
-        };
+    let answer = Answer::new(&response);
+    let types = TypeMeta {
+        api_version: answer.api_version.into(),
+        kind: answer.kind.into(),
+    };
+    AdmissionReview {
+        types,
+        request: None,
+        response: Some(response),
     }
-    review
 }
 
 #[cfg(test)]
