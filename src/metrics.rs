@@ -14,10 +14,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Metric, Registry};
 
-use crate::FastHash;
 use crate::audit::AuditLog;
 use crate::respond::Reviewed;
 use crate::vocabulary::Kind;
+use crate::{FastHash, sync};
 
 /// Label value for anything outside a closed set.
 pub const OTHER: &str = "other";
@@ -58,9 +58,7 @@ pub struct ResultLabels {
 pub struct Metrics {
     registry: Registry,
     requests: Known<RequestLabels>,
-    policy_matches: Family<PolicyLabels, Counter>,
-    /// The policy-match series already created, by policy id, then action and modes.
-    known_policy_matches: RwLock<KnownPolicyMatches>,
+    policy_matches: Known<PolicyLabels>,
     decision_cache_hits: Counter,
     decision_cache_misses: Counter,
     latency: Family<WebhookLabels, Histogram, fn() -> Histogram>,
@@ -77,9 +75,6 @@ pub struct Metrics {
     pub limits: LimitMetrics,
     pub policy_reports: PolicyReportMetrics,
 }
-
-/// Policy-match counters by policy id, then by the rest of their labels.
-type KnownPolicyMatches = HashMap<String, Vec<(PolicyLabels, Counter)>, FastHash>;
 
 /// A counter family whose series are counted on every request: each label set's counter (the
 /// family's own, so both count together) is kept here once created, found again by a fast hash
@@ -102,19 +97,13 @@ where
     }
 
     fn inc(&self, labels: &S) {
-        // A poisoned lock only means a panic elsewhere while it was held: the map is whole.
-        let series = self.series.read().unwrap_or_else(|e| e.into_inner());
-        if let Some(counter) = series.get(labels) {
+        if let Some(counter) = sync::read(&self.series).get(labels) {
             counter.inc();
             return;
         }
-        drop(series);
         let counter = self.family.get_or_create_owned(labels);
         counter.inc();
-        self.series
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(labels.clone(), counter);
+        sync::write(&self.series).insert(labels.clone(), counter);
     }
 }
 
@@ -160,13 +149,12 @@ impl Metrics {
                 "Decided admission requests, one per recognised action",
                 Family::<RequestLabels, Counter>::default(),
             )),
-            policy_matches: registered(
+            policy_matches: Known::new(registered(
                 &mut registry,
                 "policy_matches",
                 "Forbid policies that matched, by policy id and effective mode",
                 Family::<PolicyLabels, Counter>::default(),
-            ),
-            known_policy_matches: RwLock::default(),
+            )),
             decision_cache_hits: decision_cache
                 .get_or_create_owned(&ResultLabels { result: "hit" }),
             decision_cache_misses: decision_cache
@@ -265,52 +253,13 @@ impl Metrics {
             });
         }
         for m in &outcome.matches {
-            self.count_policy_match(
-                &m.policy,
-                m.action.as_str(),
-                m.effective.as_str(),
-                m.declared.as_str(),
-            );
+            self.policy_matches.inc(&PolicyLabels {
+                policy: m.policy.clone(),
+                action: m.action.as_str(),
+                mode: m.effective.as_str(),
+                declared: m.declared.as_str(),
+            });
         }
-    }
-
-    /// `policy_matches`, found by the policy id as borrowed (no label set built to look it up).
-    fn count_policy_match(
-        &self,
-        policy: &str,
-        action: &'static str,
-        mode: &'static str,
-        declared: &'static str,
-    ) {
-        let same = |labels: &PolicyLabels| {
-            labels.action == action && labels.mode == mode && labels.declared == declared
-        };
-        let known = self
-            .known_policy_matches
-            .read()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some((_, counter)) = known
-            .get(policy)
-            .and_then(|series| series.iter().find(|(labels, _)| same(labels)))
-        {
-            counter.inc();
-            return;
-        }
-        drop(known);
-        let labels = PolicyLabels {
-            policy: policy.to_string(),
-            action,
-            mode,
-            declared,
-        };
-        let counter = self.policy_matches.get_or_create_owned(&labels);
-        counter.inc();
-        self.known_policy_matches
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(labels.policy.clone())
-            .or_default()
-            .push((labels, counter));
     }
 
     pub fn record_mutation(&self, seconds: f64, patched: bool) {
