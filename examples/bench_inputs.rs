@@ -129,7 +129,7 @@ fn measured_loop(
                 // Written as the server writes them.
                 let record = AuditRecord::new(&reviewed, Duration::from_micros(40));
                 let mut line = Vec::with_capacity(1024);
-                record.write(&mut line)?;
+                record.write(&mut line).map_err(|e| e.to_string())?;
                 let mut answer = Vec::with_capacity(1024);
                 guardrails::json::write_answer(&mut answer, &reviewed.answer())
                     .map_err(|e| e.to_string())?;

@@ -184,6 +184,17 @@ impl<'a> ObjectWriter<'a> {
         name: &'static str,
         value: &T,
     ) -> Result<(), sonic_rs::Error> {
+        self.name(name);
+        write_answer(self.out, value)
+    }
+
+    /// A member whose value is JSON text already (serde_json's `RawValue`), copied as it is.
+    pub fn raw_member(&mut self, name: &'static str, json: &serde_json::value::RawValue) {
+        self.name(name);
+        self.out.extend_from_slice(json.get().as_bytes());
+    }
+
+    fn name(&mut self, name: &'static str) {
         debug_assert!(
             name.bytes()
                 .all(|byte| byte.is_ascii_graphic() && byte != b'"' && byte != b'\\'),
@@ -196,7 +207,6 @@ impl<'a> ObjectWriter<'a> {
         self.out.push(b'"');
         self.out.extend_from_slice(name.as_bytes());
         self.out.extend_from_slice(b"\":");
-        write_answer(self.out, value)
     }
 
     pub fn end(self) {

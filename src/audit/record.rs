@@ -46,17 +46,10 @@ pub struct AuditRecord<'a> {
 }
 
 impl AuditRecord<'_> {
-    /// The line, as serde_json writes the derived form: member by member
-    /// (`json::ObjectWriter`), or by serde_json whole when it quotes the request (a `RawValue`,
-    /// which only serde_json writes verbatim). `tests/envelope_parity.rs` holds the two equal.
-    pub fn write(&self, out: &mut Vec<u8>) -> Result<(), String> {
-        if self.request.is_some() {
-            return serde_json::to_writer(out, self).map_err(|e| e.to_string());
-        }
-        self.write_members(out).map_err(|e| e.to_string())
-    }
-
-    fn write_members(&self, out: &mut Vec<u8>) -> Result<(), sonic_rs::Error> {
+    /// The line, as serde_json writes the derived form (`tests/envelope_parity.rs` holds the
+    /// two equal), member by member (`json::ObjectWriter`); a quoted request is JSON text
+    /// already and is copied as it is.
+    pub fn write(&self, out: &mut Vec<u8>) -> Result<(), sonic_rs::Error> {
         let mut object = crate::json::ObjectWriter::new(out);
         object.member("time", &self.time)?;
         object.member("uid", self.uid)?;
@@ -82,6 +75,9 @@ impl AuditRecord<'_> {
         object.member("warnings", self.warnings)?;
         object.member("dryRun", &self.dry_run)?;
         object.member("latencyUs", &self.latency_us)?;
+        if let Some(request) = self.request {
+            object.raw_member("request", request);
+        }
         if let Some(omitted) = &self.request_omitted {
             object.member("requestOmitted", omitted)?;
         }
